@@ -1,0 +1,29 @@
+# One-command entry points. Both create .venv and install the package on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job: the embedded default run (MProtoNet+KML on synthetic data).
+run: $(STAMP)
+	$(PY) scripts/train.py
+
+## The whole test suite (CPU, < 10 minutes on 2 cores).
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

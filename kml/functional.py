@@ -1,0 +1,175 @@
+"""Task-batched functional layers.
+
+Every layer of the library runs ``T`` few-shot tasks at once. Activations of a
+conv trunk are kept in the *grouped layout* ``(B, T*C, H, W)``: channel block
+``t`` holds task ``t``. In this layout
+
+- a convolution whose kernel is shared by all tasks is a plain convolution over
+  the batch ``(B*T, C, H, W)`` (a free view of the same memory);
+- a convolution with one kernel per task (MAML's adapted weights, KML's
+  modulated kernels) is a single grouped convolution with ``groups=T``;
+- batch normalisation with statistics per task and channel is one
+  ``F.batch_norm`` call over the ``T*C`` channels;
+- FiLM is a broadcast over ``(1, T*C, 1, 1)``.
+
+Parameters may carry a leading task dimension: a conv weight is either
+``(C_out, C_in, k, k)`` (shared) or ``(T, C_out, C_in, k, k)`` (per task), a bias
+``(C_out,)`` or ``(T, C_out)``, a linear weight ``(N, D)`` or ``(T, N, D)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "tasks_to_grouped",
+    "grouped_to_tasks",
+    "conv2d_grouped",
+    "batch_norm_grouped",
+    "film_grouped",
+    "global_avg_pool_grouped",
+    "flatten_grouped",
+    "linear_tasks",
+]
+
+
+def tasks_to_grouped(x: Tensor) -> Tensor:
+    """``(T, B, C, H, W)`` -> grouped layout ``(B, T*C, H, W)``."""
+    num_tasks, batch, channels, height, width = x.shape
+    return x.transpose(0, 1).reshape(batch, num_tasks * channels, height, width)
+
+
+def grouped_to_tasks(x: Tensor, num_tasks: int) -> Tensor:
+    """Grouped layout ``(B, T*C, H, W)`` -> ``(T, B, C, H, W)``."""
+    batch, tc, height, width = x.shape
+    return x.reshape(batch, num_tasks, tc // num_tasks, height, width).transpose(0, 1)
+
+
+def _per_task_vector(v: Tensor | None, num_tasks: int) -> Tensor | None:
+    """``(C,)`` or ``(T, C)`` -> flat ``(T*C,)`` (``None`` stays ``None``)."""
+    if v is None:
+        return None
+    if v.dim() == 1:
+        v = v.unsqueeze(0).expand(num_tasks, v.shape[0])
+    return v.reshape(-1)
+
+
+def conv2d_grouped(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    num_tasks: int,
+    stride: int = 1,
+    padding: int = 0,
+) -> Tensor:
+    """Convolution of ``T`` tasks in the grouped layout.
+
+    Args:
+        x: ``(B, T*C_in, H, W)``.
+        weight: ``(C_out, C_in, k, k)`` shared by all tasks or ``(T, C_out, C_in, k, k)``.
+        bias: ``None``, ``(C_out,)`` or ``(T, C_out)``.
+        num_tasks: ``T``.
+
+    Returns:
+        ``(B, T*C_out, H', W')``.
+    """
+    batch, tc, height, width = x.shape
+    in_channels = tc // num_tasks
+    if weight.dim() == 4:
+        out_channels = weight.shape[0]
+        shared_bias = bias if (bias is None or bias.dim() == 1) else None
+        y = F.conv2d(
+            x.reshape(batch * num_tasks, in_channels, height, width),
+            weight,
+            shared_bias,
+            stride=stride,
+            padding=padding,
+        )
+        y = y.reshape(batch, num_tasks * out_channels, y.shape[-2], y.shape[-1])
+        if bias is not None and bias.dim() == 2:
+            y = y + bias.reshape(1, -1, 1, 1)
+        return y
+    if weight.shape[0] != num_tasks:
+        raise ValueError(f"per-task weight has {weight.shape[0]} tasks, input has {num_tasks}")
+    out_channels = weight.shape[1]
+    flat_weight = weight.reshape(num_tasks * out_channels, *weight.shape[2:])
+    return F.conv2d(
+        x,
+        flat_weight,
+        _per_task_vector(bias, num_tasks),
+        stride=stride,
+        padding=padding,
+        groups=num_tasks,
+    )
+
+
+def batch_norm_grouped(
+    x: Tensor,
+    num_tasks: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalisation with batch statistics per task and channel.
+
+    Statistics are taken over ``(B, H, W)`` of each task separately, as when each
+    task is run alone (transductive BN, no running statistics).
+
+    Args:
+        x: ``(B, T*C, H, W)``.
+        weight, bias: optional affine parameters, ``(C,)`` or ``(T, C)``.
+    """
+    return F.batch_norm(
+        x,
+        None,
+        None,
+        _per_task_vector(weight, num_tasks),
+        _per_task_vector(bias, num_tasks),
+        training=True,
+        momentum=0.0,
+        eps=eps,
+    )
+
+
+def film_grouped(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """Feature-wise linear modulation ``x * scale + shift`` per task and channel.
+
+    Args:
+        x: ``(B, T*C, H, W)``.
+        scale, shift: ``(T, C)``.
+    """
+    return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+
+
+def global_avg_pool_grouped(x: Tensor, num_tasks: int) -> Tensor:
+    """``(B, T*C, H, W)`` -> per-task features ``(T, B, C)``."""
+    batch = x.shape[0]
+    return x.mean(dim=(2, 3)).reshape(batch, num_tasks, -1).transpose(0, 1)
+
+
+def flatten_grouped(x: Tensor, num_tasks: int) -> Tensor:
+    """``(B, T*C, H, W)`` -> per-task flattened features ``(T, B, C*H*W)``."""
+    batch = x.shape[0]
+    return x.reshape(batch, num_tasks, -1).transpose(0, 1)
+
+
+def linear_tasks(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """Per-task linear layer.
+
+    Args:
+        x: ``(T, B, D)``.
+        weight: ``(N, D)`` shared or ``(T, N, D)`` per task.
+        bias: ``None``, ``(N,)`` or ``(T, N)``.
+
+    Returns:
+        ``(T, B, N)``.
+    """
+    if weight.dim() == 2:
+        y = x @ weight.t()
+    else:
+        y = torch.bmm(x, weight.transpose(1, 2))
+    if bias is not None:
+        y = y + (bias.unsqueeze(-2) if bias.dim() == 2 else bias)
+    return y

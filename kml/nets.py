@@ -1,0 +1,267 @@
+"""Networks: the Conv-4 backbones, the task encoder and the per-layer modulators.
+
+All networks take a batch of ``T`` tasks, ``x (T, B, C, H, W)``, and run them
+in one computation (see :mod:`kml.functional`). :class:`Conv4` reads its
+parameters through attribute access, so ``torch.func.functional_call`` can swap
+them, and also takes an explicit ``params`` dict whose tensors may carry a
+leading task dimension (MAML's per-task adapted weights).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from kml.functional import (
+    batch_norm_grouped,
+    conv2d_grouped,
+    film_grouped,
+    flatten_grouped,
+    global_avg_pool_grouped,
+    linear_tasks,
+    tasks_to_grouped,
+)
+from kml.modulation import (
+    FeatureModulation,
+    FiLMGenerator,
+    KernelGenerator,
+    KernelModulation,
+    modulate_kernel,
+)
+
+__all__ = ["Conv4", "TaskEncoder", "Modulator", "LayerModulation", "MODULATIONS", "STYLES"]
+
+LayerModulation = Union[KernelModulation, FeatureModulation, None]
+MODULATIONS = ("none", "film", "kml")
+STYLES = ("strided", "maxpool")
+
+
+def _spatial_size(image_size: int, style: str, depth: int) -> int:
+    size = image_size
+    for _ in range(depth):
+        size = (size - 1) // 2 + 1 if style == "strided" else size // 2
+    return size
+
+
+class ConvBlock(nn.Module):
+    """Parameter holder of one Conv-4 block: ``conv`` and optional BN affine ``bn``."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bn_affine: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=True)
+        self.bn = nn.BatchNorm2d(out_channels, affine=True, track_running_stats=False) if bn_affine else None
+
+
+class Conv4(nn.Module):
+    """Conv-4 backbone, vectorised over tasks.
+
+    Block ``l``: ``conv3x3 -> BatchNorm (batch statistics per task) -> [FiLM] -> ReLU
+    [-> max-pool 2x2]``; with kernel modulation the conv uses ``W * scale`` and
+    ``b + shift``.
+
+    Args:
+        in_channels: image channels.
+        channels: output channels of the blocks; ``(32, 64, 128, 256)`` is
+            MMAML/KML's network, ``(32,)*4`` or ``(64,)*4`` the classic MAML one.
+        style: ``"strided"`` (3x3 stride-2 conv, MMAML/KML; 84 -> 42 -> 21 -> 11 -> 6)
+            or ``"maxpool"`` (3x3 stride-1 conv then 2x2 max-pool, classic MAML).
+        bn_affine: learnable BN scale/shift (MMAML's backbone has none).
+        pool: ``"avg"`` (global average pool -> ``channels[-1]`` features) or
+            ``"flatten"`` (``channels[-1] * s * s`` features).
+        num_classes: size of the linear head (MAML); ``None`` returns features (ProtoNet).
+        image_size: input height/width (needed for ``pool="flatten"``).
+
+    Shapes: ``forward(x (T, B, C, H, W))`` -> ``(T, B, num_classes)`` logits or
+    ``(T, B, feature_dim)`` features. A 4-d ``x (B, C, H, W)`` is one task.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        style: str = "strided",
+        bn_affine: bool = False,
+        pool: str = "avg",
+        num_classes: int | None = None,
+        image_size: int = 84,
+    ) -> None:
+        super().__init__()
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        if pool not in ("avg", "flatten"):
+            raise ValueError(f"pool must be 'avg' or 'flatten', got {pool!r}")
+        self.in_channels = in_channels
+        self.channels = tuple(int(c) for c in channels)
+        self.style = style
+        self.pool = pool
+        self.image_size = image_size
+        self.stride = 2 if style == "strided" else 1
+        widths = (in_channels,) + self.channels
+        self.blocks = nn.ModuleList(
+            ConvBlock(widths[i], widths[i + 1], self.stride, bn_affine) for i in range(len(self.channels))
+        )
+        spatial = _spatial_size(image_size, style, len(self.channels))
+        if spatial < 1:
+            raise ValueError(f"image_size {image_size} is too small for {len(self.channels)} blocks")
+        self.feature_dim = self.channels[-1] * (1 if pool == "avg" else spatial * spatial)
+        self.head = nn.Linear(self.feature_dim, num_classes) if num_classes else None
+        self.num_classes = num_classes
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and zero biases (MMAML)."""
+        for block in self.blocks:
+            nn.init.xavier_uniform_(block.conv.weight)
+            nn.init.zeros_(block.conv.bias)
+        if self.head is not None:
+            nn.init.xavier_uniform_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """``(in_channels, out_channels)`` of each block, for building modulators."""
+        widths = (self.in_channels,) + self.channels
+        return [(widths[i], widths[i + 1]) for i in range(len(self.channels))]
+
+    def forward(
+        self,
+        x: Tensor,
+        modulation: Sequence[LayerModulation] | None = None,
+        params: dict[str, Tensor] | None = None,
+    ) -> Tensor:
+        """Run ``T`` tasks.
+
+        Args:
+            x: ``(T, B, C, H, W)`` (or ``(B, C, H, W)`` for one task).
+            modulation: one :class:`KernelModulation` / :class:`FeatureModulation` /
+                ``None`` per block, each holding ``T`` tasks.
+            params: optional replacements for parameters by name (``"blocks.0.conv.weight"``,
+                ``"head.weight"``, ...); a tensor may have a leading ``T`` dimension.
+        """
+        single = x.dim() == 4
+        if single:
+            x = x.unsqueeze(0)
+        num_tasks = x.shape[0]
+        params = params or {}
+
+        def get(name: str, default: Tensor | None) -> Tensor | None:
+            return params.get(name, default)
+
+        h = tasks_to_grouped(x)
+        for i, block in enumerate(self.blocks):
+            prefix = f"blocks.{i}."
+            weight = get(prefix + "conv.weight", block.conv.weight)
+            bias = get(prefix + "conv.bias", block.conv.bias)
+            mod = modulation[i] if modulation is not None else None
+            if isinstance(mod, KernelModulation):
+                weight, bias = modulate_kernel(weight, bias, mod)
+            h = conv2d_grouped(h, weight, bias, num_tasks, stride=self.stride, padding=1)
+            if block.bn is not None:
+                h = batch_norm_grouped(
+                    h, num_tasks, get(prefix + "bn.weight", block.bn.weight), get(prefix + "bn.bias", block.bn.bias)
+                )
+            else:
+                h = batch_norm_grouped(h, num_tasks)
+            if isinstance(mod, FeatureModulation):
+                h = film_grouped(h, mod.scale, mod.shift)
+            h = F.relu(h)
+            if self.style == "maxpool":
+                h = F.max_pool2d(h, 2)
+        features = global_avg_pool_grouped(h, num_tasks) if self.pool == "avg" else flatten_grouped(h, num_tasks)
+        if self.head is not None:
+            features = linear_tasks(features, get("head.weight", self.head.weight), get("head.bias", self.head.bias))
+        return features[0] if single else features
+
+
+class TaskEncoder(nn.Module):
+    """Task encoder ``h_phi``: support images -> task embedding ``v``.
+
+    A strided Conv-4 trunk with affine BN (batch statistics per task), global
+    average pooling, ``Linear(channels[-1], task_dim) + ReLU`` per image, then the
+    mean over the support images (labels are not used).
+
+    Shapes: ``support (T, N*K, C, H, W)`` -> ``(T, task_dim)``; a 4-d support set
+    (one task) gives ``(task_dim,)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        task_dim: int = 128,
+        image_size: int = 84,
+    ) -> None:
+        super().__init__()
+        self.task_dim = task_dim
+        self.trunk = Conv4(in_channels, channels, style="strided", bn_affine=True, pool="avg", image_size=image_size)
+        self.project = nn.Linear(self.trunk.feature_dim, task_dim)
+
+    def forward(self, support: Tensor) -> Tensor:
+        single = support.dim() == 4
+        if single:
+            support = support.unsqueeze(0)
+        per_image = F.relu(self.project(self.trunk(support)))  # (T, N*K, task_dim)
+        embedding = per_image.mean(dim=1)
+        return embedding[0] if single else embedding
+
+
+class Modulator(nn.Module):
+    """Per-layer generators mapping a task embedding to the modulation of each block.
+
+    Args:
+        layer_shapes: ``(in_channels, out_channels)`` per block (``Conv4.layer_shapes()``).
+        kind: ``"film"`` or ``"kml"``.
+        task_dim: task embedding size.
+        kernel_size: conv kernel size (3 for Conv-4).
+        hidden: hidden sizes of the generator MLPs.
+        rank, factorization, identity: KML options (see :class:`kml.modulation.KernelGenerator`).
+
+    ``forward(task_embedding (T, task_dim))`` -> list of per-block modulations.
+    """
+
+    def __init__(
+        self,
+        layer_shapes: Sequence[tuple[int, int]],
+        kind: str,
+        task_dim: int = 128,
+        kernel_size: int = 3,
+        hidden: Sequence[int] = (),
+        rank: int = 1,
+        factorization: str = "channel",
+        identity: bool = True,
+    ) -> None:
+        super().__init__()
+        if kind not in ("film", "kml"):
+            raise ValueError(f"Modulator kind must be 'film' or 'kml', got {kind!r}")
+        self.kind = kind
+        if kind == "film":
+            self.generators = nn.ModuleList(FiLMGenerator(out, task_dim, hidden) for _, out in layer_shapes)
+        else:
+            self.generators = nn.ModuleList(
+                KernelGenerator(
+                    cin,
+                    cout,
+                    kernel_size,
+                    task_dim,
+                    bias=True,
+                    rank=rank,
+                    hidden=hidden,
+                    factorization=factorization,
+                    identity=identity,
+                    first_layer=(i == 0),
+                )
+                for i, (cin, cout) in enumerate(layer_shapes)
+            )
+
+    def forward(self, task_embedding: Tensor) -> list[LayerModulation]:
+        return [gen(task_embedding) for gen in self.generators]
+
+
+def select_tasks(modulation: Sequence[LayerModulation] | None, index: slice) -> list[LayerModulation] | None:
+    """The per-block modulation of a subset of tasks."""
+    if modulation is None:
+        return None
+    return [None if m is None else m.select(index) for m in modulation]
