@@ -20,6 +20,7 @@ Parameters may carry a leading task dimension: a conv weight is either
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -32,6 +33,7 @@ __all__ = [
     "global_avg_pool_grouped",
     "flatten_grouped",
     "linear_tasks",
+    "TaskLinear",
 ]
 
 
@@ -173,3 +175,21 @@ def linear_tasks(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     if bias is not None:
         y = y + (bias.unsqueeze(-2) if bias.dim() == 2 else bias)
     return y
+
+
+class TaskLinear(nn.Linear):
+    """``nn.Linear`` that also accepts per-task parameters.
+
+    Behaves exactly like ``nn.Linear``; when its ``weight`` is swapped for a
+    per-task tensor ``(T, out, in)`` (and ``bias`` for ``(T, out)``), e.g. with
+    ``torch.func.functional_call``, an input ``(T, ..., in)`` is mapped task by
+    task. This lets whole learners run with a different parameter vector per task
+    (used by the vectorised transference analysis).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.weight.dim() == 2:
+            return F.linear(x, self.weight, self.bias)
+        num_tasks = self.weight.shape[0]
+        flat = x.reshape(num_tasks, -1, x.shape[-1])
+        return linear_tasks(flat, self.weight, self.bias).reshape(*x.shape[:-1], self.weight.shape[1])

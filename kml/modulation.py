@@ -44,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.functional import conv2d_grouped, grouped_to_tasks, tasks_to_grouped
+from kml.functional import TaskLinear, conv2d_grouped, grouped_to_tasks, tasks_to_grouped
 
 __all__ = [
     "MLP",
@@ -81,9 +81,9 @@ class MLP(nn.Sequential):
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(inplace=False)]
+            layers += [TaskLinear(width, h), nn.ReLU(inplace=False)]
             width = h
-        layers.append(nn.Linear(width, out_features))
+        layers.append(TaskLinear(width, out_features))
         super().__init__(*layers)
         if zero_init:
             nn.init.zeros_(self[-1].weight)

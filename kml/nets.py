@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kml.functional import (
+    TaskLinear,
     batch_norm_grouped,
     conv2d_grouped,
     film_grouped,
@@ -197,7 +198,7 @@ class TaskEncoder(nn.Module):
         super().__init__()
         self.task_dim = task_dim
         self.trunk = Conv4(in_channels, channels, style="strided", bn_affine=True, pool="avg", image_size=image_size)
-        self.project = nn.Linear(self.trunk.feature_dim, task_dim)
+        self.project = TaskLinear(self.trunk.feature_dim, task_dim)
 
     def forward(self, support: Tensor) -> Tensor:
         single = support.dim() == 4

@@ -183,3 +183,19 @@ def test_method_names_and_wrong_heads():
         ProtoNet(build_learner("maml").backbone)
     with pytest.raises(ValueError, match="learner must be one of"):
         build_learner("reptile")
+
+
+@pytest.mark.parametrize("learner,modulation", [("maml", "kml"), ("maml", "film"), ("protonet", "kml"), ("protonet", "none")])
+def test_per_task_meta_parameters_through_functional_call(learner, modulation):
+    """Every meta-parameter may carry a leading task dimension (one parameter vector
+    per task): the batched run equals running each task with its own parameters."""
+    net = make(learner, modulation, seed=18)
+    episode = tiny_episode(tasks=3, ways=3, seed=19, dtype=torch.float64)
+    g = torch.Generator().manual_seed(20)
+    base = {n: p.detach() for n, p in net.named_parameters()}
+    per_task = [{n: v + 0.01 * torch.randn(v.shape, generator=g, dtype=v.dtype) for n, v in base.items()} for _ in range(3)]
+    stacked = {n: torch.stack([p[n] for p in per_task]) for n in base}
+    batched = torch.func.functional_call(net, stacked, tuple(episode))
+    for t in range(3):
+        alone = torch.func.functional_call(net, per_task[t], tuple(x[t : t + 1] for x in episode))
+        torch.testing.assert_close(alone.task_losses[0], batched.task_losses[t], atol=1e-10, rtol=1e-8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -58,6 +60,7 @@ class MAML(MetaLearner):
         self.inner_lr = inner_lr
         self.first_order = first_order
         self.grad_clip = grad_clip
+        self._backbone_shapes = {name: tuple(p.shape) for name, p in backbone.named_parameters()}
 
     def default_ways(self, support_labels: Tensor) -> int:
         return self.backbone.num_classes
@@ -93,9 +96,14 @@ class MAML(MetaLearner):
         create_graph = meta_grad and not self.first_order
         with torch.enable_grad():
             fast: dict[str, Tensor] = {}
-            for name, p in self.backbone.named_parameters():
-                base = p if meta_grad else p.detach().requires_grad_(True)
-                fast[name] = base.unsqueeze(0).expand(num_tasks, *p.shape) if batched else base
+            for name, shape in self._backbone_shapes.items():
+                # attribute access, so that torch.func.functional_call can swap the
+                # meta-parameters, possibly for per-task ones (leading T dimension)
+                p = attrgetter(name)(self.backbone)
+                base = p if (meta_grad and p.requires_grad) else p.detach().requires_grad_(True)
+                if batched and base.dim() == len(shape):
+                    base = base.unsqueeze(0).expand(num_tasks, *shape)
+                fast[name] = base
             for _ in range(steps):
                 logits = self.backbone(support, modulation, params=fast)
                 # sum over tasks of each task's mean loss: one backward gives per-task gradients
