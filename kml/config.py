@@ -1,0 +1,250 @@
+"""Structured configuration of a meta-training run (the schema behind ``configs/``).
+
+The dataclasses below are registered with Hydra's ConfigStore as the schema of
+``configs/config.yaml``, so an unknown key or a value of the wrong type is
+rejected when the config is composed. :func:`validate` adds the range checks
+(ways >= 2, learning rates > 0, ...) and raises :class:`kml.errors.KmlError`
+with a message that names the key and the fix. The library itself never reads
+global config: entry points pass these objects (or plain values) down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from kml.errors import KmlError
+
+__all__ = [
+    "EpisodeConfig",
+    "ModeConfig",
+    "BackboneConfig",
+    "LearnerConfig",
+    "ModulationConfig",
+    "SchedulerConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "DataConfig",
+    "RunConfig",
+    "ConfigError",
+    "validate",
+    "register_configs",
+]
+
+
+class ConfigError(KmlError):
+    """A config value out of range or inconsistent."""
+
+
+@dataclass
+class EpisodeConfig:
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+
+
+@dataclass
+class ModeConfig:
+    """A task distribution: one dataset or a multimodal mixture."""
+
+    name: str = "synthetic"
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+
+
+@dataclass
+class BackboneConfig:
+    style: str = "strided"  # strided (MMAML/KML) | maxpool (classic MAML)
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    bn_affine: bool = False
+    pool: str = "avg"  # avg | flatten
+
+
+@dataclass
+class SpecialistConfig:
+    """Overrides for Multi-* specialists (one learner per mode, ``multi=true``)."""
+
+    iterations: Optional[int] = None
+    meta_batch_size: Optional[int] = None
+    inner_lr: Optional[float] = None
+    inner_steps: Optional[int] = None
+    # per-dataset overrides of inner_lr / inner_steps, e.g. {omniglot: {inner_lr: 0.4, inner_steps: 1}}
+    per_dataset: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LearnerConfig:
+    name: str = "protonet"  # maml | protonet
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # MAML only
+    inner_steps: int = 5
+    inner_lr: float = 0.05
+    eval_inner_steps: Optional[int] = None
+    first_order: bool = False
+    grad_clip: Optional[float] = 20.0
+    specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
+
+
+@dataclass
+class ModulationConfig:
+    name: str = "kml"  # none | film | kml
+    task_dim: int = 128
+    encoder_channels: Optional[list[int]] = None  # default: the backbone's channels
+    hidden: list[int] = field(default_factory=list)
+    # KML only
+    rank: int = 1
+    factorization: str = "channel"  # channel | published | full
+    identity: bool = True  # W * (1 + M); false: W * M (published code)
+
+
+@dataclass
+class SchedulerConfig:
+    step_size: int = 0  # 0: constant learning rate
+    gamma: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 30000
+    meta_batch_size: int = 10
+    lr: float = 1e-3
+    lr_modulation: Optional[float] = None  # encoder + generators; default: lr
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    vectorized: str = "auto"  # auto | true | false: tasks as one batch, or a per-task loop
+    deterministic: bool = True  # deterministic algorithms (exact reproducibility on CPU)
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    tasks_per_mode: int = 1000
+    batch_size: int = 20  # tasks per evaluation meta-batch
+    seed: int = 2021  # the same evaluation tasks for every method
+    split: str = "test"
+
+
+@dataclass
+class DataConfig:
+    root: str = "data"
+    image_size: int = 84
+    replacement: bool = False  # sample images with replacement when a class is too small
+
+
+@dataclass
+class RunConfig:
+    mode: ModeConfig = field(default_factory=ModeConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    modulation: ModulationConfig = field(default_factory=ModulationConfig)
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    multi: bool = False  # Multi-* specialists: one learner per mode
+    resume: Optional[str] = None  # run directory to continue
+
+
+def register_configs() -> None:
+    """Register :class:`RunConfig` as ``config_schema`` in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="config_schema", node=RunConfig)
+
+
+def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not valid; use one of: {', '.join(allowed)}")
+
+
+def _at_least(value: float | int | None, minimum: float, key: str, strict: bool = False) -> None:
+    if value is None:
+        return
+    bad = value <= minimum if strict else value < minimum
+    if bad:
+        relation = ">" if strict else ">="
+        raise ConfigError(f"{key}={value} is out of range: it must be {relation} {minimum}")
+
+
+def validate(cfg: DictConfig | RunConfig) -> None:
+    """Check ranges and consistency of a composed run config.
+
+    Raises:
+        ConfigError: naming the offending key and the allowed values.
+    """
+    c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    _choice(c.learner.name, ("maml", "protonet"), "learner.name")
+    _choice(c.modulation.name, ("none", "film", "kml"), "modulation.name")
+    _choice(c.learner.backbone.style, ("strided", "maxpool"), "learner.backbone.style")
+    _choice(c.learner.backbone.pool, ("avg", "flatten"), "learner.backbone.pool")
+    _choice(c.modulation.factorization, ("channel", "published", "full"), "modulation.factorization")
+    _choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
+    _choice(c.eval.split, ("train", "val", "test"), "eval.split")
+    _at_least(c.episode.ways, 2, "episode.ways")
+    _at_least(c.episode.shots, 1, "episode.shots")
+    _at_least(c.episode.queries, 1, "episode.queries")
+    _at_least(c.train.iterations, 1, "train.iterations")
+    _at_least(c.train.meta_batch_size, 1, "train.meta_batch_size")
+    _at_least(c.train.lr, 0, "train.lr", strict=True)
+    _at_least(c.train.lr_modulation, 0, "train.lr_modulation", strict=True)
+    _at_least(c.train.checkpoint_every, 1, "train.checkpoint_every")
+    _at_least(c.train.log_every, 1, "train.log_every")
+    _at_least(c.train.scheduler.step_size, 0, "train.scheduler.step_size")
+    _at_least(c.train.scheduler.gamma, 0, "train.scheduler.gamma", strict=True)
+    _at_least(c.learner.inner_steps, 0, "learner.inner_steps")
+    _at_least(c.learner.eval_inner_steps, 0, "learner.eval_inner_steps")
+    _at_least(c.learner.inner_lr, 0, "learner.inner_lr", strict=True)
+    _at_least(c.learner.grad_clip, 0, "learner.grad_clip")
+    _at_least(c.modulation.task_dim, 1, "modulation.task_dim")
+    _at_least(c.modulation.rank, 1, "modulation.rank")
+    _at_least(c.eval.tasks_per_mode, 1, "eval.tasks_per_mode")
+    _at_least(c.eval.batch_size, 1, "eval.batch_size")
+    _at_least(c.data.image_size, 8, "data.image_size")
+    if not c.learner.backbone.channels or any(ch < 1 for ch in c.learner.backbone.channels):
+        raise ConfigError("learner.backbone.channels must be a non-empty list of positive integers")
+    if not c.mode.datasets:
+        raise ConfigError("mode.datasets is empty; list at least one dataset, e.g. mode.datasets=[omniglot]")
+    spec = c.learner.specialist
+    _at_least(spec.iterations, 1, "learner.specialist.iterations")
+    _at_least(spec.meta_batch_size, 1, "learner.specialist.meta_batch_size")
+    _at_least(spec.inner_lr, 0, "learner.specialist.inner_lr", strict=True)
+    _at_least(spec.inner_steps, 0, "learner.specialist.inner_steps")
+
+
+@dataclass
+class EvalOverrides:
+    tasks_per_mode: Optional[int] = None
+    split: Optional[str] = None
+    batch_size: Optional[int] = None
+
+
+@dataclass
+class EvalScriptConfig:
+    """``scripts/eval.py``: evaluate a saved run on its fixed test tasks."""
+
+    run_dir: Optional[str] = None
+    checkpoint: Optional[str] = None  # last (default), an iteration number, or a path
+    eval: EvalOverrides = field(default_factory=EvalOverrides)
+    device: str = "auto"
+    output: Optional[str] = None  # default: <run_dir>/eval_<checkpoint>_<split>.json
+    progress: bool = True
+
+
+@dataclass
+class CompareScriptConfig:
+    """``scripts/compare.py``: the paper-style table of several runs."""
+
+    run_dirs: list[str] = field(default_factory=list)  # run directories or globs
+    output: str = "comparison.md"
+
+
+def register_script_configs() -> None:
+    """Register the schemas of ``configs/eval.yaml`` and ``configs/compare.yaml``."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="eval_schema", node=EvalScriptConfig)
+    store.store(name="compare_schema", node=CompareScriptConfig)

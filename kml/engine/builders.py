@@ -1,0 +1,147 @@
+"""Build learners, optimisers and samplers from a run config."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kml.errors import KmlError
+from kml.learners import MetaLearner, build_learner
+
+__all__ = [
+    "build_learner_from_config",
+    "specialist_config",
+    "build_optimizers",
+    "build_schedulers",
+    "tasksets_for",
+    "resolve_device",
+    "use_vectorized",
+]
+
+
+def specialist_config(cfg: DictConfig, dataset: str) -> DictConfig:
+    """The effective config of the Multi-* specialist of ``dataset``.
+
+    Applies ``learner.specialist`` (iterations, meta-batch size, inner lr/steps)
+    and its ``per_dataset[dataset]`` entries, as the Multi-MAML baseline of the
+    paper does (e.g. Omniglot: inner lr 0.4, 1 step).
+    """
+    out = copy.deepcopy(cfg)
+    spec = cfg.learner.specialist
+    with_overrides = {
+        "train.iterations": spec.iterations,
+        "train.meta_batch_size": spec.meta_batch_size,
+        "learner.inner_lr": spec.inner_lr,
+        "learner.inner_steps": spec.inner_steps,
+    }
+    per_dataset = spec.per_dataset.get(dataset, None) if spec.per_dataset else None
+    if per_dataset:
+        for key, value in per_dataset.items():
+            if key not in ("inner_lr", "inner_steps", "iterations", "meta_batch_size"):
+                raise KmlError(
+                    f"learner.specialist.per_dataset.{dataset}.{key} is not a known override; "
+                    "use inner_lr, inner_steps, iterations or meta_batch_size"
+                )
+            target = f"learner.{key}" if key.startswith("inner") else f"train.{key}"
+            with_overrides[target] = value
+    for key, value in with_overrides.items():
+        if value is not None:
+            OmegaConf.update(out, key, value, merge=False)
+    return out
+
+
+def build_learner_from_config(cfg: DictConfig, dataset: str | None = None) -> MetaLearner:
+    """The learner described by ``cfg`` (for a Multi-* specialist: of ``dataset``)."""
+    if dataset is not None:
+        cfg = specialist_config(cfg, dataset)
+    backbone = cfg.learner.backbone
+    modulation = cfg.modulation
+    return build_learner(
+        cfg.learner.name,
+        modulation.name,
+        ways=cfg.episode.ways,
+        in_channels=3,
+        image_size=cfg.data.image_size,
+        channels=list(backbone.channels),
+        style=backbone.style,
+        bn_affine=backbone.bn_affine,
+        pool=backbone.pool,
+        task_dim=modulation.task_dim,
+        encoder_channels=list(modulation.encoder_channels) if modulation.encoder_channels else None,
+        generator_hidden=list(modulation.hidden),
+        kml_rank=modulation.rank,
+        kml_factorization=modulation.factorization,
+        kml_identity=modulation.identity,
+        inner_steps=cfg.learner.inner_steps,
+        inner_lr=cfg.learner.inner_lr,
+        first_order=cfg.learner.first_order,
+        grad_clip=cfg.learner.grad_clip,
+        eval_inner_steps=cfg.learner.eval_inner_steps,
+    )
+
+
+def build_optimizers(learner: MetaLearner, cfg: DictConfig) -> list[torch.optim.Optimizer]:
+    """Adam for the backbone and, for modulated learners, a second Adam for the task
+    encoder and generators (as in MMAML's code)."""
+    optimizers = [torch.optim.Adam(learner.backbone_parameters(), lr=cfg.train.lr)]
+    modulation_parameters = learner.modulation_parameters()
+    if modulation_parameters:
+        lr = cfg.train.lr_modulation if cfg.train.lr_modulation is not None else cfg.train.lr
+        optimizers.append(torch.optim.Adam(modulation_parameters, lr=lr))
+    return optimizers
+
+
+def build_schedulers(optimizers: list[torch.optim.Optimizer], cfg: DictConfig) -> list:
+    """Step decay (``train.scheduler.step_size`` iterations, factor ``gamma``), or none."""
+    step_size = cfg.train.scheduler.step_size
+    if not step_size:
+        return []
+    return [torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=cfg.train.scheduler.gamma) for opt in optimizers]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise KmlError(f"device={name!r} is not a valid device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise KmlError(f"device={name} was requested but no CUDA GPU is available; use device=cpu (or device=auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise KmlError(
+                f"device={name} does not exist: this machine has {torch.cuda.device_count()} GPU(s); "
+                f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+            )
+    return device
+
+
+def use_vectorized(setting: str | bool, device: torch.device) -> bool:
+    """``train.vectorized``: ``auto`` picks the batched path on GPU and the per-task loop
+    on CPU, where the loop measured faster (see docs/performance.md)."""
+    value = str(setting).lower()
+    if value == "auto":
+        return device.type != "cpu"
+    return value == "true"
+
+
+def tasksets_for(cfg: DictConfig, device: torch.device | str, seed: int | None = None):
+    """The run's train/val/test samplers (``kml.data.get_tasksets``) from its config."""
+    from kml.data import get_tasksets
+
+    datasets = list(cfg.mode.datasets)
+    return get_tasksets(
+        datasets if len(datasets) > 1 else datasets[0],
+        ways=cfg.episode.ways,
+        shots=cfg.episode.shots,
+        queries=cfg.episode.queries,
+        root=cfg.data.root,
+        image_size=cfg.data.image_size,
+        device=device,
+        seed=cfg.train.seed if seed is None else seed,
+        replacement=cfg.data.replacement,
+    )

@@ -1,0 +1,252 @@
+"""Checkpoints: atomic save, safe load (``weights_only=True``), validation, run loading.
+
+A checkpoint is a plain dict of tensors, numbers and strings, so it loads with
+``torch.load(weights_only=True)``: a file crafted to run code when unpickled is
+refused before anything runs. Files live in ``<run_dir>/checkpoints/`` as
+``iter_00005000.pt`` (every ``train.checkpoint_every`` iterations) and
+``last.pt`` (the most recent), each written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kml.errors import KmlError
+from kml.io import atomic_write
+
+__all__ = [
+    "CheckpointError",
+    "CHECKPOINT_FORMAT",
+    "checkpoint_dir",
+    "checkpoint_path",
+    "save_checkpoint",
+    "load_checkpoint",
+    "list_checkpoints",
+    "resolve_checkpoint",
+    "check_state_dict",
+    "LoadedRun",
+    "load_run",
+]
+
+CHECKPOINT_FORMAT = "kml-checkpoint-v1"
+_ITER_FILE = re.compile(r"^iter_(\d+)\.pt$")
+
+
+class CheckpointError(KmlError):
+    """A checkpoint is missing, unreadable, unsafe or does not fit the model."""
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def checkpoint_path(run_dir: str | Path, iteration: int) -> Path:
+    return checkpoint_dir(run_dir) / f"iter_{iteration:08d}.pt"
+
+
+def save_checkpoint(run_dir: str | Path, state: dict[str, Any], keep_iteration: bool) -> Path:
+    """Write ``state`` to ``last.pt`` (and ``iter_<n>.pt`` when ``keep_iteration``), atomically.
+
+    ``state`` must hold an ``"iteration"`` and only tensors, containers and
+    primitives (``weights_only``-loadable).
+    """
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    folder = checkpoint_dir(run_dir)
+    targets = [folder / "last.pt"]
+    if keep_iteration:
+        targets.insert(0, checkpoint_path(run_dir, int(state["iteration"])))
+    for target in targets:
+        atomic_write(target, lambda f: f.write(data))
+    return targets[0]
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely.
+
+    Raises:
+        CheckpointError: the file does not exist, is truncated or corrupt, holds
+            objects that are not plain data (refused, never executed), or is not
+            a kml checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass an existing file (see {path.parent}/)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it contains objects other than tensors and plain data "
+            f"(it may be malicious or from another program); only kml checkpoints can be loaded. ({_first_line(err)})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({_first_line(err)}); "
+            "use another checkpoint of the run, e.g. an earlier iter_*.pt"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a kml checkpoint (no '{CHECKPOINT_FORMAT}' marker); "
+            "pass a file from a run's checkpoints/ folder"
+        )
+    return state
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def list_checkpoints(run_dir: str | Path) -> dict[int, Path]:
+    """``{iteration: path}`` of the numbered checkpoints of a run, sorted by iteration."""
+    folder = checkpoint_dir(run_dir)
+    found: dict[int, Path] = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _ITER_FILE.match(path.name)
+            if match:
+                found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def resolve_checkpoint(run_dir: str | Path, checkpoint: int | str | None = None) -> Path:
+    """The file meant by ``checkpoint``: ``None``/``"last"`` -> ``last.pt``, an iteration
+    number -> ``iter_<n>.pt``, otherwise a path (absolute, or relative to the run)."""
+    run_dir = Path(run_dir)
+    if checkpoint is None or checkpoint == "last":
+        path = checkpoint_dir(run_dir) / "last.pt"
+        if not path.is_file():
+            raise CheckpointError(
+                f"{run_dir} has no checkpoint (checkpoints/last.pt is missing); "
+                "is it a kml run directory whose training saved at least one checkpoint?"
+            )
+        return path
+    if isinstance(checkpoint, int) or str(checkpoint).isdigit():
+        iteration = int(checkpoint)
+        path = checkpoint_path(run_dir, iteration)
+        if not path.is_file():
+            available = ", ".join(str(i) for i in list_checkpoints(run_dir)) or "none"
+            raise CheckpointError(
+                f"{run_dir} has no checkpoint at iteration {iteration}; available iterations: {available}"
+            )
+        return path
+    path = Path(checkpoint)
+    if not path.is_absolute() and not path.exists():
+        path = run_dir / path
+    return path
+
+
+def check_state_dict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`CheckpointError` naming the differing keys/shapes if ``state_dict``
+    does not fit ``module`` exactly (different architecture or method)."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing keys {_short(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys {_short(unexpected)}")
+    if shapes:
+        parts.append(
+            "shape mismatch "
+            + _short([f"{k}: checkpoint {found[k]} vs model {expected[k]}" for k in shapes])
+        )
+    raise CheckpointError(
+        f"{what} does not match this model ({'; '.join(parts)}); "
+        "it belongs to a different architecture or method: use the run's own config"
+    )
+
+
+def _short(items: list[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+@dataclass
+class LoadedRun:
+    """A trained run restored from its directory."""
+
+    learner: torch.nn.Module
+    config: DictConfig
+    iteration: int
+    method: str
+    mode_names: list[str]
+    checkpoint: Path
+    state: dict[str, Any]
+
+
+def read_run_config(run_dir: str | Path) -> DictConfig:
+    """The resolved config saved in ``<run_dir>/config.yaml``."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{run_dir} is not a kml run directory (config.yaml is missing); "
+            "pass the output folder of scripts/train.py"
+        )
+    from kml.engine.runs import load_config_file
+
+    return load_config_file(path)
+
+
+def load_run(
+    run_dir: str | Path,
+    checkpoint: int | str | None = None,
+    device: str | torch.device = "cpu",
+    mode: str | None = None,
+) -> LoadedRun:
+    """Rebuild a run's learner from its config and load a checkpoint into it.
+
+    Args:
+        run_dir: output folder of ``scripts/train.py``.
+        checkpoint: ``None``/``"last"``, an iteration number, or a path.
+        device: where to put the learner.
+        mode: for a Multi-* run, which specialist (default: the first).
+    """
+    from kml.engine.builders import build_learner_from_config
+    from kml.learners import method_name
+
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    if config.multi:
+        specialists = sorted(p.name for p in run_dir.joinpath("specialists").iterdir()) if run_dir.joinpath(
+            "specialists"
+        ).is_dir() else []
+        if not specialists:
+            raise CheckpointError(f"{run_dir} is a Multi-* run without specialists/; it saved no checkpoint yet")
+        chosen = mode or specialists[0]
+        if chosen not in specialists:
+            raise CheckpointError(f"{run_dir} has no specialist for mode {chosen!r}; it has: {', '.join(specialists)}")
+        path = resolve_checkpoint(run_dir / "specialists" / chosen, checkpoint)
+    else:
+        path = resolve_checkpoint(run_dir, checkpoint)
+    state = load_checkpoint(path, map_location="cpu")
+    mode_names = list(state.get("mode_names", []))
+    learner = build_learner_from_config(config, dataset=mode if config.multi else None)
+    check_state_dict(learner, state["model"], f"checkpoint {path}")
+    learner.load_state_dict(state["model"])
+    learner.to(device)
+    return LoadedRun(
+        learner=learner,
+        config=config,
+        iteration=int(state["iteration"]),
+        method=method_name(config.learner.name, config.modulation.name, bool(config.multi)),
+        mode_names=mode_names,
+        checkpoint=path,
+        state=state,
+    )

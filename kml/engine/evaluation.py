@@ -1,0 +1,103 @@
+"""Evaluation on fixed, seeded test tasks: accuracy and 95% confidence intervals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kml.engine.distributed import DistributedContext
+
+__all__ = ["ModeEvaluation", "summarize", "evaluate_batches", "pooled_summary"]
+
+
+def summarize(accuracies: np.ndarray) -> dict:
+    """``{"accuracy", "ci95", "std", "tasks"}`` in percent from per-task accuracies in [0, 1].
+
+    ``ci95 = 1.96 * std / sqrt(tasks)`` with ``std`` the sample standard deviation
+    (``ddof=1``) over *tasks*, not over meta-batches.
+    """
+    accuracies = np.asarray(accuracies, dtype=np.float64)
+    n = int(accuracies.size)
+    std = float(accuracies.std(ddof=1)) if n > 1 else 0.0
+    return {
+        "accuracy": 100.0 * float(accuracies.mean()),
+        "ci95": 100.0 * 1.96 * std / math.sqrt(n),
+        "std": 100.0 * std,
+        "tasks": n,
+    }
+
+
+@dataclass
+class ModeEvaluation:
+    """Per-task results of one mode: ``accuracies (n,)``, ``losses (n,)`` and, for
+    modulated learners, ``embeddings (n, task_dim)``."""
+
+    accuracies: np.ndarray
+    losses: np.ndarray
+    embeddings: np.ndarray | None
+
+    def summary(self) -> dict:
+        return summarize(self.accuracies)
+
+
+def pooled_summary(evaluations: Iterable[ModeEvaluation]) -> dict:
+    """Summary over the tasks of every mode together (the "overall" column)."""
+    return summarize(np.concatenate([e.accuracies for e in evaluations]))
+
+
+@torch.no_grad()
+def evaluate_batches(
+    learner: torch.nn.Module,
+    batches: Iterable,
+    ways: int,
+    vectorized: bool,
+    ctx: DistributedContext | None = None,
+    total: int | None = None,
+    description: str = "eval",
+    progress: bool = True,
+) -> ModeEvaluation:
+    """Run ``learner`` (in eval mode, no outer gradients) on meta-batches of tasks.
+
+    With several ranks each rank runs its share of every meta-batch and the
+    per-task results are gathered in task order.
+
+    Args:
+        batches: iterable of :class:`kml.data.EpisodeBatch`.
+        total: number of tasks (progress bar only).
+    """
+    ctx = ctx or DistributedContext()
+    was_training = learner.training
+    learner.eval()
+    accuracies, losses, embeddings = [], [], []
+    bar = tqdm(total=total, desc=description, unit="task", disable=not (progress and ctx.is_main), leave=False)
+    try:
+        for batch in batches:
+            part = ctx.shard(batch.support.shape[0])
+            out = learner(
+                batch.support[part],
+                batch.support_labels[part],
+                batch.query[part],
+                batch.query_labels[part],
+                ways=ways,
+                vectorized=vectorized,
+            )
+            accuracies.append(ctx.all_gather_cat(out.accuracy.double()).cpu())
+            losses.append(ctx.all_gather_cat(out.task_losses.double()).cpu())
+            if out.task_embedding is not None:
+                emb = out.task_embedding.double()
+                gathered = ctx.all_gather_cat(emb.reshape(-1)).reshape(-1, emb.shape[-1])
+                embeddings.append(gathered.cpu())
+            bar.update(batch.support.shape[0])
+    finally:
+        bar.close()
+        learner.train(was_training)
+    return ModeEvaluation(
+        accuracies=torch.cat(accuracies).numpy(),
+        losses=torch.cat(losses).numpy(),
+        embeddings=torch.cat(embeddings).numpy() if embeddings else None,
+    )

@@ -1,0 +1,277 @@
+"""The meta-training loop of one learner: sample, meta-update, log, checkpoint.
+
+Exact resume: a checkpoint holds the model, the optimisers, the schedulers, the
+sampler's RNG state and the global torch RNG states, so a run killed at any
+point and resumed from its last checkpoint draws the same episodes and (on CPU,
+with deterministic algorithms) ends with bit-identical parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from kml.engine.builders import build_optimizers, build_schedulers
+from kml.engine.checkpoints import check_state_dict, save_checkpoint
+from kml.engine.distributed import DistributedContext
+from kml.errors import KmlError
+from kml.io import atomic_write_text
+from kml.learners import MetaLearner, method_name
+
+__all__ = ["Trainer", "NonFiniteLossError", "TrainingInterrupted"]
+
+
+class NonFiniteLossError(KmlError):
+    """The meta-loss became NaN or infinite."""
+
+
+class TrainingInterrupted(KmlError):
+    """Ctrl-C / SIGTERM: a checkpoint was saved and the run can be resumed."""
+
+
+class Trainer:
+    """Meta-trains ``learner`` on episodes from ``sampler``.
+
+    Args:
+        cfg: the run config (``train.*``, ``episode.*``).
+        learner: the meta-learner, already on ``device``.
+        sampler: a :mod:`kml.data` sampler (``sample`` / ``sample_mode`` / ``state_dict``).
+        run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go.
+        mode: train on this mode only (Multi-* specialists); ``None``: the mixture.
+        mode_names: names of the sampler's modes (metrics per mode).
+        vectorized: batched tasks (``True``) or the per-task loop.
+        ctx: distributed context (tasks sharded across ranks).
+    """
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        learner: MetaLearner,
+        sampler,
+        run_dir: Path,
+        device: torch.device,
+        mode_names: list[str],
+        vectorized: bool,
+        mode: str | None = None,
+        ctx: DistributedContext | None = None,
+        description: str = "train",
+    ) -> None:
+        self.cfg = cfg
+        self.learner = learner
+        self.sampler = sampler
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.mode_names = list(mode_names)
+        self.vectorized = vectorized
+        self.mode = mode
+        self.ctx = ctx or DistributedContext()
+        self.description = description
+        self.optimizers = build_optimizers(learner, cfg)
+        self.schedulers = build_schedulers(self.optimizers, cfg)
+        self.iteration = 0
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "iteration": self.iteration,
+            "method": method_name(self.cfg.learner.name, self.cfg.modulation.name, bool(self.cfg.multi)),
+            "mode_names": self.mode_names,
+            "mode": self.mode or "",
+            "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+            "model": self.learner.state_dict(),
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "sampler": self.sampler.state_dict(),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict, source: str) -> None:
+        """Restore everything from a checkpoint (``source`` names it in errors)."""
+        check_state_dict(self.learner, state["model"], f"checkpoint {source}")
+        if len(state["optimizers"]) != len(self.optimizers):
+            raise KmlError(f"checkpoint {source} has {len(state['optimizers'])} optimisers, this run {len(self.optimizers)}")
+        self.learner.load_state_dict(state["model"])
+        for opt, s in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(s)
+        for sched, s in zip(self.schedulers, state["schedulers"]):
+            sched.load_state_dict(s)
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.iteration = int(state["iteration"])
+        if self.ctx.is_main:
+            self._truncate_metrics(self.iteration)
+
+    def save(self, keep_iteration: bool = True) -> Path | None:
+        if not self.ctx.is_main:
+            return None
+        return save_checkpoint(self.run_dir, self.state_dict(), keep_iteration=keep_iteration)
+
+    def _truncate_metrics(self, iteration: int) -> None:
+        """Drop metric lines written after ``iteration`` (and a torn last line)."""
+        if not self.metrics_path.is_file():
+            return
+        kept = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("iteration", 0) <= iteration:
+                kept.append(line)
+        atomic_write_text(self.metrics_path, "".join(k + "\n" for k in kept))
+
+    # ------------------------------------------------------------------ loop
+    def _sample(self, num_tasks: int):
+        if self.mode is None:
+            return self.sampler.sample(num_tasks)
+        return self.sampler.sample_mode(self.mode, num_tasks)
+
+    def fit(self) -> int:
+        """Train from ``self.iteration`` to ``train.iterations``; returns the last iteration.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
+            TrainingInterrupted: on KeyboardInterrupt, after saving a checkpoint.
+        """
+        cfg = self.cfg
+        total = int(cfg.train.iterations)
+        meta_batch = int(cfg.train.meta_batch_size)
+        ways = int(cfg.episode.ways)
+        num_modes = len(self.mode_names)
+        params = [p for p in self.learner.parameters() if p.requires_grad]
+        self.learner.train()
+
+        window = _Window(num_modes, self.device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        bar = tqdm(
+            total=total,
+            initial=self.iteration,
+            desc=self.description,
+            unit="it",
+            disable=not (cfg.train.progress and self.ctx.is_main),
+            dynamic_ncols=True,
+        )
+        try:
+            while self.iteration < total:
+                batch = self._sample(meta_batch)
+                part = self.ctx.shard(meta_batch)
+                out = self.learner(
+                    batch.support[part],
+                    batch.support_labels[part],
+                    batch.query[part],
+                    batch.query_labels[part],
+                    ways=ways,
+                    vectorized=self.vectorized,
+                )
+                loss = out.task_losses.sum() / meta_batch
+                for opt in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.ctx.all_reduce_gradients(params)
+                for opt in self.optimizers:
+                    opt.step()
+                for sched in self.schedulers:
+                    sched.step()
+                bad = ~torch.isfinite(loss.detach())
+                first_bad = torch.where((first_bad < 0) & bad, torch.full_like(first_bad, self.iteration + 1), first_bad)
+                window.add(out, batch.modes[part])
+                self.iteration += 1
+                bar.update(1)
+
+                log_now = self.iteration % cfg.train.log_every == 0 or self.iteration == total
+                save_now = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == total
+                if log_now or save_now:
+                    self._check_finite(first_bad)
+                if log_now:
+                    record = window.flush(self.iteration, self.ctx, self.mode_names, self.optimizers)
+                    if self.ctx.is_main and record is not None:
+                        self._append_metrics(record)
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.1f}%")
+                if save_now:
+                    self.save(keep_iteration=True)
+        except KeyboardInterrupt:
+            bar.close()
+            self._check_finite(first_bad)
+            path = self.save(keep_iteration=True)
+            raise TrainingInterrupted(
+                f"interrupted at iteration {self.iteration}; checkpoint saved to {path}; "
+                f"continue with: python scripts/train.py resume={self.run_root()}"
+            ) from None
+        finally:
+            bar.close()
+        return self.iteration
+
+    def run_root(self) -> Path:
+        """The run directory a user passes to ``resume=`` (the parent for specialists)."""
+        return self.run_dir.parent.parent if self.run_dir.parent.name == "specialists" else self.run_dir
+
+    def _check_finite(self, first_bad: torch.Tensor) -> None:
+        bad_iteration = int(first_bad.item())
+        if bad_iteration < 0:
+            return
+        last = self.run_dir / "checkpoints" / "last.pt"
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been saved yet"
+        raise NonFiniteLossError(
+            f"the meta-loss became NaN or infinite at iteration {bad_iteration}; {kept}; "
+            "no results were written. Lower train.lr or learner.inner_lr (or set learner.grad_clip) and start again"
+        )
+
+    def _append_metrics(self, record: dict) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+
+class _Window:
+    """Running sums of loss and per-mode accuracy between two log lines (on device)."""
+
+    def __init__(self, num_modes: int, device: torch.device) -> None:
+        self.num_modes = num_modes
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.acc_sum = torch.zeros(self.num_modes, dtype=torch.float64, device=self.device)
+        self.count = torch.zeros(self.num_modes, dtype=torch.float64, device=self.device)
+        self.start = time.perf_counter()
+
+    def add(self, out, modes: torch.Tensor) -> None:
+        modes = modes.to(self.device)
+        self.loss_sum += out.task_losses.detach().double().sum()
+        self.acc_sum.index_add_(0, modes, out.accuracy.detach().double())
+        self.count.index_add_(0, modes, torch.ones_like(out.accuracy, dtype=torch.float64))
+
+    def flush(self, iteration: int, ctx: DistributedContext, mode_names: list[str], optimizers) -> dict | None:
+        stats = torch.cat([self.loss_sum.reshape(1), self.acc_sum, self.count])
+        if ctx.enabled:
+            torch.distributed.all_reduce(stats)
+        stats = stats.cpu()
+        elapsed = time.perf_counter() - self.start
+        loss_sum, acc_sum, count = stats[0], stats[1 : 1 + self.num_modes], stats[1 + self.num_modes :]
+        tasks = float(count.sum())
+        self.reset()
+        if tasks == 0:
+            return None
+        per_mode = {
+            name: 100.0 * float(acc_sum[i] / count[i]) for i, name in enumerate(mode_names) if count[i] > 0
+        }
+        return {
+            "iteration": iteration,
+            "loss": float(loss_sum / tasks),
+            "accuracy": 100.0 * float(acc_sum.sum() / tasks),
+            "per_mode": per_mode,
+            "tasks_per_s": tasks / elapsed if elapsed > 0 else None,
+            "lr": optimizers[0].param_groups[0]["lr"],
+        }

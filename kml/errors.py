@@ -1,0 +1,12 @@
+"""Errors shared by every part of :mod:`kml`.
+
+:class:`KmlError` is a *user* error: something about the input (a config value,
+a missing prepared dataset, a corrupt archive, ...) that the user can fix. Its
+message is one line naming the problem and the fix. Entry-point scripts catch
+it at the top level, print the message and exit with a non-zero status; any
+other exception is a bug and keeps its traceback.
+"""
+
+
+class KmlError(Exception):
+    """A user error with a one-line message naming the problem and the fix."""

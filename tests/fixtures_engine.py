@@ -1,0 +1,80 @@
+"""Fixtures for tests that run whole experiments on tiny synthetic data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+
+#: overrides that make a run tiny: 16x16 images, 8-channel networks, 3-way tasks
+TINY = [
+    "data.image_size=16",
+    "learner.backbone.channels=[8,8,8,8]",
+    "modulation.encoder_channels=[8,8,8,8]",
+    "modulation.task_dim=8",
+    "episode.ways=3",
+    "episode.shots=1",
+    "episode.queries=2",
+    "learner.inner_steps=1",
+    "train.iterations=4",
+    "train.meta_batch_size=3",
+    "train.log_every=2",
+    "train.checkpoint_every=2",
+    "train.progress=false",
+    "eval.tasks_per_mode=4",
+    "eval.batch_size=4",
+    "learner.specialist.iterations=2",
+    "learner.specialist.meta_batch_size=2",
+]
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A data root with the synthetic modes generated at 16x16 (once per session)."""
+    from kml.data import get_tasksets
+
+    root = tmp_path_factory.mktemp("synthetic-data")
+    get_tasksets("synthetic", ways=3, shots=1, queries=2, root=root, image_size=16, verbose=False)
+    return root
+
+
+@pytest.fixture
+def compose():
+    """``compose(overrides) -> DictConfig`` of ``configs/config.yaml``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from kml.cli import CONFIG_DIR, register_resolvers
+    from kml.config import register_configs
+
+    register_resolvers()
+    register_configs()
+
+    def _compose(overrides=(), config_name="config"):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+    return _compose
+
+
+def run_script(name: str, *args: str, cwd: Path, timeout: float = 300, check: bool = True, env=None):
+    """Run ``scripts/<name>`` in a subprocess; returns the CompletedProcess."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
