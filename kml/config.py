@@ -10,6 +10,10 @@ global config: entry points pass these objects (or plain values) down.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -30,6 +34,8 @@ __all__ = [
     "RunConfig",
     "ConfigError",
     "validate",
+    "unknown_keys",
+    "unknown_key_message",
     "register_configs",
 ]
 
@@ -115,6 +121,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 50
     vectorized: str = "auto"  # auto | true | false: tasks as one batch, or a per-task loop
+    precision: str = "fp32"  # fp32 | bf16: autocast of forward passes (parameters and inner updates stay fp32)
     deterministic: bool = True  # deterministic algorithms (exact reproducibility on CPU)
     progress: bool = True
 
@@ -163,10 +170,81 @@ def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
 def _at_least(value: float | int | None, minimum: float, key: str, strict: bool = False) -> None:
     if value is None:
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value} is not a finite number; pass a number {'>' if strict else '>='} {minimum}")
     bad = value <= minimum if strict else value < minimum
     if bad:
         relation = ">" if strict else ">="
         raise ConfigError(f"{key}={value} is out of range: it must be {relation} {minimum}")
+
+
+def _fields(schema: type) -> dict[str, Any]:
+    """``{name: type}`` of a config dataclass, in declaration order."""
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def _nested_schema(tp: Any) -> type | None:
+    """The config dataclass behind a field type (``X`` or ``Optional[X]``), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    for arg in typing.get_args(tp):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def unknown_keys(cfg: DictConfig, schema: type) -> list[str]:
+    """Dotted keys of ``cfg`` that ``schema`` does not define (added with ``+key=...``),
+    and dataclass-typed keys that were deleted (``~key``)."""
+
+    def walk(value: dict, node: type, prefix: str) -> list[str]:
+        fields = _fields(node)
+        out = [prefix + key for key in value if key not in fields]
+        for key, tp in fields.items():
+            nested = _nested_schema(tp)
+            if nested is None:
+                continue
+            if key not in value and typing.get_origin(tp) is None:
+                out.append(prefix + key)  # a whole section was deleted
+            elif isinstance(value.get(key), dict):
+                out += walk(value[key], nested, prefix + key + ".")
+        return out
+
+    return walk(OmegaConf.to_container(cfg, resolve=False), schema, "")
+
+
+def unknown_key_message(key: str, schema: type) -> str:
+    """One line naming an unknown dotted ``key``, the closest valid key and the valid keys
+    at that level of ``schema``."""
+    node, prefix = schema, []
+    for part in key.split("."):
+        fields = _fields(node)
+        if part not in fields:
+            where = ".".join(prefix)
+            close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {'.'.join(prefix + close)}?)" if close else ""
+            level = f"of {where}" if where else "at the top level"
+            return f"unknown config key {key!r}{hint}; valid keys {level}: {', '.join(fields)}"
+        nested = _nested_schema(fields[part])
+        if nested is None:
+            return f"unknown config key {key!r}: {'.'.join(prefix + [part])} is a value, not a section"
+        node = nested
+        prefix.append(part)
+    return f"config key {key!r} is missing; do not delete it (~{key})"
+
+
+def _resolves(c: DictConfig) -> None:
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(c, resolve=True)
+    except OmegaConfBaseException as err:
+        where = getattr(err, "full_key", None)
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"config value {where or ''} cannot be resolved ({detail}); fix or remove that override".replace("  ", " ")
+        ) from None
 
 
 def validate(cfg: DictConfig | RunConfig) -> None:
@@ -176,6 +254,10 @@ def validate(cfg: DictConfig | RunConfig) -> None:
         ConfigError: naming the offending key and the allowed values.
     """
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    extra = unknown_keys(c, RunConfig)
+    if extra:
+        raise ConfigError(unknown_key_message(extra[0], RunConfig) + "; remove it (a '+key=value' override adds keys)")
+    _resolves(c)
     _choice(c.learner.name, ("maml", "protonet"), "learner.name")
     _choice(c.modulation.name, ("none", "film", "kml"), "modulation.name")
     _choice(c.learner.backbone.style, ("strided", "maxpool"), "learner.backbone.style")
@@ -183,6 +265,7 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     _choice(c.modulation.factorization, ("channel", "published", "full"), "modulation.factorization")
     _choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
     _choice(c.eval.split, ("train", "val", "test"), "eval.split")
+    _choice(c.train.precision, ("fp32", "bf16"), "train.precision")
     _at_least(c.episode.ways, 2, "episode.ways")
     _at_least(c.episode.shots, 1, "episode.shots")
     _at_least(c.episode.queries, 1, "episode.queries")
@@ -248,3 +331,31 @@ def register_script_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="eval_schema", node=EvalScriptConfig)
     store.store(name="compare_schema", node=CompareScriptConfig)
+
+
+@dataclass
+class BenchScriptConfig:
+    """``scripts/bench.py``: speed of meta-training and evaluation (see docs/performance.md).
+
+    ``preset`` picks the defaults of the device: ``cpu`` (small images so the suite
+    takes minutes on a laptop) or ``gpu`` (paper settings, 84x84); ``auto`` by device.
+    Any value set here overrides the preset.
+    """
+
+    device: str = "auto"
+    preset: str = "auto"  # auto | cpu | gpu
+    sections: Optional[list[str]] = None  # paths eval meta_batch inner_steps peer paper_cpu options eval_1000
+    image_size: Optional[int] = None
+    shots: Optional[list[int]] = None
+    meta_batch_sizes: Optional[list[int]] = None
+    inner_steps: Optional[list[int]] = None
+    repeats: Optional[int] = None
+    warmup: Optional[int] = None
+    eval_tasks: Optional[int] = None
+    output_dir: str = "bench_results"
+
+
+def register_bench_config() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="bench_schema", node=BenchScriptConfig)

@@ -18,6 +18,7 @@ __all__ = [
     "tasksets_for",
     "resolve_device",
     "use_vectorized",
+    "autocast_for",
 ]
 
 
@@ -145,3 +146,16 @@ def tasksets_for(cfg: DictConfig, device: torch.device | str, seed: int | None =
         seed=cfg.train.seed if seed is None else seed,
         replacement=cfg.data.replacement,
     )
+
+
+def autocast_for(precision: str, device: torch.device):
+    """The autocast context of ``train.precision`` (``bf16``) or a no-op (``fp32``).
+
+    Parameters, optimiser state and MAML's inner updates stay float32: autocast
+    only lowers the precision of matrix products and convolutions.
+    """
+    import contextlib
+
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

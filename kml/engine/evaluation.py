@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from kml.engine.builders import autocast_for
 from kml.engine.distributed import DistributedContext
 
 __all__ = ["ModeEvaluation", "summarize", "evaluate_batches", "pooled_summary"]
@@ -60,6 +61,7 @@ def evaluate_batches(
     total: int | None = None,
     description: str = "eval",
     progress: bool = True,
+    precision: str = "fp32",
 ) -> ModeEvaluation:
     """Run ``learner`` (in eval mode, no outer gradients) on meta-batches of tasks.
 
@@ -78,14 +80,15 @@ def evaluate_batches(
     try:
         for batch in batches:
             part = ctx.shard(batch.support.shape[0])
-            out = learner(
-                batch.support[part],
-                batch.support_labels[part],
-                batch.query[part],
-                batch.query_labels[part],
-                ways=ways,
-                vectorized=vectorized,
-            )
+            with autocast_for(precision, batch.support.device):
+                out = learner(
+                    batch.support[part],
+                    batch.support_labels[part],
+                    batch.query[part],
+                    batch.query_labels[part],
+                    ways=ways,
+                    vectorized=vectorized,
+                )
             accuracies.append(ctx.all_gather_cat(out.accuracy.double()).cpu())
             losses.append(ctx.all_gather_cat(out.task_losses.double()).cpu())
             if out.task_embedding is not None:

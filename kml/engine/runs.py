@@ -203,6 +203,7 @@ def _evaluate_mode(learner, split_sampler, mode: str, cfg: DictConfig, vectorize
         total=int(cfg.eval.tasks_per_mode),
         description=f"eval {mode}",
         progress=bool(cfg.train.progress),
+        precision=str(cfg.train.precision),
     )
 
 
@@ -301,6 +302,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
         cfg = resume_config(load_config_file(saved_path), cfg, overrides or [])
     validate(cfg)
     ctx = init_distributed(cfg.device)
+    # ranks may have composed different time-stamped directories: use rank 0's
+    run_dir = Path(ctx.broadcast_object(str(run_dir)))
     device = resolve_device(cfg.device)
     if device.type == "cuda" and ctx.enabled:
         device = torch.device("cuda", ctx.local_rank)

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from kml.engine.builders import build_optimizers, build_schedulers
+from kml.engine.builders import autocast_for, build_optimizers, build_schedulers
 from kml.engine.checkpoints import check_state_dict, save_checkpoint
 from kml.engine.distributed import DistributedContext
 from kml.errors import KmlError
@@ -166,14 +166,15 @@ class Trainer:
             while self.iteration < total:
                 batch = self._sample(meta_batch)
                 part = self.ctx.shard(meta_batch)
-                out = self.learner(
-                    batch.support[part],
-                    batch.support_labels[part],
-                    batch.query[part],
-                    batch.query_labels[part],
-                    ways=ways,
-                    vectorized=self.vectorized,
-                )
+                with autocast_for(cfg.train.precision, self.device):
+                    out = self.learner(
+                        batch.support[part],
+                        batch.support_labels[part],
+                        batch.query[part],
+                        batch.query_labels[part],
+                        ways=ways,
+                        vectorized=self.vectorized,
+                    )
                 loss = out.task_losses.sum() / meta_batch
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
