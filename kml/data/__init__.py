@@ -1,0 +1,57 @@
+"""Prepared datasets, few-shot episodes and multimodal meta-batches.
+
+Quick start (see ``docs/data.md``)::
+
+    from kml.data import get_tasksets
+    train, val, test = get_tasksets(["omniglot", "miniimagenet"], ways=5, shots=1, queries=15,
+                                    root="data", image_size=84, device="cpu", seed=0)
+    batch = train.sample(10)         # EpisodeBatch: support (10, 5, 3, 84, 84), ...
+
+Datasets: ``omniglot``, ``miniimagenet``, ``fc100``, ``cub``, ``aircraft``,
+``gtsrb``, ``tinyimagenet`` (prepare with ``scripts/prepare_data.py``), and the
+embedded synthetic modes ``synthetic_glyphs``, ``synthetic_textures``,
+``synthetic_shapes`` (the mixture ``synthetic``), generated on first use.
+"""
+
+from kml.data.archives import file_digest, safe_extract, verify_checksum
+from kml.data.episodes import EpisodeBatch, ModeData, TaskDraw, draw_tasks, gather_tasks
+from kml.data.errors import DataError
+from kml.data.mixture import MixtureSampler, derive_seed, fixed_eval_tasks
+from kml.data.perf import tune_cpu_allocator
+from kml.data.prepare import ensure_prepared, prepare_all, prepare_command, prepare_dataset, prepared_path
+from kml.data.registry import MIXTURES, SPECS, get_spec, known_names, resolve_names
+from kml.data.storage import Manifest, read_manifest
+from kml.data.synthetic import SYNTHETIC_MIXTURE
+from kml.data.tasksets import TaskSets, get_tasksets, load_modes
+
+__all__ = [
+    "DataError",
+    "EpisodeBatch",
+    "Manifest",
+    "MIXTURES",
+    "MixtureSampler",
+    "ModeData",
+    "SPECS",
+    "SYNTHETIC_MIXTURE",
+    "TaskDraw",
+    "TaskSets",
+    "derive_seed",
+    "draw_tasks",
+    "ensure_prepared",
+    "file_digest",
+    "fixed_eval_tasks",
+    "gather_tasks",
+    "get_spec",
+    "get_tasksets",
+    "known_names",
+    "load_modes",
+    "prepare_all",
+    "prepare_command",
+    "prepare_dataset",
+    "prepared_path",
+    "read_manifest",
+    "resolve_names",
+    "safe_extract",
+    "tune_cpu_allocator",
+    "verify_checksum",
+]

@@ -1,0 +1,64 @@
+"""Image decoding and the one preprocessing step every dataset shares.
+
+``prepare_image`` turns the bytes of one source image into a uint8
+``(size, size, C)`` array: decode (naming the file on failure), optional
+bottom crop (FGVC-Aircraft's copyright banner), colour conversion (``L`` for
+grayscale datasets, ``RGB`` otherwise: grayscale JPEGs become 3 equal
+channels), resize to ``size x size`` ignoring the aspect ratio (LANCZOS, as the
+reference code), optional inversion (Omniglot: strokes 255, background 0).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from kml.data.errors import DataError
+
+RESAMPLE = Image.Resampling.LANCZOS
+
+
+def prepare_image(
+    data: bytes,
+    name: str,
+    size: int,
+    grayscale: bool = False,
+    crop_bottom: int = 0,
+    invert: bool = False,
+) -> np.ndarray:
+    """Decode and preprocess one image to uint8 ``(size, size, 1 or 3)``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            original_height = image.size[1]
+            if image.format == "JPEG" and not crop_bottom:
+                image.draft("L" if grayscale else "RGB", (size, size))
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(
+            f"corrupted or unreadable image {name!r} ({error}); replace that file (or download the archive "
+            "again) and rerun the preparation"
+        ) from error
+    if crop_bottom:
+        crop = int(round(crop_bottom * image.size[1] / original_height))
+        if image.size[1] <= crop:
+            raise DataError(f"image {name!r} is only {image.size[1]} px high, cannot crop a {crop} px banner")
+        image = image.crop((0, 0, image.size[0], image.size[1] - crop))
+    return image_to_array(image, size, grayscale=grayscale, invert=invert)
+
+
+def image_to_array(image: Image.Image, size: int, grayscale: bool = False, invert: bool = False) -> np.ndarray:
+    """Convert a PIL image to uint8 ``(size, size, C)`` (see module docstring)."""
+    image = image.convert("L" if grayscale else "RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), RESAMPLE)
+    array = np.asarray(image, dtype=np.uint8)
+    if invert:
+        array = 255 - array
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array

@@ -1,0 +1,390 @@
+"""Preparation: source or download -> uint8 arrays per split + manifest.
+
+``prepare_dataset("cub", root="data", image_size=84)`` downloads (or, with
+``source=``, reads) the official archive, decodes every image once with a
+progress bar, and writes ``<root>/cub/84/{train,val,test}.npy`` plus
+``manifest.json`` atomically (see :mod:`kml.data.storage`). Calling it again
+is a no-op unless ``force=True``. Synthetic modes are generated instead of
+read; :func:`ensure_prepared` does that automatically on first use.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from kml.data.datasets.base import ClassListing, DatasetSpec
+from kml.data.archives import verify_checksum
+from kml.data.download import downloads_dir, fetch
+from kml.data.errors import DataError
+from kml.data.registry import SPECS, get_spec
+from kml.data.sources import SourceTree, find_source
+from kml.data.storage import (
+    SPLITS,
+    AtomicDir,
+    Manifest,
+    SplitInfo,
+    prepared_dir,
+    preparation_lock,
+    read_manifest,
+    variant_name,
+    write_manifest,
+)
+from kml.data.synthetic.base import SyntheticSpec
+
+BLOCK = 256  # images decoded per thread-pool round
+MIN_IMAGE_SIZE = 8
+
+
+def _kml_version() -> str:
+    try:
+        import kml
+
+        return str(getattr(kml, "__version__", ""))
+    except Exception:  # pragma: no cover
+        return ""
+
+
+def _say(message: str, verbose: bool) -> None:
+    if verbose:
+        print(message, file=sys.stderr, flush=True)
+
+
+def resolve_split(spec: DatasetSpec, split: str | None) -> str:
+    """The split scheme to use (the dataset's default when None); DataError if unknown."""
+    scheme = spec.default_split if split in (None, "", "default") else str(split)
+    if scheme not in spec.split_schemes:
+        raise DataError(
+            f"unknown split {scheme!r} for {spec.name}; choose one of: {', '.join(spec.split_schemes)}"
+        )
+    return scheme
+
+
+def prepared_path(name: str, root: str | Path, image_size: int, split: str | None = None, split_seed: int = 0) -> Path:
+    """Folder where ``name`` prepared at ``image_size`` with this split lives."""
+    spec = get_spec(name)
+    scheme = resolve_split(spec, split)
+    return prepared_dir(root, name, variant_name(image_size, scheme, spec.default_split, split_seed))
+
+
+def prepare_command(name: str, root: str | Path, image_size: int, split: str | None = None, split_seed: int = 0) -> str:
+    """The shell command that prepares ``name`` with these settings."""
+    spec = get_spec(name)
+    parts = [f"python scripts/prepare_data.py dataset={name}", f"data.root={root}", f"image_size={image_size}"]
+    scheme = resolve_split(spec, split)
+    if scheme != spec.default_split:
+        parts.append(f"split={scheme}")
+    if split_seed:
+        parts.append(f"split_seed={split_seed}")
+    if not spec.remote_files and not spec.synthetic:
+        parts.append("source=<folder holding the files>")
+    return " ".join(parts)
+
+
+def _matches(manifest: Manifest | None, name: str, image_size: int, scheme: str, split_seed: int) -> bool:
+    return (
+        manifest is not None
+        and manifest.dataset == name
+        and manifest.image_size == image_size
+        and manifest.split_scheme == scheme
+        and manifest.split_seed == split_seed
+    )
+
+
+def _check_image_size(image_size: Any) -> int:
+    try:
+        size = int(image_size)
+    except (TypeError, ValueError):
+        raise DataError(f"image_size must be an integer, got {image_size!r}; pass e.g. image_size=84") from None
+    if size < MIN_IMAGE_SIZE or size > 1024:
+        raise DataError(f"image_size={size} is out of range; pass a size between {MIN_IMAGE_SIZE} and 1024 (e.g. 84)")
+    return size
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _write_split(
+    folder: Path, split: str, shape: tuple[int, ...], blocks: Iterable[np.ndarray]
+) -> None:
+    """Write ``<folder>/<split>.npy`` of ``shape`` from consecutive uint8 blocks."""
+    path = folder / f"{split}.npy"
+    if shape[0] == 0:
+        np.save(path, np.zeros(shape, dtype=np.uint8))
+        return
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    position = 0
+    for block in blocks:
+        array[position : position + len(block)] = block
+        position += len(block)
+    if position != shape[0]:  # pragma: no cover - internal consistency
+        raise RuntimeError(f"wrote {position} of {shape[0]} images of split {split}")
+    array.flush()
+    del array
+
+
+def _locate_sources(
+    spec: DatasetSpec, root: Path, source: str | Path | None, download: bool, verbose: bool
+) -> list[Path]:
+    if source not in (None, ""):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise DataError(f"source {path} does not exist; pass source=<the {spec.title} archive or its folder>")
+        if path.is_file():
+            return [path]
+        found = find_source(path, spec.markers)
+        if found is None:
+            raise DataError(
+                f"no {spec.title} files found in {path} (looked for {', '.join(spec.markers)}); "
+                f"pass source=<the archive or the folder holding it> ({spec.source_help})"
+            )
+        return [found]
+    if not spec.remote_files:
+        raise DataError(f"{spec.title} cannot be downloaded automatically: {spec.source_help}")
+    folder = downloads_dir(root, spec.name)
+    if not download:
+        missing = [r.filename for r in spec.remote_files if not (folder / r.filename).is_file()]
+        if missing:
+            raise DataError(
+                f"archive {', '.join(missing)} missing from {folder}; run with download=true, "
+                f"or pass source=<folder holding it> ({spec.source_help})"
+            )
+    for remote in spec.remote_files:
+        if download:
+            _say(f"{spec.name}: fetching {remote.filename} (MD5-verified) into {folder}", verbose)
+            fetch(remote, folder, spec.name)
+        else:
+            verify_checksum(
+                folder / remote.filename,
+                remote.md5,
+                "md5",
+                fix=f"delete it and run with download=true, or pass source=<folder holding {remote.filename}>",
+            )
+    return [folder]
+
+
+def prepare_dataset(
+    name: str,
+    root: str | Path = "data",
+    image_size: int = 84,
+    source: str | Path | None = None,
+    split: str | None = None,
+    split_seed: int = 0,
+    force: bool = False,
+    download: bool = True,
+    workers: int | None = None,
+    verbose: bool = True,
+) -> Path:
+    """Prepare one dataset (or generate one synthetic mode); return its folder.
+
+    Args:
+        name: a dataset name (see :func:`kml.data.known_names`).
+        root: ``data.root``; arrays go to ``<root>/<name>/<variant>/``.
+        image_size: side of the stored square images.
+        source: a local archive or folder to read instead of downloading.
+        split: split scheme (``vinyals``/``lake`` for Omniglot, ``seeded`` /
+            ``test_only`` for GTSRB, ...); None for the dataset's default.
+        split_seed: seed of seeded class splits (and of synthetic generation).
+        force: prepare again even if a matching prepared folder exists.
+        download: fetch official archives when ``source`` is not given.
+        workers: decoding threads (default: up to 4, one per core).
+        verbose: print progress (tqdm bar and messages on stderr).
+    """
+    spec = get_spec(name)
+    size = _check_image_size(image_size)
+    scheme = resolve_split(spec, split)
+    split_seed = int(split_seed)
+    root = Path(root)
+    variant = variant_name(size, scheme, spec.default_split, split_seed)
+    target = prepared_dir(root, name, variant)
+    if not force and _matches(read_manifest(target), name, size, scheme, split_seed):
+        _say(f"{name}: already prepared at {target}", verbose)
+        return target
+    with preparation_lock(root, name, variant):
+        if not force and _matches(read_manifest(target), name, size, scheme, split_seed):
+            _say(f"{name}: already prepared at {target} (by another process)", verbose)
+            return target
+        workers = workers or min(4, max(1, _cpu_count()))
+        if isinstance(spec, SyntheticSpec):
+            return _generate(spec, target, size, split_seed, workers, verbose)
+        sources = _locate_sources(spec, root, source, download, verbose)
+        scratch = root / name / f".extract-{variant}"  # tar archives are unpacked here, then removed
+        shutil.rmtree(scratch, ignore_errors=True)  # left over by a killed run of this variant
+        try:
+            with SourceTree(sources, spec.archive_patterns, scratch=scratch) as tree:
+                listing = spec.collect(tree, scheme, split_seed)
+                listing.check(spec.title, spec.allow_empty_splits(scheme))
+
+                def load(item: Any) -> np.ndarray:
+                    return spec.load_item(tree, item, size)
+
+                _write_prepared(spec, listing, target, size, scheme, split_seed, tree.origins, load, workers, verbose)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    _say(f"{name}: prepared at {target}", verbose)
+    return target
+
+
+def _write_prepared(
+    spec: DatasetSpec,
+    listing: ClassListing,
+    target: Path,
+    size: int,
+    scheme: str,
+    split_seed: int,
+    sources: list[dict],
+    load: Callable[[Any], np.ndarray],
+    workers: int,
+    verbose: bool,
+) -> None:
+    total = sum(len(items) for split in SPLITS for _, items in listing.splits[split])
+    infos: dict[str, SplitInfo] = {}
+    with AtomicDir(target) as tmp, ThreadPoolExecutor(workers) as pool, tqdm(
+        total=total, desc=f"prepare {spec.name} ({size}px)", unit="img", disable=not verbose, file=sys.stderr
+    ) as bar:
+        for split in SPLITS:
+            classes = listing.splits[split]
+            flat = [item for _, items in classes for item in items]
+
+            def blocks(flat=flat) -> Iterable[np.ndarray]:
+                for chunk in _chunks(flat, BLOCK):
+                    block = np.stack(list(pool.map(load, chunk)))
+                    bar.update(len(chunk))
+                    yield block
+
+            _write_split(tmp, split, (len(flat), size, size, spec.channels), blocks())
+            infos[split] = SplitInfo([name for name, _ in classes], [len(items) for _, items in classes])
+        write_manifest(tmp, _manifest(spec, size, scheme, split_seed, infos, sources, listing.extra))
+
+
+def _manifest(spec, size, scheme, split_seed, infos, sources, extra) -> Manifest:
+    return Manifest(
+        dataset=spec.name,
+        image_size=size,
+        channels=spec.channels,
+        split_scheme=scheme,
+        split_seed=split_seed,
+        splits=infos,
+        rotations=spec.rotations,
+        sources=sources,
+        extra=extra,
+        kml_version=_kml_version(),
+    )
+
+
+def _generate(spec: SyntheticSpec, target: Path, size: int, seed: int, workers: int, verbose: bool) -> Path:
+    listing = spec.listing(seed)
+    listing.check(spec.title)
+    count = spec.images_per_class
+    infos: dict[str, SplitInfo] = {}
+    total = sum(len(classes) for classes in listing.splits.values()) * count
+
+    def render(item: tuple[int, Any]) -> np.ndarray:
+        index, params = item
+        return spec.render_class(params, spec.class_rng(seed, index), count, size)
+
+    with AtomicDir(target) as tmp, ThreadPoolExecutor(workers) as pool, tqdm(
+        total=total, desc=f"generate {spec.name} ({size}px)", unit="img", disable=not verbose, file=sys.stderr
+    ) as bar:
+        for split in SPLITS:
+            classes = listing.splits[split]
+            items = [items[0] for _, items in classes]
+
+            def blocks(items=items) -> Iterable[np.ndarray]:
+                for chunk in _chunks(items, 8):
+                    for images in pool.map(render, chunk):
+                        bar.update(len(images))
+                        yield images
+
+            _write_split(tmp, split, (len(items) * count, size, size, spec.channels), blocks())
+            infos[split] = SplitInfo([name for name, _ in classes], [count] * len(classes))
+        sources = [{"generator": spec.name, "seed": seed}]
+        write_manifest(tmp, _manifest(spec, size, "seeded", seed, infos, sources, listing.extra))
+    _say(f"{spec.name}: generated at {target}", verbose)
+    return target
+
+
+def ensure_prepared(
+    name: str, root: str | Path, image_size: int, split: str | None = None, split_seed: int = 0, verbose: bool = True
+) -> Path:
+    """The prepared folder of ``name``; synthetic modes are generated if missing.
+
+    A real dataset that is not prepared raises :class:`DataError` naming the
+    command that prepares it.
+    """
+    spec = get_spec(name)
+    size = _check_image_size(image_size)
+    scheme = resolve_split(spec, split)
+    target = prepared_dir(root, name, variant_name(size, scheme, spec.default_split, int(split_seed)))
+    if _matches(read_manifest(target), name, size, scheme, int(split_seed)):
+        return target
+    if spec.synthetic:
+        return prepare_dataset(name, root, size, split=scheme, split_seed=split_seed, verbose=verbose)
+    raise DataError(
+        f"dataset {name!r} is not prepared at {target}; run: "
+        f"{prepare_command(name, root, size, scheme, int(split_seed))}"
+    )
+
+
+def prepare_all(
+    root: str | Path = "data",
+    image_size: int = 84,
+    source: str | Path | None = None,
+    split_seed: int = 0,
+    force: bool = False,
+    workers: int | None = None,
+    verbose: bool = True,
+    include_synthetic: bool = True,
+) -> dict[str, Path]:
+    """Prepare every dataset found (nothing is downloaded) plus the synthetic modes.
+
+    A real dataset is "found" when its files are in ``source`` (or a direct
+    subfolder of it, as in ``../shared/data``), or, without ``source``, when
+    its official archives are in ``<root>/downloads/<name>/``. Returns the
+    prepared folders by name.
+    """
+    done: dict[str, Path] = {}
+    for name, spec in SPECS.items():
+        if spec.synthetic:
+            if not include_synthetic:
+                continue
+            done[name] = prepare_dataset(name, root, image_size, split_seed=split_seed, force=force, verbose=verbose)
+            continue
+        if source not in (None, ""):
+            found = find_source(Path(source).expanduser(), spec.markers)
+        else:
+            folder = downloads_dir(root, name)
+            present = spec.remote_files and all((folder / r.filename).is_file() for r in spec.remote_files)
+            found = folder if present else None
+        if found is None:
+            _say(f"{name}: not found, skipped", verbose)
+            continue
+        done[name] = prepare_dataset(
+            name,
+            root,
+            image_size,
+            source=found if source not in (None, "") else None,
+            split_seed=split_seed,
+            force=force,
+            download=False,
+            workers=workers,
+            verbose=verbose,
+        )
+    return done
+
+
+def _cpu_count() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
