@@ -35,13 +35,10 @@ TINY = [
 
 
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
-    """A data root with the synthetic modes generated at 16x16 (once per session)."""
-    from kml.data import get_tasksets
-
-    root = tmp_path_factory.mktemp("synthetic-data")
-    get_tasksets("synthetic", ways=3, shots=1, queries=2, root=root, image_size=16, verbose=False)
-    return root
+def synthetic_root(data_synthetic_root) -> Path:
+    """A data root with the synthetic modes generated at 16x16 (once per session; shared
+    with the data tests' ``data_synthetic_root``)."""
+    return data_synthetic_root
 
 
 @pytest.fixture
