@@ -12,7 +12,7 @@ from typing import Callable
 
 from kml.errors import KmlError
 
-__all__ = ["CONFIG_DIR", "register_resolvers", "main_guard", "terminate_as_interrupt"]
+__all__ = ["CONFIG_DIR", "register_resolvers", "main_guard", "hydra_main", "terminate_as_interrupt"]
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
@@ -25,9 +25,21 @@ def register_resolvers() -> None:
         return
     # resume=<dir> makes Hydra's run directory the resumed run's own directory
     OmegaConf.register_new_resolver("kml_run_dir", lambda resume, default: resume if resume else default)
-    OmegaConf.register_new_resolver("kml_hydra_subdir", lambda resume: ".hydra_resume" if resume else ".hydra")
+    OmegaConf.register_new_resolver("kml_hydra_subdir", _hydra_subdir)
     # a per-process random suffix (cached: the same value wherever it is used)
     OmegaConf.register_new_resolver("kml_unique", lambda: secrets.token_hex(3), use_cache=True)
+
+
+def _hydra_subdir(resume, output_dir=None) -> str:
+    """Hydra's record folder in the run directory: ``.hydra`` (``.hydra_resume`` for a
+    resumed run), or ``<that>_2``, ``_3``, ... when it exists, so nothing is overwritten."""
+    base = ".hydra_resume" if resume else ".hydra"
+    if not output_dir:
+        return base
+    name, n = base, 2
+    while (Path(str(output_dir)) / name).exists():
+        name, n = f"{base}_{n}", n + 1
+    return name
 
 
 def terminate_as_interrupt() -> None:
@@ -36,6 +48,7 @@ def terminate_as_interrupt() -> None:
     def handler(signum, frame):
         raise KeyboardInterrupt
 
+    handler.kml_interrupt = True  # the trainer defers it to the end of an iteration too
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -53,5 +66,127 @@ def main_guard(fn: Callable) -> Callable:
 
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(130 if isinstance(err, TrainingInterrupted) else 1)
+        except KeyboardInterrupt:
+            print("error: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+            sys.exit(130)
 
     return wrapper
+
+
+def hydra_main(config_name: str, schema: type | None = None) -> Callable:
+    """``@hydra.main`` (``configs/<config_name>.yaml``) plus :func:`main_guard`, with
+    Hydra's own errors made one line too.
+
+    An unknown key (``train.iteratons=5``), an unknown group option (``mode=foo``), a
+    value of the wrong type or an unparsable override prints ``error: ...`` naming the
+    valid keys or options, and exits with status 1, without a traceback; so does an
+    output directory that Hydra cannot create. ``schema`` (the config dataclass) is
+    used to list the valid keys. ``HYDRA_FULL_ERROR=1`` restores Hydra's full
+    tracebacks. Errors raised inside the run keep :func:`main_guard`'s handling (a
+    bug keeps its traceback).
+    """
+    import hydra
+
+    def decorate(fn: Callable) -> Callable:
+        raised_by_run: list[BaseException] = []  # errors of the run itself keep their traceback
+        guarded = main_guard(fn)
+
+        @functools.wraps(fn)
+        def task(cfg):
+            try:
+                return guarded(cfg)
+            except BaseException as err:
+                raised_by_run.append(err)
+                raise
+
+        app = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(task)
+
+        @functools.wraps(fn)
+        def entry() -> None:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                app()
+                return
+            previous = os.environ.get("HYDRA_FULL_ERROR")
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print the one-line message
+            try:
+                app()
+            except Exception as err:
+                message = None if any(err is e for e in raised_by_run) else describe_hydra_error(err, schema)
+                if message is None:
+                    raise
+                print(f"error: {message}", file=sys.stderr, flush=True)
+                sys.exit(1)
+            finally:
+                if previous is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = previous
+
+        return entry
+
+    return decorate
+
+
+def _lines(err: BaseException) -> list[str]:
+    return [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+
+
+def describe_hydra_error(err: BaseException, schema: type | None = None) -> str | None:
+    """One line for an error raised by Hydra while composing the config or creating the
+    output directory (before the run starts); ``None`` if it is not one of those."""
+    import re
+
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+    from kml.config import unknown_key_message
+
+    lines = _lines(err)
+    first = lines[0] if lines else type(err).__name__
+    if isinstance(err, MissingConfigException):
+        found = re.search(r"Could not (?:find|load) '([^']*)/([^']*)'", first)
+        if found:
+            group, option = found.groups()
+            options = list(err.options or [])
+            if not options:  # Hydra lists options only for some failures
+                options = _group_options(group)
+            valid = f"; valid options for {group}: {', '.join(options)}" if options else ""
+            return f"{group}={option} is not a known option{valid}"
+        return f"{first}; check the config name and group options (configs/)"
+    if isinstance(err, OverrideParseException):
+        detail = "; ".join(line for line in lines[1:] if not line.startswith("See "))
+        return (
+            f"cannot parse the override {first.split(' ', 3)[-1]}: {detail or 'invalid syntax'}; "
+            "write overrides as key=value (e.g. train.iterations=100)"
+        )
+    if isinstance(err, HydraException):
+        cause = err.__cause__
+        override = re.search(r"Could not override '([^']*)'", first)
+        if override or isinstance(cause, ConfigKeyError):
+            key = override.group(1) if override else getattr(cause, "full_key", "") or first
+            if schema is not None:
+                return unknown_key_message(key, schema)
+            return f"unknown config key {key!r}"
+        merging = re.search(r"Error merging override (.*)", first)
+        if merging and isinstance(cause, OmegaConfBaseException):
+            detail = _lines(cause)[0] if _lines(cause) else type(cause).__name__
+            return f"invalid value in {merging.group(1)}: {detail}; pass a value of the key's type"
+        detail = "; ".join(lines)
+        if isinstance(cause, OmegaConfBaseException) and _lines(cause):
+            detail += f" ({_lines(cause)[0]})"
+        return detail
+    if isinstance(err, OmegaConfBaseException):
+        key = getattr(err, "full_key", None)
+        return f"invalid config{f' at {key}' if key else ''}: {first}"
+    if isinstance(err, OSError) and err.filename:  # Hydra creating the run directory or its files
+        where = err.filename
+        return (
+            f"cannot create the run directory {where} ({err.strerror or first}); "
+            "choose a writable place with hydra.run.dir=/path/to/run (or run from a writable folder)"
+        )
+    return None
+
+
+def _group_options(group: str) -> list[str]:
+    folder = Path(CONFIG_DIR) / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []

@@ -256,7 +256,9 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     extra = unknown_keys(c, RunConfig)
     if extra:
-        raise ConfigError(unknown_key_message(extra[0], RunConfig) + "; remove it (a '+key=value' override adds keys)")
+        added = OmegaConf.select(c, extra[0], default=None, throw_on_resolution_failure=False) is not None
+        hint = "; remove it (a '+key=value' override adds keys)" if added else ""
+        raise ConfigError(unknown_key_message(extra[0], RunConfig) + hint)
     _resolves(c)
     _choice(c.learner.name, ("maml", "protonet"), "learner.name")
     _choice(c.modulation.name, ("none", "film", "kml"), "modulation.name")

@@ -13,7 +13,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "fsync_dir"]
+from kml.errors import KmlError
+
+__all__ = [
+    "WriteError",
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_json",
+    "fsync_dir",
+    "remove_stale_temporaries",
+]
+
+
+class WriteError(KmlError):
+    """An output file cannot be written (read-only place, disk full, ...)."""
 
 
 def fsync_dir(path: Path) -> None:
@@ -32,8 +45,38 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temporary file, then atomically move it to ``path``."""
+    """Call ``write(file)`` on a temporary file, then atomically move it to ``path``.
+
+    Raises:
+        WriteError: the folder cannot be created or written (the target is untouched).
+    """
     path = Path(path)
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise WriteError(f"cannot write {path}: {folder} is a file, not a folder; choose another location")
+            break
+    try:
+        _atomic_write(path, write)
+    except OSError as err:
+        raise WriteError(
+            f"cannot write {path} ({err.strerror or err}); "
+            "choose a writable location (and check the free disk space)"
+        ) from None
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Delete temporary files that a killed :func:`atomic_write` left in ``folder``."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for stale in folder.glob(".*.tmp"):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -5,19 +5,17 @@
     python scripts/compare.py run_dirs='[runs/maml,runs/mmaml,runs/mmaml_kml]' output=table.md
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from kml.cli import CONFIG_DIR, main_guard, register_resolvers
-from kml.config import register_script_configs
+from kml.cli import hydra_main, register_resolvers
+from kml.config import CompareScriptConfig, register_script_configs
 from kml.engine.reporting import write_comparison
 
 register_resolvers()
 register_script_configs()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="compare")
-@main_guard
+@hydra_main(config_name="compare", schema=CompareScriptConfig)
 def main(cfg: DictConfig) -> None:
     write_comparison(list(cfg.run_dirs), cfg.output)
 

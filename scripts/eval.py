@@ -5,11 +5,10 @@
     python scripts/eval.py run_dir=... checkpoint=20000 eval.tasks_per_mode=600
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from kml.cli import CONFIG_DIR, main_guard, register_resolvers
-from kml.config import register_script_configs
+from kml.cli import hydra_main, register_resolvers
+from kml.config import EvalScriptConfig, register_script_configs
 from kml.engine.runs import evaluate_run
 from kml.errors import KmlError
 
@@ -17,8 +16,7 @@ register_resolvers()
 register_script_configs()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-@main_guard
+@hydra_main(config_name="eval", schema=EvalScriptConfig)
 def main(cfg: DictConfig) -> None:
     if not cfg.run_dir:
         raise KmlError("run_dir is required: python scripts/eval.py run_dir=<a run directory of scripts/train.py>")

@@ -9,24 +9,23 @@
     torchrun --nproc_per_node=2 scripts/train.py ...                            # tasks sharded over ranks
 """
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from kml.cli import CONFIG_DIR, main_guard, register_resolvers, terminate_as_interrupt
-from kml.config import register_configs
+from kml.cli import hydra_main, register_resolvers, terminate_as_interrupt
+from kml.config import RunConfig, register_configs
 from kml.engine.runs import run_training
 
 register_resolvers()
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-@main_guard
+@hydra_main(config_name="config", schema=RunConfig)
 def main(cfg: DictConfig) -> None:
     terminate_as_interrupt()
     hydra_cfg = HydraConfig.get()
-    run_training(cfg, hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task))
+    overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
+    run_training(cfg, hydra_cfg.runtime.output_dir, overrides=overrides)
 
 
 if __name__ == "__main__":

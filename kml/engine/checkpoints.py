@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,12 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], keep_iteration: 
     return targets[0]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", fix: str | None = None
+) -> dict[str, Any]:
     """Load a checkpoint safely.
+
+    ``fix`` replaces the advice given for a truncated or corrupt file.
 
     Raises:
         CheckpointError: the file does not exist, is truncated or corrupt, holds
@@ -83,18 +88,29 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass an existing file (see {path.parent}/)")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
+    corrupt = fix or f"use another checkpoint of the run, e.g. an earlier iter_*.pt in {path.parent}/"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (truncated); {corrupt}")
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # a zip (torch.save) or a pickle
         raise CheckpointError(
-            f"checkpoint {path} was refused: it contains objects other than tensors and plain data "
-            f"(it may be malicious or from another program); only kml checkpoints can be loaded. ({_first_line(err)})"
+            f"{path} is not a kml checkpoint (not a PyTorch file); pass a file from a run's checkpoints/ folder"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f"loading it would call or import {found.group(1)}" if found else "it holds objects other than plain data"
+        raise CheckpointError(
+            f"checkpoint {path} was refused and nothing in it was run: {what}, but a checkpoint "
+            "may only hold tensors and plain data (it is malicious or from another program); "
+            "load only checkpoints written by kml"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({_first_line(err)}); "
-            "use another checkpoint of the run, e.g. an earlier iter_*.pt"
-        ) from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(err)}); {corrupt}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not a kml checkpoint (no '{CHECKPOINT_FORMAT}' marker); "
@@ -105,7 +121,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    return text[0].split(". ")[0].rstrip(".")[:200]  # the first sentence
 
 
 def list_checkpoints(run_dir: str | Path) -> dict[int, Path]:
@@ -147,9 +165,17 @@ def resolve_checkpoint(run_dir: str | Path, checkpoint: int | str | None = None)
     return path
 
 
-def check_state_dict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+def check_state_dict(
+    module: torch.nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    what: str,
+    methods: tuple[str, str] | None = None,
+) -> None:
     """Raise :class:`CheckpointError` naming the differing keys/shapes if ``state_dict``
-    does not fit ``module`` exactly (different architecture or method)."""
+    does not fit ``module`` exactly (different architecture or method).
+
+    ``methods``: ``(checkpoint's method, this run's method)``, named in the message when
+    they differ."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state_dict.items()}
     missing = sorted(set(expected) - set(found))
@@ -167,9 +193,12 @@ def check_state_dict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor
             "shape mismatch "
             + _short([f"{k}: checkpoint {found[k]} vs model {expected[k]}" for k in shapes])
         )
+    origin = ""
+    if methods and methods[0] and methods[0] != methods[1]:
+        origin = f"it was saved by {methods[0]} but this run is {methods[1]}; "
     raise CheckpointError(
-        f"{what} does not match this model ({'; '.join(parts)}); "
-        "it belongs to a different architecture or method: use the run's own config"
+        f"{what} does not match this model ({origin}{'; '.join(parts)}); "
+        "it belongs to a different architecture or method: use a checkpoint of this run, or this run's own config"
     )
 
 
@@ -238,14 +267,17 @@ def load_run(
     state = load_checkpoint(path, map_location="cpu")
     mode_names = list(state.get("mode_names", []))
     learner = build_learner_from_config(config, dataset=mode if config.multi else None)
-    check_state_dict(learner, state["model"], f"checkpoint {path}")
+    method = method_name(config.learner.name, config.modulation.name, bool(config.multi))
+    if not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path} holds no model; pass a file from a run's checkpoints/ folder")
+    check_state_dict(learner, state["model"], f"checkpoint {path}", methods=(str(state.get("method", "")), method))
     learner.load_state_dict(state["model"])
     learner.to(device)
     return LoadedRun(
         learner=learner,
         config=config,
         iteration=int(state["iteration"]),
-        method=method_name(config.learner.name, config.modulation.name, bool(config.multi)),
+        method=method,
         mode_names=mode_names,
         checkpoint=path,
         state=state,

@@ -26,12 +26,12 @@ from kml.engine.builders import (
     tasksets_for,
     use_vectorized,
 )
-from kml.engine.checkpoints import CheckpointError, load_checkpoint
+from kml.engine.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
 from kml.engine.distributed import DistributedContext, init_distributed
 from kml.engine.evaluation import ModeEvaluation, evaluate_batches, pooled_summary
-from kml.engine.trainer import Trainer
+from kml.engine.trainer import Trainer, TrainingInterrupted
 from kml.errors import KmlError
-from kml.io import atomic_write_json, atomic_write_text
+from kml.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from kml.learners import method_name
 
 __all__ = [
@@ -127,18 +127,67 @@ def resume_config(saved: DictConfig, composed: DictConfig, overrides: list[str])
     return merged
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
         root = Path(kml.__file__).resolve().parent.parent
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=False
-        )
-        return out.stdout.strip() or None
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def _check_writable(run_dir: Path) -> None:
+def _git_commit() -> str | None:
+    return _git("rev-parse", "HEAD") or None
+
+
+def _git_dirty() -> bool | None:
+    """Whether the working tree has uncommitted changes to tracked files (None: no git)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``<run_dir>/.lock``) for as long as a run
+    writes to it: a second run, or a ``resume=`` of a run that is still going, is
+    refused instead of interleaving its writes. The operating system releases it
+    when the process ends, however it ends (no stale locks after a kill)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self._file = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise KmlError(
+                f"{self.path.parent} is in use by another run ({owner}); wait for it to finish "
+                "(or stop it), or choose another output directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file releases the lock
+            self._file = None
+
+
+def _check_writable(
+    run_dir: Path,
+    fix: str = "choose a writable place with hydra.run.dir=/path/to/run (or run from a writable folder)",
+) -> None:
+    run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=run_dir)
@@ -146,8 +195,7 @@ def _check_writable(run_dir: Path) -> None:
         os.unlink(probe)
     except OSError as err:
         raise KmlError(
-            f"output directory {run_dir} is not writable ({err.strerror}); "
-            "choose a writable place with hydra.run.dir=/path/to/run (or run from a writable folder)"
+            f"output directory {run_dir} is not writable ({err.strerror}); {fix}"
         ) from None
 
 
@@ -169,6 +217,7 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig, resuming: bool, ctx: Distrib
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "git_commit": _git_commit(),
+        "git_dirty": _git_dirty(),
         "seed": int(cfg.train.seed),
         "hostname": socket.gethostname(),
         "command": sys.argv,
@@ -252,9 +301,11 @@ def _train_one(
     mode: str | None,
     seed: int,
     log,
+    tasksets=None,
 ):
     """Build, restore (if a checkpoint exists) and train one learner; return it with its tasksets."""
-    tasksets = tasksets_for(cfg, device, seed=seed)
+    if tasksets is None:
+        tasksets = _checked_tasksets(cfg, device, seed)
     mode_names = list(tasksets.train.mode_names)
     torch.manual_seed(seed)
     learner = build_learner_from_config(cfg).to(device)
@@ -271,14 +322,47 @@ def _train_one(
         description=f"train {mode}" if mode else "train",
     )
     last = run_dir / "checkpoints" / "last.pt"
+    if ctx.is_main:
+        for folder in (run_dir, run_dir / "checkpoints"):
+            remove_stale_temporaries(folder)  # left by a run killed while writing
     if last.is_file():
-        state = load_checkpoint(last, map_location=device)
+        state = _load_for_resume(last, device)
         trainer.load_state_dict(state, str(last))
         log(f"resumed from {last} at iteration {trainer.iteration}")
     elif (run_dir / "metrics.jsonl").exists() and ctx.is_main:
         (run_dir / "metrics.jsonl").unlink()
     trainer.fit()
     return learner, tasksets, trainer.iteration
+
+
+def _checked_tasksets(cfg: DictConfig, device, seed: int):
+    """The run's samplers; a mixture whose training split has no classes is a user error."""
+    tasksets = tasksets_for(cfg, device, seed=seed)
+    if tasksets.train is None:
+        datasets = list(cfg.mode.datasets)
+        names = ", ".join(datasets)
+        which = datasets[0] if len(datasets) == 1 else "<name>"
+        raise KmlError(
+            f"the train split of {names} has no classes (empty prepared dataset); prepare it again with "
+            f"python scripts/prepare_data.py dataset={which} data.root={cfg.data.root} "
+            f"image_size={cfg.data.image_size} force=true, or choose another mode"
+        )
+    return tasksets
+
+
+def _load_for_resume(last: Path, device) -> dict:
+    """``last.pt`` of a run being resumed; if it is unreadable, say how to resume from an
+    earlier numbered checkpoint."""
+    earlier = list(list_checkpoints(last.parent.parent).values())
+    fix = (
+        f"to resume from the latest numbered checkpoint instead, run: cp {earlier[-1]} {last}"
+        if earlier
+        else "no numbered checkpoint is left to resume from: start a new run"
+    )
+    try:
+        return load_checkpoint(last, map_location=device, fix=fix)
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot resume: {err}") from None
 
 
 def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, log=print) -> dict:
@@ -291,6 +375,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
         the ``results.json`` content.
     """
     run_dir = Path(run_dir)
+    validate(cfg)  # the command line's own config first: its errors name the user's overrides
     if cfg.resume:
         run_dir = Path(cfg.resume)
         saved_path = run_dir / "config.yaml"
@@ -312,6 +397,25 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     torch.use_deterministic_algorithms(bool(cfg.train.deterministic), warn_only=True)
     torch.backends.cudnn.benchmark = not cfg.train.deterministic
     vectorized = use_vectorized(cfg.train.vectorized, device)
+    seed = int(cfg.train.seed)
+    # data errors (not prepared, too few classes or images) before anything is written
+    tasksets = _checked_tasksets(cfg, device, seed)
+    _check_writable(run_dir)
+    lock = RunLock(run_dir).acquire() if ctx.is_main else None
+    try:
+        return _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log)
+    except KeyboardInterrupt:
+        # outside the training loop (which saves and says so itself): e.g. during evaluation
+        raise TrainingInterrupted(
+            f"interrupted; the checkpoints in {run_dir / 'checkpoints'} are kept; "
+            f"continue with: python scripts/train.py resume={run_dir}"
+        ) from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, tasksets, log) -> dict:
     prepare_run_dir(run_dir, cfg, resuming=bool(cfg.resume), ctx=ctx)
     say = log if ctx.is_main else (lambda *_: None)
     method = method_name(cfg.learner.name, cfg.modulation.name, bool(cfg.multi))
@@ -321,16 +425,14 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
 
     evaluations: dict[str, ModeEvaluation] = {}
     iterations: dict[str, int] = {}
-    seed = int(cfg.train.seed)
     if not cfg.multi:
-        learner, tasksets, iteration = _train_one(cfg, run_dir, device, ctx, vectorized, None, seed, say)
+        learner, tasksets, iteration = _train_one(cfg, run_dir, device, ctx, vectorized, None, seed, say, tasksets)
         split_sampler = getattr(tasksets, cfg.eval.split)
         for mode in tasksets.train.mode_names:
             evaluations[mode] = _evaluate_mode(learner, split_sampler, mode, cfg, vectorized, ctx)
         iterations = {"all": iteration}
     else:
-        probe = tasksets_for(cfg, device, seed=seed)
-        for k, mode in enumerate(probe.train.mode_names):
+        for k, mode in enumerate(list(tasksets.train.mode_names)):
             spec_cfg = specialist_config(cfg, mode)
             spec_dir = run_dir / "specialists" / mode
             _check_writable(spec_dir)
@@ -383,10 +485,21 @@ def evaluate_run(
     ctx = DistributedContext()
     evaluations: dict[str, ModeEvaluation] = {}
     iterations: dict[str, int] = {}
+    if output is None:
+        # never overwrite the training run's own results.json by default
+        label = "last" if checkpoint in (None, "last") else Path(str(checkpoint)).stem
+        output = run_dir / f"eval_{label}_{cfg.eval.split}.json"
+    output = Path(output)
+    _check_writable(output.parent, fix="pass output=/a/writable/place/eval.json")
+    # a missing, corrupt, unsafe or mismatched checkpoint is reported before the data is loaded
+    first = load_run(run_dir, checkpoint, device=torch_device)
     tasksets = tasksets_for(cfg, torch_device)
     modes = list(tasksets.train.mode_names)
     for mode in modes:
-        loaded = load_run(run_dir, checkpoint, device=torch_device, mode=mode if cfg.multi else None)
+        if cfg.multi:
+            loaded = load_run(run_dir, checkpoint, device=torch_device, mode=mode)
+        else:
+            loaded = first
         spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
         evaluations[mode] = _evaluate_mode(
             loaded.learner, getattr(tasksets, cfg.eval.split), mode, spec_cfg, vectorized, ctx
@@ -400,11 +513,6 @@ def evaluate_run(
             break
     results = _build_results(cfg, evaluations, iterations)
     results["checkpoint"] = str(loaded.checkpoint)
-    if output is None:
-        # never overwrite the training run's own results.json by default
-        label = "last" if checkpoint in (None, "last") else Path(str(checkpoint)).stem
-        output = run_dir / f"eval_{label}_{cfg.eval.split}.json"
-    output = Path(output)
     if output.resolve() == (run_dir / "results.json").resolve():
         _write_outputs(run_dir, cfg, results, evaluations)
     else:

@@ -9,6 +9,8 @@ with deterministic algorithms) ends with bit-identical parameters.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +77,8 @@ class Trainer:
         self.schedulers = build_schedulers(self.optimizers, cfg)
         self.iteration = 0
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self._window: _Window | None = None  # metrics since the last log line, while fitting
+        self._restored_window: dict | None = None
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -92,11 +96,15 @@ class Trainer:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "sampler": self.sampler.state_dict(),
             "rng": rng,
+            # metrics accumulated since the last log line (non-empty after a Ctrl-C stop); a
+            # rank's own sums only, so not kept for multi-process runs
+            "window": self._window.state_dict() if self._window is not None and not self.ctx.enabled else None,
         }
 
     def load_state_dict(self, state: dict, source: str) -> None:
         """Restore everything from a checkpoint (``source`` names it in errors)."""
-        check_state_dict(self.learner, state["model"], f"checkpoint {source}")
+        method = method_name(self.cfg.learner.name, self.cfg.modulation.name, bool(self.cfg.multi))
+        check_state_dict(self.learner, state["model"], f"checkpoint {source}", methods=(str(state.get("method", "")), method))
         if len(state["optimizers"]) != len(self.optimizers):
             raise KmlError(f"checkpoint {source} has {len(state['optimizers'])} optimisers, this run {len(self.optimizers)}")
         self.learner.load_state_dict(state["model"])
@@ -109,6 +117,7 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.iteration = int(state["iteration"])
+        self._restored_window = state.get("window")
         if self.ctx.is_main:
             self._truncate_metrics(self.iteration)
 
@@ -142,7 +151,9 @@ class Trainer:
 
         Raises:
             NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
-            TrainingInterrupted: on KeyboardInterrupt, after saving a checkpoint.
+            TrainingInterrupted: on Ctrl-C (or SIGTERM, see :func:`kml.cli.terminate_as_interrupt`):
+                the current iteration is finished and checkpointed, so a resumed run
+                continues exactly; a second Ctrl-C stops at once without saving.
         """
         cfg = self.cfg
         total = int(cfg.train.iterations)
@@ -153,6 +164,10 @@ class Trainer:
         self.learner.train()
 
         window = _Window(num_modes, self.device)
+        if self._restored_window:
+            window.load_state_dict(self._restored_window)
+            self._restored_window = None
+        self._window = window
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         bar = tqdm(
             total=total,
@@ -162,56 +177,77 @@ class Trainer:
             disable=not (cfg.train.progress and self.ctx.is_main),
             dynamic_ncols=True,
         )
+        stop = _StopRequest()
         try:
-            while self.iteration < total:
-                batch = self._sample(meta_batch)
-                part = self.ctx.shard(meta_batch)
-                with autocast_for(cfg.train.precision, self.device):
-                    out = self.learner(
-                        batch.support[part],
-                        batch.support_labels[part],
-                        batch.query[part],
-                        batch.query_labels[part],
-                        ways=ways,
-                        vectorized=self.vectorized,
-                    )
-                loss = out.task_losses.sum() / meta_batch
-                for opt in self.optimizers:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.ctx.all_reduce_gradients(params)
-                for opt in self.optimizers:
-                    opt.step()
-                for sched in self.schedulers:
-                    sched.step()
-                bad = ~torch.isfinite(loss.detach())
-                first_bad = torch.where((first_bad < 0) & bad, torch.full_like(first_bad, self.iteration + 1), first_bad)
-                window.add(out, batch.modes[part])
-                self.iteration += 1
-                bar.update(1)
-
-                log_now = self.iteration % cfg.train.log_every == 0 or self.iteration == total
-                save_now = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == total
-                if log_now or save_now:
-                    self._check_finite(first_bad)
-                if log_now:
-                    record = window.flush(self.iteration, self.ctx, self.mode_names, self.optimizers)
-                    if self.ctx.is_main and record is not None:
-                        self._append_metrics(record)
-                        bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.1f}%")
-                if save_now:
-                    self.save(keep_iteration=True)
+            with stop:
+                self._loop(total, meta_batch, ways, params, window, first_bad, bar, stop)
         except KeyboardInterrupt:
+            # a second Ctrl-C (or one the loop could not defer): the iteration may be half
+            # done, so nothing is saved; the last checkpoint stays the one to resume from
             bar.close()
-            self._check_finite(first_bad)
-            path = self.save(keep_iteration=True)
+            last = self.run_dir / "checkpoints" / "last.pt"
+            kept = f"the last checkpoint {last} is kept" if last.is_file() else "no checkpoint had been saved yet"
             raise TrainingInterrupted(
-                f"interrupted at iteration {self.iteration}; checkpoint saved to {path}; "
+                f"interrupted at once during iteration {self.iteration + 1}, without saving; {kept}; "
                 f"continue with: python scripts/train.py resume={self.run_root()}"
             ) from None
         finally:
             bar.close()
+        if stop.requested:
+            raise TrainingInterrupted(
+                f"interrupted at iteration {self.iteration}; checkpoint saved to "
+                f"{self.run_dir / 'checkpoints' / 'last.pt'}; "
+                f"continue with: python scripts/train.py resume={self.run_root()}"
+            )
         return self.iteration
+
+    def _loop(self, total, meta_batch, ways, params, window, first_bad, bar, stop: "_StopRequest") -> None:
+        cfg = self.cfg
+        while self.iteration < total:
+            batch = self._sample(meta_batch)
+            part = self.ctx.shard(meta_batch)
+            with autocast_for(cfg.train.precision, self.device):
+                out = self.learner(
+                    batch.support[part],
+                    batch.support_labels[part],
+                    batch.query[part],
+                    batch.query_labels[part],
+                    ways=ways,
+                    vectorized=self.vectorized,
+                )
+            loss = out.task_losses.sum() / meta_batch
+            for opt in self.optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.ctx.all_reduce_gradients(params)
+            for opt in self.optimizers:
+                opt.step()
+            for sched in self.schedulers:
+                sched.step()
+            bad = ~torch.isfinite(loss.detach())
+            first_bad = torch.where((first_bad < 0) & bad, torch.full_like(first_bad, self.iteration + 1), first_bad)
+            window.add(out, batch.modes[part])
+            self.iteration += 1
+            bar.update(1)
+
+            log_now = self.iteration % cfg.train.log_every == 0 or self.iteration == total
+            save_now = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == total
+            if log_now or save_now:
+                self._check_finite(first_bad)
+            if log_now:
+                record = window.flush(self.iteration, self.ctx, self.mode_names, self.optimizers)
+                if self.ctx.is_main and record is not None:
+                    self._append_metrics(record)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.1f}%")
+            if save_now:
+                self._check_parameters()
+                self.save(keep_iteration=True)
+            if stop.requested:  # Ctrl-C / SIGTERM: stop at this iteration boundary
+                if not save_now:
+                    self._check_finite(first_bad)
+                    self._check_parameters()
+                    self.save(keep_iteration=True)
+                return
 
     def run_root(self) -> Path:
         """The run directory a user passes to ``resume=`` (the parent for specialists)."""
@@ -221,17 +257,59 @@ class Trainer:
         bad_iteration = int(first_bad.item())
         if bad_iteration < 0:
             return
+        raise self._non_finite(f"the meta-loss became NaN or infinite at iteration {bad_iteration}")
+
+    def _check_parameters(self) -> None:
+        """Never checkpoint NaN/inf parameters (a finite loss can still give an inf update)."""
+        bad = [name for name, p in self.learner.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise self._non_finite(f"the parameters became NaN or infinite at iteration {self.iteration} ({shown})")
+
+    def _non_finite(self, what: str) -> NonFiniteLossError:
         last = self.run_dir / "checkpoints" / "last.pt"
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been saved yet"
-        raise NonFiniteLossError(
-            f"the meta-loss became NaN or infinite at iteration {bad_iteration}; {kept}; "
-            "no results were written. Lower train.lr or learner.inner_lr (or set learner.grad_clip) and start again"
+        return NonFiniteLossError(
+            f"{what}; {kept}; no results were written. "
+            "Lower train.lr or learner.inner_lr (or set learner.grad_clip) and start again"
         )
 
     def _append_metrics(self, record: dict) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
+
+
+class _StopRequest:
+    """While training, Ctrl-C (and SIGTERM where the entry point maps it to Ctrl-C) only
+    sets :attr:`requested`; the loop finishes the iteration, checkpoints and stops, so
+    the checkpoint is exactly resumable. A second signal raises KeyboardInterrupt at
+    once. Handlers are installed only in the main thread, and only over Python's
+    default Ctrl-C handler or :func:`kml.cli.terminate_as_interrupt`'s."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(sig)
+                if handler is signal.default_int_handler or getattr(handler, "kml_interrupt", False):
+                    self._previous[sig] = handler
+                    signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> bool:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        return False
 
 
 class _Window:
@@ -247,6 +325,16 @@ class _Window:
         self.acc_sum = torch.zeros(self.num_modes, dtype=torch.float64, device=self.device)
         self.count = torch.zeros(self.num_modes, dtype=torch.float64, device=self.device)
         self.start = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum.cpu(), "acc_sum": self.acc_sum.cpu(), "count": self.count.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["count"].shape) != tuple(self.count.shape):
+            return  # another number of modes: start the window afresh
+        self.loss_sum = state["loss_sum"].to(self.device, torch.float64)
+        self.acc_sum = state["acc_sum"].to(self.device, torch.float64)
+        self.count = state["count"].to(self.device, torch.float64)
 
     def add(self, out, modes: torch.Tensor) -> None:
         modes = modes.to(self.device)
