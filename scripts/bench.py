@@ -7,19 +7,17 @@ meta-batch size and inner steps, speed options (bf16, channels_last, torch.compi
     python scripts/bench.py sections=[paths] image_size=84 shots=[1,5]
 """
 
-import hydra
 from omegaconf import DictConfig
 
 from kml.bench import run_from_config
-from kml.cli import CONFIG_DIR, main_guard, register_resolvers
-from kml.config import register_bench_config
+from kml.cli import hydra_main, register_resolvers
+from kml.config import BenchScriptConfig, register_bench_config
 
 register_resolvers()
 register_bench_config()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
-@main_guard
+@hydra_main(config_name="bench", schema=BenchScriptConfig)
 def main(cfg: DictConfig) -> None:
     run_from_config(cfg)
 

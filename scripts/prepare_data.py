@@ -6,17 +6,13 @@ Thin entry point; the work is :func:`kml.data.prepare_dataset` /
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kml.data import SYNTHETIC_MIXTURE, prepare_all, prepare_dataset  # noqa: E402
-from kml.data.prepare_config import resolve_prepare_config  # noqa: E402
-from kml.errors import KmlError  # noqa: E402
+from kml.cli import hydra_main
+from kml.data import SYNTHETIC_MIXTURE, prepare_all, prepare_dataset
+from kml.data.prepare_config import PrepareDataConfig, resolve_prepare_config
 
 
 def run(raw: DictConfig) -> dict[str, Path]:
@@ -34,14 +30,9 @@ def run(raw: DictConfig) -> dict[str, Path]:
     }
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="prepare_data")
+@hydra_main(config_name="prepare_data", schema=PrepareDataConfig)
 def main(raw: DictConfig) -> None:
-    try:
-        done = run(raw)
-    except KmlError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    for name, folder in done.items():
+    for name, folder in run(raw).items():
         print(f"{name}: {folder}")
 
 

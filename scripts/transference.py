@@ -18,19 +18,17 @@ Outputs (in ``output_dir``, default ``<run_dir>/transference`` for one run,
 (several runs), ``mode_matrix_<run>.png`` (``matrix=true``) and ``transference.json``.
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from kml.cli import CONFIG_DIR, main_guard, register_resolvers
-from kml.transference_config import register_transference_config
+from kml.cli import hydra_main, register_resolvers
+from kml.transference_config import TransferenceScriptConfig, register_transference_config
 from kml.transference_runs import run
 
 register_resolvers()
 register_transference_config()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="transference")
-@main_guard
+@hydra_main(config_name="transference", schema=TransferenceScriptConfig)
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -217,13 +217,13 @@ def test_fixed_eval_tasks_are_independent_of_state_chunking_and_mixture(modes):
 
 
 def test_bad_episode_settings(modes):
-    with pytest.raises(DataError, match=r"13-way tasks need 13 classes but split 'train' of alpha has 12; lower ways"):
+    with pytest.raises(DataError, match=r"13-way tasks need 13 classes but split 'train' of alpha has 12; lower episode.ways"):
         MixtureSampler(modes, ways=13, shots=1, queries=1)
     with pytest.raises(DataError) as info:
         MixtureSampler(modes, ways=2, shots=2, queries=4)
     message = str(info.value)
     assert "shots + queries = 6 but class 'beta-c0' of split 'train' of beta has only 5 images" in message
-    assert "replacement=True" in message
+    assert "data.replacement=true" in message
     with_replacement = MixtureSampler(modes, ways=2, shots=2, queries=10, replacement=True, seed=1)
     lookup = Lookup(modes)
     batch = with_replacement.sample_mode("beta", 5)

@@ -42,7 +42,7 @@ def test_config_schema():
 
 def test_unknown_dataset_exits_non_zero_with_one_clear_line(tmp_path):
     proc = prepare("dataset=imagenet", f"data.root={tmp_path}", cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert lines[0].startswith("error: unknown dataset 'imagenet'; known datasets: omniglot, miniimagenet")

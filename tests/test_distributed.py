@@ -58,3 +58,38 @@ def _cancelled_by_batch_norm(name: str) -> bool:
     subtracts them again: their exact gradient is zero, so what Adam does with the
     rounding noise of that zero differs between any two summation orders."""
     return name.endswith("conv.bias") or ".g3." in name
+
+
+def test_ctrl_c_under_torchrun_stops_every_rank_and_resumes(synthetic_root, tmp_path):
+    """Ctrl-C reaches the whole process group: all ranks stop at the same iteration,
+    rank 0 saves a checkpoint, nothing hangs, and the run resumes to completion."""
+    import os
+    import signal
+    import time
+
+    run_dir = tmp_path / "ddp"
+    args = ["learner=protonet", "modulation=kml", f"data.root={synthetic_root}", *TINY,
+            "train.meta_batch_size=4", "train.iterations=100000", "train.checkpoint_every=2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(SCRIPTS / "train.py"), *args, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "iter_00000002.pt").exists():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("a rank hung after Ctrl-C")
+    assert proc.returncode != 0
+    assert "interrupted at iteration" in err
+    stopped = load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"]
+    assert 2 <= stopped < 100000
+    run_script("train.py", f"resume={run_dir}", f"train.iterations={stopped + 2}", cwd=tmp_path)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == stopped + 2
+    assert (run_dir / "results.json").is_file()

@@ -193,7 +193,10 @@ def test_truncated_prepared_array(tmp_path, aircraft_root):
     result = cli("train.py", "mode=aircraft", f"data.root={aircraft_root}", *TINY, "hydra.run.dir=run", cwd=tmp_path)
     assert result.code == 1 and "Traceback" not in result.err
     assert result.err.startswith(f"error: prepared file {array} is unreadable (")
-    assert result.err.endswith("); prepare the dataset again with force=true\n")
+    assert result.err.endswith(
+        f"); prepare it again: python scripts/prepare_data.py dataset=aircraft data.root={aircraft_root} "
+        "image_size=16 force=true\n"
+    )
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
@@ -220,7 +223,7 @@ def test_ways_larger_than_a_split(tmp_path, synthetic_root):
     _assert_user_error(
         result,
         "50-way tasks need 50 classes but split 'val' of synthetic_glyphs has 45; "
-        "lower ways to at most 45 or use another split/dataset",
+        "lower episode.ways to at most 45 or use another split/dataset",
     )
     assert not (tmp_path / "run" / "config.yaml").exists()
 
@@ -230,7 +233,7 @@ def test_shots_plus_queries_larger_than_a_class(tmp_path, synthetic_root):
     _assert_user_error(
         result,
         "shots + queries = 26 but class 'glyphs0000' of split 'train' of synthetic_glyphs has only 20 images; "
-        "lower shots/queries or sample with replacement=True",
+        "lower episode.shots/episode.queries or sample with replacement (data.replacement=true)",
     )
 
 
@@ -239,8 +242,9 @@ def test_corrupted_image_in_the_source(tmp_path, data_builders):
     root = tmp_path / "data"
     result = cli("prepare_data.py", "dataset=aircraft", f"source={archive}", f"data.root={root}", "image_size=16",
                  "verbose=false", cwd=tmp_path)
-    assert result.code == 2 and "Traceback" not in result.err
+    assert result.code == 1 and "Traceback" not in result.err
     assert result.err.startswith("error: corrupted or unreadable image 'fgvc-aircraft-2013b/data/images/1000010.jpg' (")
+    assert "BytesIO" not in result.err and "not a recognised image format" in result.err
     assert result.err.endswith("); replace that file (or download the archive again) and rerun the preparation\n")
     assert not (root / "aircraft" / "16").exists()
 
@@ -251,7 +255,7 @@ def test_corrupted_archive(tmp_path, data_builders):
     root = tmp_path / "data"
     result = cli("prepare_data.py", "dataset=aircraft", f"source={archive}", f"data.root={root}", "image_size=16",
                  "verbose=false", cwd=tmp_path)
-    assert result.code == 2
+    assert result.code == 1
     assert result.err == (
         f"error: cannot extract {archive} (Compressed file ended before the end-of-stream marker was reached); "
         "the archive is corrupt: download it again\n"
@@ -558,7 +562,7 @@ def test_archive_with_path_traversal_is_refused(tmp_path, data_builders):
     root = tmp_path / "work" / "data"
     result = cli("prepare_data.py", "dataset=tinyimagenet", f"source={archive}", f"data.root={root}", "image_size=16",
                  "verbose=false", cwd=tmp_path)
-    assert result.code == 2
+    assert result.code == 1
     assert result.err == (
         f"error: refusing archive member '../../evil.txt' in {archive}: '..' leaves the extraction folder "
         "(path traversal); use an untampered copy of the official archive\n"

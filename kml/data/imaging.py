@@ -39,8 +39,9 @@ def prepare_image(
                 image.draft("L" if grayscale else "RGB", (size, size))
             image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        reason = "not a recognised image format" if isinstance(error, UnidentifiedImageError) else str(error)
         raise DataError(
-            f"corrupted or unreadable image {name!r} ({error}); replace that file (or download the archive "
+            f"corrupted or unreadable image {name!r} ({reason}); replace that file (or download the archive "
             "again) and rerun the preparation"
         ) from error
     if crop_bottom:

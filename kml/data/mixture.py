@@ -115,14 +115,15 @@ class MixtureSampler:
         if mode.num_classes < self.ways:
             raise DataError(
                 f"{self.ways}-way tasks need {self.ways} classes but split {mode.split!r} of {mode.name} has "
-                f"{mode.num_classes}; lower ways to at most {mode.num_classes} or use another split/dataset"
+                f"{mode.num_classes}; lower episode.ways to at most {mode.num_classes} or use another split/dataset"
             )
         needed = self.shots + self.queries
         if not self.replacement and mode.min_count < needed:
             smallest = int(torch.argmin(mode.counts.cpu()))
             raise DataError(
                 f"shots + queries = {needed} but class {mode.class_names[smallest]!r} of split {mode.split!r} of "
-                f"{mode.name} has only {mode.min_count} images; lower shots/queries or sample with replacement=True"
+                f"{mode.name} has only {mode.min_count} images; lower episode.shots/episode.queries or sample with "
+                "replacement (data.replacement=true)"
             )
 
     # ------------------------------------------------------------ properties

@@ -152,9 +152,13 @@ def load_split_array(folder: Path, split: str, manifest: Manifest, mmap: bool = 
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise DataError(
-            f"prepared file {path} is unreadable ({error}); prepare the dataset again with force=true"
-        ) from error
+        from kml.data.prepare import prepare_command
+
+        folder = Path(folder)
+        command = prepare_command(
+            manifest.dataset, folder.parent.parent, manifest.image_size, manifest.split_scheme, manifest.split_seed
+        )
+        raise DataError(f"prepared file {path} is unreadable ({error}); prepare it again: {command} force=true") from error
     info = manifest.splits[split]
     expected = (info.num_images, manifest.image_size, manifest.image_size, manifest.channels)
     if array.dtype != np.uint8 or tuple(array.shape) != expected:

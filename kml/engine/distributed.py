@@ -47,19 +47,29 @@ class DistributedContext:
         start, stop = shard_bounds(num_tasks, self.world_size, self.rank)
         return slice(start, stop)
 
-    def all_reduce_gradients(self, parameters) -> None:
-        """Sum gradients over ranks (flattened into one buffer: one collective)."""
+    def all_reduce_gradients(self, parameters, stop: bool = False) -> bool:
+        """Sum gradients over ranks (flattened into one buffer: one collective).
+
+        ``stop`` (this rank saw Ctrl-C/SIGTERM) rides along in the same buffer, so all
+        ranks learn in the same iteration whether any of them was asked to stop (a
+        rank stopping alone would leave the others waiting in the next collective).
+
+        Returns:
+            whether any rank asked to stop (``stop`` itself with one process).
+        """
         if not self.enabled:
-            return
+            return stop
         params = [p for p in parameters if p.requires_grad]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        flag = torch.ones(1, dtype=grads[0].dtype, device=grads[0].device) * float(stop)
+        flat = torch.cat([g.reshape(-1) for g in grads] + [flag])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         offset = 0
         for p in params:
             n = p.numel()
             p.grad = flat[offset : offset + n].view_as(p).clone()
             offset += n
+        return bool(flat[-1].item() > 0)
 
     def all_gather_cat(self, tensor: torch.Tensor) -> torch.Tensor:
         """Concatenate a 1-d tensor of possibly different lengths across ranks, in rank order."""
@@ -78,6 +88,12 @@ class DistributedContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def shutdown(self) -> None:
+        """Wait for every rank, then destroy the process group."""
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     def broadcast_object(self, obj):
         if not self.enabled:

@@ -403,7 +403,11 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     _check_writable(run_dir)
     lock = RunLock(run_dir).acquire() if ctx.is_main else None
     try:
-        return _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log)
+        results = _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log)
+        # every rank waits for rank 0's writing, then leaves the group together (a rank
+        # exiting with live gloo/NCCL threads aborts and takes the others down)
+        ctx.shutdown()
+        return results
     except KeyboardInterrupt:
         # outside the training loop (which saves and says so itself): e.g. during evaluation
         raise TrainingInterrupted(

@@ -178,6 +178,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         stop = _StopRequest()
+        self._stopped_by_peer = False
         try:
             with stop:
                 self._loop(total, meta_batch, ways, params, window, first_bad, bar, stop)
@@ -193,7 +194,7 @@ class Trainer:
             ) from None
         finally:
             bar.close()
-        if stop.requested:
+        if stop.requested or self._stopped_by_peer:
             raise TrainingInterrupted(
                 f"interrupted at iteration {self.iteration}; checkpoint saved to "
                 f"{self.run_dir / 'checkpoints' / 'last.pt'}; "
@@ -219,7 +220,7 @@ class Trainer:
             for opt in self.optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
-            self.ctx.all_reduce_gradients(params)
+            stop_now = self.ctx.all_reduce_gradients(params, stop.requested)
             for opt in self.optimizers:
                 opt.step()
             for sched in self.schedulers:
@@ -242,11 +243,12 @@ class Trainer:
             if save_now:
                 self._check_parameters()
                 self.save(keep_iteration=True)
-            if stop.requested:  # Ctrl-C / SIGTERM: stop at this iteration boundary
+            if stop_now or stop.requested and not self.ctx.enabled:  # Ctrl-C / SIGTERM: stop here
                 if not save_now:
                     self._check_finite(first_bad)
                     self._check_parameters()
                     self.save(keep_iteration=True)
+                self._stopped_by_peer = not stop.requested
                 return
 
     def run_root(self) -> Path:
