@@ -396,7 +396,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(bool(cfg.train.deterministic), warn_only=True)
     torch.backends.cudnn.benchmark = not cfg.train.deterministic
-    vectorized = use_vectorized(cfg.train.vectorized, device)
+    vectorized = use_vectorized(cfg.train.vectorized, device, int(cfg.data.image_size))
     seed = int(cfg.train.seed)
     # data errors (not prepared, too few classes or images) before anything is written
     tasksets = _checked_tasksets(cfg, device, seed)
@@ -485,7 +485,7 @@ def evaluate_run(
     cfg.device = device
     validate(cfg)
     torch_device = resolve_device(device)
-    vectorized = use_vectorized(cfg.train.vectorized, torch_device)
+    vectorized = use_vectorized(cfg.train.vectorized, torch_device, int(cfg.data.image_size))
     ctx = DistributedContext()
     evaluations: dict[str, ModeEvaluation] = {}
     iterations: dict[str, int] = {}
