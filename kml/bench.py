@@ -10,12 +10,10 @@ timed in the same process, so their ratio is meaningful on any machine.
 from __future__ import annotations
 
 import contextlib
-import math
 import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Iterable
 
 import torch
 

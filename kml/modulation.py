@@ -41,7 +41,6 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from kml.functional import TaskLinear, conv2d_grouped, grouped_to_tasks, tasks_to_grouped

@@ -223,3 +223,13 @@ def test_resume_with_another_config_is_refused(compose, synthetic_root, tmp_path
     # resumable keys may change: more iterations continue the run
     run_script("train.py", f"resume={tmp_path / 'run'}", "train.iterations=4", cwd=tmp_path)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 4
+
+
+def test_auto_path_choice_is_a_fixed_rule():
+    from kml.engine.builders import CPU_BATCHED_MAX_IMAGE_SIZE, use_vectorized
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert use_vectorized("auto", gpu, 84) and use_vectorized("auto", gpu, 32)
+    assert use_vectorized("auto", cpu, 32) and use_vectorized("auto", cpu, CPU_BATCHED_MAX_IMAGE_SIZE)
+    assert not use_vectorized("auto", cpu, 84)
+    assert use_vectorized("true", cpu, 84) and not use_vectorized("false", gpu, 32)

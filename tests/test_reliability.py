@@ -366,7 +366,7 @@ def test_resume_refuses_another_config_and_non_runs(tmp_path, trained):
 def test_a_run_directory_in_use_is_refused(tmp_path, trained):
     """Two processes writing one run (a resume of a run that is still going, or the same
     hydra.run.dir twice) would interleave checkpoints: the second one is refused."""
-    from kml.engine.runs import RunLock
+    from kml.engine.rundir import RunLock
 
     run = tmp_path / "run"
     shutil.copytree(trained, run)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from kml.errors import KmlError
 from kml.io import atomic_write
@@ -228,7 +228,7 @@ def read_run_config(run_dir: str | Path) -> DictConfig:
             f"{run_dir} is not a kml run directory (config.yaml is missing); "
             "pass the output folder of scripts/train.py"
         )
-    from kml.engine.runs import load_config_file
+    from kml.engine.rundir import load_config_file
 
     return load_config_file(path)
 

@@ -1,24 +1,15 @@
-"""A whole run: run directory, training (single learner or Multi-* specialists),
+"""A whole run: training (single learner or Multi-* specialists),
 evaluation on fixed test tasks, ``results.json``, plots and the printed table."""
 
 from __future__ import annotations
 
-import copy
-import json
 import os
-import platform
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import kml
-from kml.config import RunConfig, validate
+from kml.config import validate
 from kml.engine.builders import (
     build_learner_from_config,
     resolve_device,
@@ -29,207 +20,18 @@ from kml.engine.builders import (
 from kml.engine.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
 from kml.engine.distributed import DistributedContext, init_distributed
 from kml.engine.evaluation import ModeEvaluation, evaluate_batches, pooled_summary
+from kml.engine.rundir import RunLock, check_writable, load_config_file, prepare_run_dir, resume_config
 from kml.engine.trainer import Trainer, TrainingInterrupted
 from kml.errors import KmlError
-from kml.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
+from kml.io import atomic_write_json, remove_stale_temporaries
 from kml.learners import method_name
 
 __all__ = [
-    "load_config_file",
-    "resume_config",
-    "prepare_run_dir",
     "run_training",
     "evaluate_run",
     "eval_task_batches",
     "results_table",
 ]
-
-# keys a resumed run may change; anything else must match the run's saved config
-RESUMABLE_KEYS = (
-    "train.iterations",
-    "train.checkpoint_every",
-    "train.log_every",
-    "train.progress",
-    "train.vectorized",
-    "device",
-    "data.root",
-    "eval",
-    "resume",
-)
-
-
-def load_config_file(path: str | Path) -> DictConfig:
-    """A saved run config, checked against the schema (unknown keys are rejected)."""
-    try:
-        loaded = OmegaConf.load(path)
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), loaded)
-    except Exception as err:  # omegaconf raises several error types
-        raise KmlError(f"{path} is not a valid kml run config ({str(err).splitlines()[0]})") from None
-    OmegaConf.set_struct(cfg, True)
-    return cfg
-
-
-def _differences(a, b, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain containers."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b)):
-            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
-
-
-def _allowed_on_resume(key: str) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
-
-
-def resume_config(saved: DictConfig, composed: DictConfig, overrides: list[str]) -> DictConfig:
-    """The config of a resumed run: the run's saved config, plus the command line's
-    overrides of resumable keys (``train.iterations``, ``device``, ``eval.*``, ...).
-
-    Raises:
-        KmlError: an override changes anything else (listing each differing key with
-            the run's and the new value).
-    """
-    saved_plain = OmegaConf.to_container(saved, resolve=True)
-    composed_plain = OmegaConf.to_container(composed, resolve=True)
-    merged = copy.deepcopy(saved)
-    conflicts = []
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key.startswith("hydra") or key == "resume":
-            continue
-        if key in ("learner", "modulation", "mode"):
-            # a config-group choice: compare the choice itself
-            before, after = saved[key].name, composed[key].name
-            if before != after:
-                conflicts.append(f"{key} is {before!r} in the run but {after!r} now")
-            continue
-        for top in [key]:
-            a = OmegaConf.select(OmegaConf.create(saved_plain), top)
-            b = OmegaConf.select(OmegaConf.create(composed_plain), top)
-            a = OmegaConf.to_container(a) if isinstance(a, DictConfig) else a
-            b = OmegaConf.to_container(b) if isinstance(b, DictConfig) else b
-            for diff in _differences(a, b, top + "."):
-                if _allowed_on_resume(diff):
-                    OmegaConf.update(merged, diff, OmegaConf.select(composed, diff), merge=False)
-                elif not _allowed_on_resume(diff):
-                    conflicts.append(
-                        f"{diff} is {OmegaConf.select(saved, diff)!r} in the run but {OmegaConf.select(composed, diff)!r} now"
-                    )
-    if conflicts:
-        raise KmlError(
-            "resume points at a run with a different config: "
-            + "; ".join(sorted(set(conflicts)))
-            + ". Drop these overrides to resume it, or start a new run without resume="
-        )
-    merged.resume = composed.resume
-    return merged
-
-
-def _git(*args: str) -> str | None:
-    try:
-        root = Path(kml.__file__).resolve().parent.parent
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
-        return out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _git_commit() -> str | None:
-    return _git("rev-parse", "HEAD") or None
-
-
-def _git_dirty() -> bool | None:
-    """Whether the working tree has uncommitted changes to tracked files (None: no git)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return None if status is None else bool(status)
-
-
-class RunLock:
-    """An exclusive lock on a run directory (``<run_dir>/.lock``) for as long as a run
-    writes to it: a second run, or a ``resume=`` of a run that is still going, is
-    refused instead of interleaving its writes. The operating system releases it
-    when the process ends, however it ends (no stale locks after a kill)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / ".lock"
-        self._file = None
-
-    def acquire(self) -> "RunLock":
-        import fcntl
-
-        handle = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            raise KmlError(
-                f"{self.path.parent} is in use by another run ({owner}); wait for it to finish "
-                "(or stop it), or choose another output directory"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        self._file = handle
-        return self
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the file releases the lock
-            self._file = None
-
-
-def _check_writable(
-    run_dir: Path,
-    fix: str = "choose a writable place with hydra.run.dir=/path/to/run (or run from a writable folder)",
-) -> None:
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=run_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise KmlError(
-            f"output directory {run_dir} is not writable ({err.strerror}); {fix}"
-        ) from None
-
-
-def prepare_run_dir(run_dir: Path, cfg: DictConfig, resuming: bool, ctx: DistributedContext) -> None:
-    """Create/check the run directory and record the config and provenance."""
-    _check_writable(run_dir)
-    if not ctx.is_main:
-        return
-    config_path = run_dir / "config.yaml"
-    if config_path.exists() and not resuming:
-        raise KmlError(
-            f"{run_dir} already holds a run (config.yaml exists); pass resume={run_dir} to continue it, "
-            "or choose another output directory"
-        )
-    atomic_write_text(config_path, OmegaConf.to_yaml(cfg, resolve=True))
-    info_path = run_dir / "run_info.json"
-    info = {
-        "kml_version": kml.__version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "git_commit": _git_commit(),
-        "git_dirty": _git_dirty(),
-        "seed": int(cfg.train.seed),
-        "hostname": socket.gethostname(),
-        "command": sys.argv,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cuda": torch.version.cuda,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-    if info_path.exists():
-        previous = json.loads(info_path.read_text())
-        info = {**previous, "resumed": previous.get("resumed", []) + [info["started"]]}
-    atomic_write_json(info_path, info)
-
 
 def eval_task_batches(split_sampler, mode: str, cfg: DictConfig):
     """The fixed, seeded evaluation meta-batches of ``mode`` (same for every method)."""
@@ -400,7 +202,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     seed = int(cfg.train.seed)
     # data errors (not prepared, too few classes or images) before anything is written
     tasksets = _checked_tasksets(cfg, device, seed)
-    _check_writable(run_dir)
+    check_writable(run_dir)
     lock = RunLock(run_dir).acquire() if ctx.is_main else None
     try:
         results = _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log)
@@ -439,7 +241,7 @@ def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, ta
         for k, mode in enumerate(list(tasksets.train.mode_names)):
             spec_cfg = specialist_config(cfg, mode)
             spec_dir = run_dir / "specialists" / mode
-            _check_writable(spec_dir)
+            check_writable(spec_dir)
             learner, tasksets, iteration = _train_one(spec_cfg, spec_dir, device, ctx, vectorized, mode, seed + k, say)
             split_sampler = getattr(tasksets, cfg.eval.split)
             evaluations[mode] = _evaluate_mode(learner, split_sampler, mode, spec_cfg, vectorized, ctx)
@@ -494,7 +296,7 @@ def evaluate_run(
         label = "last" if checkpoint in (None, "last") else Path(str(checkpoint)).stem
         output = run_dir / f"eval_{label}_{cfg.eval.split}.json"
     output = Path(output)
-    _check_writable(output.parent, fix="pass output=/a/writable/place/eval.json")
+    check_writable(output.parent, fix="pass output=/a/writable/place/eval.json")
     # a missing, corrupt, unsafe or mismatched checkpoint is reported before the data is loaded
     first = load_run(run_dir, checkpoint, device=torch_device)
     tasksets = tasksets_for(cfg, torch_device)
