@@ -17,6 +17,7 @@ decode with a progress bar, atomic write, manifest).
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
@@ -56,7 +57,7 @@ class ClassListing:
                     raise DataError(f"class {name!r} of {dataset} has no images in the source; use a complete copy")
 
 
-class DatasetSpec:
+class DatasetSpec(abc.ABC):
     """Description of one real dataset (see module docstring)."""
 
     name: ClassVar[str] = ""
@@ -77,9 +78,9 @@ class DatasetSpec:
     def channels(self) -> int:
         return 1 if self.grayscale else 3
 
+    @abc.abstractmethod
     def collect(self, tree: SourceTree, split: str, seed: int) -> ClassListing:
         """List the classes of each split and their items (paths in ``tree``)."""
-        raise NotImplementedError
 
     def load_item(self, tree: SourceTree, item: Any, size: int) -> np.ndarray:
         """uint8 ``(size, size, C)`` pixels of one item (default: an image file in ``tree``)."""

@@ -10,11 +10,13 @@ Classes are split 70 / 15 / 15 % with the seed (see :mod:`kml.data.splits`).
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar
 
 import numpy as np
 
 from kml.data.datasets.base import ClassListing, DatasetSpec
+from kml.data.errors import DataError
 from kml.data.splits import seeded_class_split
 
 
@@ -29,13 +31,17 @@ class SyntheticSpec(DatasetSpec):
     default_split = "seeded"
     source_help = "synthetic modes are generated automatically; nothing to download"
 
+    @abc.abstractmethod
     def class_params(self, rng: np.random.Generator, num_classes: int) -> list[Any]:
         """Parameters of every class (one generator for the whole mode)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def render_class(self, params: Any, rng: np.random.Generator, count: int, size: int) -> np.ndarray:
         """uint8 ``(count, size, size, C)`` images of one class."""
-        raise NotImplementedError
+
+    def collect(self, tree, split: str, seed: int) -> ClassListing:
+        """Synthetic modes have no source files: they are generated, never collected."""
+        raise DataError(f"{self.name} is generated, not read from files; prepare it without source=")
 
     def describe(self) -> dict:
         """Extra facts recorded in the manifest (generator settings, fonts, ...)."""
