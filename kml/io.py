@@ -21,6 +21,8 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "fsync_dir",
+    "fsync_file",
+    "current_umask",
     "remove_stale_temporaries",
 ]
 
@@ -29,16 +31,29 @@ class WriteError(KmlError):
     """An output file cannot be written (read-only place, disk full, ...)."""
 
 
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry (after a rename) to disk."""
-    fd = os.open(path, os.O_RDONLY)
+def fsync_dir(path: str | Path) -> None:
+    """Flush a directory entry (after a rename) to disk (a no-op where directories
+    cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
     try:
         os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
     finally:
         os.close(fd)
 
 
-def _umask() -> int:
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file's contents to disk."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -80,7 +95,7 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 -> the usual permissions
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 -> the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -34,6 +34,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from kml.data.errors import DataError
+from kml.io import current_umask, fsync_dir, fsync_file
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -169,24 +170,6 @@ def load_split_array(folder: Path, split: str, manifest: Manifest, mmap: bool = 
     return array
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 class AtomicDir:
     """Write a folder atomically: ``with AtomicDir(target) as tmp: ...write into tmp...``.
 
@@ -207,9 +190,7 @@ class AtomicDir:
             for stale in parent.glob(pattern):
                 shutil.rmtree(stale, ignore_errors=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.target.name}-", dir=parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; a dataset folder is not
+        os.chmod(self.tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; a dataset folder is not
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -219,15 +200,15 @@ class AtomicDir:
             return
         for path in self.tmp.rglob("*"):
             if path.is_file():
-                _fsync_file(path)
-        _fsync_dir(self.tmp)
+                fsync_file(path)
+        fsync_dir(self.tmp)
         old = None
         if self.target.exists():
             old = self.target.parent / f".old-{self.target.name}-{os.getpid()}"
             shutil.rmtree(old, ignore_errors=True)
             os.replace(self.target, old)
         os.replace(self.tmp, self.target)
-        _fsync_dir(self.target.parent)
+        fsync_dir(self.target.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
