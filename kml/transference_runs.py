@@ -3,7 +3,6 @@ checkpoints of one or more runs -> LR_{i->j} histograms, overlay, mode matrix, J
 
 from __future__ import annotations
 
-import glob
 import sys
 import re
 import time
@@ -18,22 +17,9 @@ from kml.transference_config import validate_transference_config
 
 def expand_run_dirs(patterns: list[str]) -> list[Path]:
     """Run directories named by ``patterns`` (globs allowed), in the given order."""
-    found: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(str(pattern))) if glob.has_magic(str(pattern)) else [str(pattern)]
-        if not matches:
-            raise KmlError(f"run_dirs pattern {pattern!r} matches nothing; pass existing run directories")
-        for match in matches:
-            path = Path(match)
-            if not (path / "config.yaml").is_file():
-                if glob.has_magic(str(pattern)):
-                    continue  # a glob may also match non-run folders
-                raise KmlError(f"{path} is not a run directory of scripts/train.py (no config.yaml)")
-            if path not in found:
-                found.append(path)
-    if not found:
-        raise KmlError(f"no run directories found under {', '.join(map(str, patterns))}")
-    return found
+    from kml.engine.rundir import find_run_dirs
+
+    return find_run_dirs(patterns, "config.yaml", "it is not a run directory of scripts/train.py")
 
 
 def _slug(text: str) -> str:

@@ -3,7 +3,6 @@ scatter, and the paper-style comparison table of several runs."""
 
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 
@@ -132,26 +131,15 @@ def collect_results(patterns: list[str]) -> list[tuple[Path, dict]]:
     Raises:
         KmlError: a pattern matches nothing, or a match has no ``results.json``.
     """
+    from kml.engine.rundir import find_run_dirs
+
     found: list[tuple[Path, dict]] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(str(pattern))) or ([pattern] if Path(pattern).exists() else [])
-        if not matches:
-            raise KmlError(f"run_dirs: {pattern!r} matches no directory; pass run directories or a glob like 'outputs/**/'")
-        for match in matches:
-            path = Path(match)
-            if path.is_file() and path.name == "results.json":
-                path = path.parent
-            results_file = path / "results.json"
-            if not results_file.is_file():
-                if len(matches) > 1:
-                    continue  # globs may match folders that are not runs
-                raise KmlError(f"{path} has no results.json; run scripts/eval.py run_dir={path} first")
-            try:
-                found.append((path, json.loads(results_file.read_text())))
-            except json.JSONDecodeError:
-                raise KmlError(f"{results_file} is not valid JSON; re-create it with scripts/eval.py run_dir={path}") from None
-    if not found:
-        raise KmlError(f"no results.json found under {', '.join(map(str, patterns))}")
+    for path in find_run_dirs(patterns, "results.json", "run scripts/eval.py run_dir={path} first"):
+        results_file = path / "results.json"
+        try:
+            found.append((path, json.loads(results_file.read_text())))
+        except json.JSONDecodeError:
+            raise KmlError(f"{results_file} is not valid JSON; re-create it with scripts/eval.py run_dir={path}") from None
     return found
 
 

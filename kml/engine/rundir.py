@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import os
 import platform
@@ -22,7 +23,7 @@ from kml.engine.distributed import DistributedContext
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text
 
-__all__ = ["RESUMABLE_KEYS", "load_config_file", "resume_config", "RunLock", "check_writable", "prepare_run_dir"]
+__all__ = ["find_run_dirs", "RESUMABLE_KEYS", "load_config_file", "resume_config", "RunLock", "check_writable", "prepare_run_dir"]
 
 # keys a resumed run may change; anything else must match the run's saved config
 RESUMABLE_KEYS = (
@@ -209,3 +210,39 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig, resuming: bool, ctx: Distrib
         previous = json.loads(info_path.read_text())
         info = {**previous, "resumed": previous.get("resumed", []) + [info["started"]]}
     atomic_write_json(info_path, info)
+
+
+def find_run_dirs(patterns: list[str], marker: str, missing_fix: str) -> list[Path]:
+    """Run directories named by ``patterns`` (paths or globs, in order, each once).
+
+    A directory counts when it holds ``marker`` (``config.yaml``, ``results.json``);
+    a path to the marker file itself names its folder. Folders a glob matches
+    without the marker are skipped; a plain path without it is an error whose
+    message ends with ``missing_fix`` (``{path}`` is filled in).
+
+    Raises:
+        KmlError: a pattern matches nothing, a plain path lacks ``marker``, or no run
+            directory is found at all.
+    """
+    found: list[Path] = []
+    for pattern in patterns:
+        text = str(pattern)
+        is_glob = glob.has_magic(text)
+        matches = sorted(glob.glob(text)) if is_glob else ([text] if Path(text).exists() else [])
+        if not matches:
+            raise KmlError(
+                f"run_dirs pattern {pattern!r} matches nothing; pass existing run directories or a glob like 'outputs/*/*'"
+            )
+        for match in matches:
+            path = Path(match)
+            if path.is_file() and path.name == marker:
+                path = path.parent
+            if not (path / marker).is_file():
+                if is_glob:
+                    continue  # a glob may also match folders that are not runs
+                raise KmlError(f"{path} has no {marker}; " + missing_fix.format(path=path))
+            if path not in found:
+                found.append(path)
+    if not found:
+        raise KmlError(f"no run directory with {marker} found under {', '.join(map(str, patterns))}")
+    return found
