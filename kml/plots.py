@@ -110,6 +110,18 @@ def _shares_text(shares: TransferShares) -> str:
     )
 
 
+def _lr_axes(ax, edges: np.ndarray, neutral: float, title: str | None, band_alpha: float) -> None:
+    """Common decoration of an LR histogram panel: neutral band, LR = 1 line, labels."""
+    if neutral > 0:
+        ax.axvspan(1.0 - neutral, 1.0 + neutral, color=TRANSFER_COLORS["neutral"], alpha=band_alpha, lw=0)
+    ax.axvline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel("LR = L_after / L_before")
+    ax.set_ylabel("source tasks")
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
 def lr_histogram(
     ax,
     lr,
@@ -144,14 +156,7 @@ def lr_histogram(
         edgecolor="white",
         linewidth=0.3,
     )
-    if neutral > 0:
-        ax.axvspan(1.0 - neutral, 1.0 + neutral, color=TRANSFER_COLORS["neutral"], alpha=0.12, lw=0)
-    ax.axvline(1.0, color="black", lw=0.8, ls="--")
-    ax.set_xlim(edges[0], edges[-1])
-    ax.set_xlabel("LR = L_after / L_before")
-    ax.set_ylabel("source tasks")
-    if title:
-        ax.set_title(title, fontsize=10)
+    _lr_axes(ax, edges, neutral, title, band_alpha=0.12)
     ax.text(
         0.98,
         0.97,
@@ -234,13 +239,7 @@ def plot_lr_overlay(
             clipped = np.clip(values, edges[0], edges[-1])
             ax.hist(clipped, bins=edges, histtype="stepfilled", alpha=0.18, color=color)
             ax.hist(clipped, bins=edges, histtype="step", lw=1.6, color=color, label=legend)
-        if neutral > 0:
-            ax.axvspan(1.0 - neutral, 1.0 + neutral, color=TRANSFER_COLORS["neutral"], alpha=0.15, lw=0)
-        ax.axvline(1.0, color="black", lw=0.8, ls="--")
-        ax.set_xlim(edges[0], edges[-1])
-        ax.set_xlabel("LR = L_after / L_before")
-        ax.set_ylabel("source tasks")
-        ax.set_title(name, fontsize=10)
+        _lr_axes(ax, edges, neutral, name, band_alpha=0.15)
         ax.legend(fontsize=7, title="positive/neutral/negative", title_fontsize=7, loc="upper right")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
