@@ -122,6 +122,7 @@ class TrainConfig:
     log_every: int = 50
     vectorized: str = "auto"  # auto | true | false: tasks as one batch, or a per-task loop
     precision: str = "fp32"  # fp32 | bf16: autocast of forward passes (parameters and inner updates stay fp32)
+    cuda_graphs: str = "auto"  # auto | true | false: replay each iteration as a CUDA graph (auto: one GPU)
     deterministic: bool = True  # deterministic algorithms (exact reproducibility on CPU)
     progress: bool = True
 
@@ -268,6 +269,7 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     _choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
     _choice(c.eval.split, ("train", "val", "test"), "eval.split")
     _choice(c.train.precision, ("fp32", "bf16"), "train.precision")
+    _choice(str(c.train.cuda_graphs).lower(), ("auto", "true", "false"), "train.cuda_graphs")
     _at_least(c.episode.ways, 2, "episode.ways")
     _at_least(c.episode.shots, 1, "episode.shots")
     _at_least(c.episode.queries, 1, "episode.queries")
@@ -346,7 +348,7 @@ class BenchScriptConfig:
 
     device: str = "auto"
     preset: str = "auto"  # auto | cpu | gpu
-    sections: Optional[list[str]] = None  # paths eval meta_batch inner_steps peer paper_cpu options eval_1000
+    sections: Optional[list[str]] = None  # paths cuda_graphs determinism eval meta_batch inner_steps peer paper_cpu options eval_1000
     image_size: Optional[int] = None
     shots: Optional[list[int]] = None
     meta_batch_sizes: Optional[list[int]] = None

@@ -52,3 +52,57 @@ def test_sampler_and_training_run_on_cuda(compose, synthetic_root, tmp_path):
 
     batch = tasksets_for(cfg, torch.device("cuda")).train.sample(3)
     assert batch.support.is_cuda and batch.query_labels.is_cuda
+
+
+@pytest.mark.parametrize("learner,modulation", [("maml", "kml"), ("protonet", "kml")])
+def test_graphed_step_gives_eager_gradients_on_new_batches(learner, modulation):
+    """A replayed CUDA graph computes the loss and every gradient of each new meta-batch
+    (not those of the batch it was captured with)."""
+    from kml.engine.graphs import GraphedStep
+
+    torch.manual_seed(0)
+    net = build_learner(learner, modulation, channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
+                        inner_steps=2, inner_lr=0.1).double().cuda()
+    perturb(net.modulator, 0.2)
+    params = [p for p in net.parameters() if p.requires_grad]
+
+    def eager_step(episode):  # returns no tensor that keeps the eager autograd graph alive
+        out = net(*episode, ways=3)
+        loss = out.task_losses.sum() / 4
+        return loss.detach(), out.accuracy.detach(), torch.autograd.grad(loss, params)
+
+    graphed = GraphedStep(net, ways=3, loss_divisor=4)
+    for seed in (0, 1, 2):
+        episode = [t.cuda() for t in tiny_episode(tasks=4, ways=3, shots=2, queries=3, size=20, seed=seed,
+                                                  dtype=torch.float64)]
+        eager_loss, eager_accuracy, eager_grads = eager_step(episode)
+        loss, out = graphed(*episode)
+        torch.testing.assert_close(loss, eager_loss, atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(out.accuracy, eager_accuracy)
+        assert loss.grad_fn is None and out.task_losses.grad_fn is None
+        for p, g in zip(params, eager_grads):
+            torch.testing.assert_close(p.grad, g, atol=1e-7, rtol=1e-6)
+    assert graphed.captures == 1
+    # new shapes (more tasks): a second capture, again the eager gradients
+    episode = [t.cuda() for t in tiny_episode(tasks=6, ways=3, shots=2, queries=3, size=20, seed=3,
+                                              dtype=torch.float64)]
+    eager_loss, _, eager_grads = eager_step(episode)
+    graphed.loss_divisor = 4
+    loss, _ = graphed(*episode)
+    assert graphed.captures == 2
+    torch.testing.assert_close(loss, eager_loss, atol=1e-9, rtol=1e-7)
+    for p, g in zip(params, eager_grads):
+        torch.testing.assert_close(p.grad, g, atol=1e-7, rtol=1e-6)
+
+
+def test_training_with_cuda_graphs_follows_the_eager_trajectory(compose, synthetic_root, tmp_path):
+    from kml.engine.runs import run_training
+
+    states = {}
+    for graphs in ("false", "true"):
+        cfg = compose(["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY, "device=cuda",
+                       f"train.cuda_graphs={graphs}"])
+        run_training(cfg, tmp_path / graphs, log=lambda *a: None)
+        states[graphs] = torch.load(tmp_path / graphs / "checkpoints" / "last.pt", map_location="cpu")["model"]
+    for name, value in states["false"].items():
+        torch.testing.assert_close(states["true"][name], value, atol=1e-5, rtol=1e-4, msg=name)

@@ -139,6 +139,7 @@ def test_config_errors_name_the_valid_choices(tmp_path, override, message):
         ("train.meta_batch_size=0", "train.meta_batch_size=0 is out of range: it must be >= 1"),
         ("train.iterations=0", "train.iterations=0 is out of range: it must be >= 1"),
         ("eval.split=dev", "eval.split='dev' is not valid; use one of: train, val, test"),
+        ("train.cuda_graphs=sometimes", "train.cuda_graphs='sometimes' is not valid; use one of: auto, true, false"),
     ],
 )
 def test_out_of_range_values_are_refused_before_anything_is_written(tmp_path, override, message):
@@ -151,6 +152,13 @@ def test_out_of_range_values_are_refused_before_anything_is_written(tmp_path, ov
 def test_cuda_without_a_gpu(tmp_path):
     result = cli("train.py", "device=cuda", "hydra.run.dir=run", cwd=tmp_path)
     _assert_user_error(result, "device=cuda was requested but no CUDA GPU is available; use device=cpu (or device=auto)")
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_cuda_graphs_on_cpu(tmp_path):
+    result = cli("train.py", "device=cpu", "train.cuda_graphs=true", "hydra.run.dir=run", cwd=tmp_path)
+    _assert_user_error(result, "train.cuda_graphs=true needs a CUDA device, but this run is on cpu; "
+                               "use train.cuda_graphs=auto (or false) or device=cuda")
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 

@@ -32,6 +32,7 @@ RESUMABLE_KEYS = (
     "train.log_every",
     "train.progress",
     "train.vectorized",
+    "train.cuda_graphs",
     "device",
     "data.root",
     "eval",

@@ -15,6 +15,7 @@ from kml.engine.builders import (
     resolve_device,
     specialist_config,
     tasksets_for,
+    use_cuda_graphs,
     use_vectorized,
 )
 from kml.engine.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
@@ -122,6 +123,7 @@ def _train_one(
         mode=mode,
         ctx=ctx,
         description=f"train {mode}" if mode else "train",
+        cuda_graphs=use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled),
     )
     last = run_dir / "checkpoints" / "last.pt"
     if ctx.is_main:
@@ -199,6 +201,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     torch.use_deterministic_algorithms(bool(cfg.train.deterministic), warn_only=True)
     torch.backends.cudnn.benchmark = not cfg.train.deterministic
     vectorized = use_vectorized(cfg.train.vectorized, device, int(cfg.data.image_size))
+    use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled)  # a setting this device cannot honour fails here
     seed = int(cfg.train.seed)
     # data errors (not prepared, too few classes or images) before anything is written
     tasksets = _checked_tasksets(cfg, device, seed)

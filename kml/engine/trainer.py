@@ -48,6 +48,8 @@ class Trainer:
         mode_names: names of the sampler's modes (metrics per mode).
         vectorized: batched tasks (``True``) or the per-task loop.
         ctx: distributed context (tasks sharded across ranks).
+        cuda_graphs: replay each iteration's forward + backward as a CUDA graph
+            (:class:`kml.engine.graphs.GraphedStep`); CUDA devices only.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Trainer:
         mode: str | None = None,
         ctx: DistributedContext | None = None,
         description: str = "train",
+        cuda_graphs: bool = False,
     ) -> None:
         self.cfg = cfg
         self.learner = learner
@@ -79,6 +82,13 @@ class Trainer:
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self._window: _Window | None = None  # metrics since the last log line, while fitting
         self._restored_window: dict | None = None
+        self.graphed = None
+        if cuda_graphs:
+            from kml.engine.graphs import GraphedStep
+
+            self.graphed = GraphedStep(learner, ways=int(cfg.episode.ways), vectorized=vectorized,
+                                       loss_divisor=int(cfg.train.meta_batch_size),
+                                       bf16=cfg.train.precision == "bf16")
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -207,19 +217,16 @@ class Trainer:
         while self.iteration < total:
             batch = self._sample(meta_batch)
             part = self.ctx.shard(meta_batch)
-            with autocast_for(cfg.train.precision, self.device):
-                out = self.learner(
-                    batch.support[part],
-                    batch.support_labels[part],
-                    batch.query[part],
-                    batch.query_labels[part],
-                    ways=ways,
-                    vectorized=self.vectorized,
-                )
-            loss = out.task_losses.sum() / meta_batch
-            for opt in self.optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
+            tasks = (batch.support[part], batch.support_labels[part], batch.query[part], batch.query_labels[part])
+            if self.graphed is not None:  # forward + backward replayed; it overwrites the gradients
+                loss, out = self.graphed(*tasks)
+            else:
+                with autocast_for(cfg.train.precision, self.device):
+                    out = self.learner(*tasks, ways=ways, vectorized=self.vectorized)
+                loss = out.task_losses.sum() / meta_batch
+                for opt in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
             stop_now = self.ctx.all_reduce_gradients(params, stop.requested)
             for opt in self.optimizers:
                 opt.step()
