@@ -40,6 +40,8 @@ class BenchCase:
     precision: str = "fp32"  # fp32 | bf16 (autocast; parameters stay fp32)
     channels_last: bool = False
     compile: bool = False
+    cuda_graph: bool = False  # forward + backward replayed as a CUDA graph (kml.engine.graphs)
+    deterministic: bool = False  # torch.use_deterministic_algorithms + cuDNN autotuning off
 
     @property
     def method(self) -> str:
@@ -116,13 +118,37 @@ def _forward(learner, case: BenchCase):
     return learner
 
 
+@contextlib.contextmanager
+def _determinism(case: BenchCase):
+    """The case's algorithm choice (deterministic, or cuDNN autotuning), restored after."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(case.deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not case.deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = previous[2]
+
+
 def time_training(case: BenchCase, device: torch.device, warmup: int = 2, repeats: int = 5) -> dict:
     """Median time of a full meta-training iteration (sample, forward, backward, Adam step)."""
+    with _determinism(case):
+        return _time_training(case, device, warmup, repeats)
+
+
+def _time_training(case: BenchCase, device: torch.device, warmup: int, repeats: int) -> dict:
     learner = case.build(device)
     model = _forward(learner, case)
     sampler = random_sampler(case, device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
     vectorized = case.path == "batched"
+    graphed = None
+    if case.cuda_graph:
+        from kml.engine.graphs import GraphedStep
+
+        graphed = GraphedStep(learner, ways=case.ways, vectorized=vectorized, bf16=case.precision == "bf16")
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -131,10 +157,14 @@ def time_training(case: BenchCase, device: torch.device, warmup: int = 2, repeat
         start = time.perf_counter()
         batch = sampler.sample(case.meta_batch_size)
         support, query = _prepare_inputs(batch, case)
-        with _autocast(case, device):
-            out = model(support, batch.support_labels, query, batch.query_labels, ways=case.ways, vectorized=vectorized)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        if graphed is not None:  # gradients overwritten in place by the replay
+            graphed(support, batch.support_labels, query, batch.query_labels)
+        else:
+            with _autocast(case, device):
+                out = model(support, batch.support_labels, query, batch.query_labels, ways=case.ways,
+                            vectorized=vectorized)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
         optimizer.step()
         _sync(device)
         if i >= warmup:
@@ -212,16 +242,25 @@ TRAIN_COLUMNS = [
 ]
 
 
+_TIMINGS = ("ms_per_iteration", "ms_spread", "tasks_per_s", "peak_memory_mb", "speedup", "graph_speedup", "repeats")
+
+
 def _pair_speedups(rows: list[dict]) -> None:
-    """Add ``speedup`` (loop time / batched time) to batched rows with a loop twin."""
-    def key(r):
-        return tuple((k, v) for k, v in r.items() if k not in ("path", "ms_per_iteration", "ms_spread", "tasks_per_s",
-                                                                 "peak_memory_mb", "speedup", "repeats"))
-    loops = {key(r): r for r in rows if r["path"] == "loop"}
+    """Add ``speedup`` (loop time / batched time) to batched rows with a loop twin, and
+    ``graph_speedup`` (eager time / graphed time) to CUDA-graph rows with an eager twin."""
+
+    def key(r, **changes):
+        return tuple((k, v) for k, v in {**r, **changes}.items() if k not in _TIMINGS)
+
+    loops = {key(r, path=None): r for r in rows if r["path"] == "loop"}
+    eager = {key(r): r for r in rows if not r.get("cuda_graph")}
     for r in rows:
-        twin = loops.get(key(r)) if r["path"] == "batched" else None
+        twin = loops.get(key(r, path=None)) if r["path"] == "batched" else None
         if twin:
             r["speedup"] = twin["ms_per_iteration"] / r["ms_per_iteration"]
+        twin = eager.get(key(r, cuda_graph=False)) if r.get("cuda_graph") else None
+        if twin:
+            r["graph_speedup"] = twin["ms_per_iteration"] / r["ms_per_iteration"]
 
 
 def run_suite(
@@ -268,14 +307,28 @@ def run_suite(
         cases = []
         for l, m in (("maml", "kml"), ("protonet", "kml")):
             plain = replace(base, learner=l, modulation=m, path="batched")
+            # the plain case twice, first and last of its group: a slow first case (allocator,
+            # clocks) shows as a gap between the two rather than as a fake gain of an option
             cases += [("train", plain), ("train", replace(plain, precision="bf16")),
-                      ("train", replace(plain, channels_last=True))]
+                      ("train", replace(plain, channels_last=True)), ("train", replace(plain, deterministic=True))]
+            if device.type == "cuda":
+                cases += [("train", replace(plain, cuda_graph=True)),
+                          ("train", replace(plain, cuda_graph=True, precision="bf16")),
+                          ("train", replace(plain, path="loop", cuda_graph=True))]
+            cases += [("train", plain)]
             if l == "protonet":
                 cases += [("train", replace(plain, compile=True)), ("eval", replace(plain, compile=True)),
                           ("eval", plain)]
         first_order = replace(base, modulation="kml", first_order=True, path="batched")
         cases += [("train", first_order), ("train", replace(first_order, compile=True))]
         plans["options"] = cases
+    if "cuda_graphs" in sections and device.type == "cuda":
+        plans["cuda_graphs"] = [("train", replace(base, learner=l, modulation=m, shots=k, cuda_graph=g))
+                                for l, m in METHODS for k in shots for g in (False, True)]
+    if "determinism" in sections:
+        plans["determinism"] = [("train", replace(base, learner=l, modulation="kml", deterministic=d, cuda_graph=g))
+                                for l in ("maml", "protonet") for g in ((False, True) if device.type == "cuda" else (False,))
+                                for d in (False, True)]
     if "eval_1000" in sections:
         plans["eval_1000"] = [("eval", replace(base, learner=l, modulation=m, path="batched" if device.type != "cpu" else "loop"))
                               for l, m in (("maml", "kml"), ("protonet", "kml"))]
@@ -320,7 +373,16 @@ def suite_markdown(result: dict) -> str:
                 columns.insert(6, ("precision", "precision"))
                 columns.insert(7, ("channels_last", "channels_last"))
                 columns.insert(8, ("compile", "compile"))
+                columns.insert(9, ("cuda_graph", "CUDA graph"))
+                columns.insert(10, ("deterministic", "deterministic"))
                 columns.insert(5, ("first_order", "first order"))
+            if section == "determinism":
+                columns.insert(6, ("cuda_graph", "CUDA graph"))
+                columns.insert(7, ("deterministic", "deterministic"))
+            if section in ("cuda_graphs", "options", "determinism"):
+                columns.append(("graph_speedup", "graph/eager"))
+            if section == "cuda_graphs":
+                columns.insert(6, ("cuda_graph", "CUDA graph"))
             if section == "peer":
                 columns.insert(1, ("backbone", "backbone"))
             parts.append(markdown_table(train, columns))
@@ -336,10 +398,12 @@ def suite_markdown(result: dict) -> str:
     return "\n".join(parts)
 
 
+SECTIONS = ("paths", "cuda_graphs", "determinism", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu", "options", "eval_1000")
+
 PRESETS = {
     "cpu": dict(sections=["paths", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu"], image_size=32,
                 shots=[1], meta_batch_sizes=[1, 2, 4, 8], inner_steps=[1, 5], repeats=3, warmup=1, eval_tasks=40),
-    "gpu": dict(sections=["paths", "eval_1000", "meta_batch", "inner_steps", "peer", "eval", "options"], image_size=84,
+    "gpu": dict(sections=["paths", "cuda_graphs", "determinism", "eval_1000", "meta_batch", "inner_steps", "peer", "eval", "options"], image_size=84,
                 shots=[1, 5], meta_batch_sizes=[1, 2, 4, 8, 16, 32], inner_steps=[1, 2, 5, 10], repeats=10, warmup=3,
                 eval_tasks=200),
 }
@@ -355,6 +419,11 @@ def run_from_config(cfg, log=print) -> dict:
 
     device = resolve_device(cfg.device)
     preset = cfg.preset if cfg.preset != "auto" else ("gpu" if device.type == "cuda" else "cpu")
+    unknown = [s for s in (cfg.get("sections") or []) if s not in SECTIONS]
+    if unknown:
+        from kml.errors import KmlError
+
+        raise KmlError(f"sections: {unknown[0]!r} is not a benchmark section; use any of: {', '.join(SECTIONS)}")
     if preset not in PRESETS:
         from kml.errors import KmlError
 

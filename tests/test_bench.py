@@ -1,0 +1,69 @@
+"""The benchmark (scripts/bench.py): what it times, how it pairs rows, what it writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kml.bench import BenchCase, _pair_speedups, run_from_config, run_suite, time_training
+
+
+def test_speedups_pair_each_batched_row_with_its_loop_twin_and_each_graph_row_with_its_eager_twin():
+    base = {"method": "MAML", "shots": 1, "precision": "fp32", "cuda_graph": False}
+    rows = [
+        {**base, "path": "batched", "ms_per_iteration": 10.0},
+        {**base, "path": "loop", "ms_per_iteration": 45.0},
+        {**base, "shots": 5, "path": "batched", "ms_per_iteration": 20.0},  # no loop twin
+        {**base, "path": "batched", "cuda_graph": True, "ms_per_iteration": 4.0},
+        {**base, "path": "batched", "precision": "bf16", "cuda_graph": True, "ms_per_iteration": 3.0},  # no eager twin
+    ]
+    _pair_speedups(rows)
+    assert rows[0]["speedup"] == pytest.approx(4.5)
+    assert "speedup" not in rows[1] and "speedup" not in rows[2]
+    assert rows[3]["graph_speedup"] == pytest.approx(2.5)
+    assert "graph_speedup" not in rows[4]
+
+
+def test_time_training_runs_real_meta_updates_and_restores_the_algorithm_settings():
+    case = BenchCase(learner="protonet", modulation="kml", ways=3, queries=2, meta_batch_size=2, image_size=16,
+                     deterministic=True)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    row = time_training(case, torch.device("cpu"), warmup=0, repeats=2)
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
+    assert row["method"] == "MProtoNet+KML" and row["repeats"] == 2 and row["deterministic"] is True
+    assert row["ms_per_iteration"] > 0
+    assert row["tasks_per_s"] == pytest.approx(2 / (row["ms_per_iteration"] / 1000))
+
+
+def test_suite_writes_both_paths_and_their_ratio(tmp_path):
+    sections = []
+    result = run_suite(torch.device("cpu"), sections=["inner_steps"], image_size=16, shots=[1], meta_batch_sizes=[],
+                       inner_steps=[1], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None,
+                       on_section=lambda out: sections.append(list(out["sections"])))
+    rows = result["sections"]["inner_steps"]
+    assert [(r["method"], r["path"], r["inner_steps"]) for r in rows] == [
+        ("MMAML+KML", "batched", 1), ("MMAML+KML", "loop", 1)]
+    assert rows[0]["speedup"] == pytest.approx(rows[1]["ms_per_iteration"] / rows[0]["ms_per_iteration"])
+    assert sections == [["inner_steps"]]  # written after each section
+
+
+def test_unknown_section_is_refused_with_the_valid_names(tmp_path):
+    from omegaconf import OmegaConf
+
+    from kml.errors import KmlError
+
+    cfg = OmegaConf.create({"device": "cpu", "preset": "auto", "sections": ["path"], "output_dir": str(tmp_path)})
+    with pytest.raises(KmlError, match="sections: 'path' is not a benchmark section; use any of: paths, cuda_graphs"):
+        run_from_config(cfg)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cuda_graph_sections_are_skipped_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU")
+    result = run_suite(torch.device("cpu"), sections=["cuda_graphs"], image_size=16, shots=[1], meta_batch_sizes=[],
+                       inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None)
+    assert result["sections"] == {}
+    json.dumps(result)
