@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from kml.engine.builders import autocast_for, restore_determinism, set_determinism
+from kml.errors import KmlError
 from kml.learners import build_learner, method_name
 
 __all__ = ["BenchCase", "random_sampler", "time_training", "time_evaluation", "markdown_table", "device_name"]
@@ -95,12 +97,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _autocast(case: BenchCase, device: torch.device):
-    if case.precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _prepare_inputs(batch, case: BenchCase):
     if case.channels_last:
         # channels_last applies to 4-d tensors: the (T*B, C, H, W) view of each set
@@ -121,15 +117,11 @@ def _forward(learner, case: BenchCase):
 @contextlib.contextmanager
 def _determinism(case: BenchCase):
     """The case's algorithm choice (deterministic, or cuDNN autotuning), restored after."""
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-                torch.backends.cudnn.benchmark)
-    torch.use_deterministic_algorithms(case.deterministic, warn_only=True)
-    torch.backends.cudnn.benchmark = not case.deterministic
+    previous = set_determinism(case.deterministic)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-        torch.backends.cudnn.benchmark = previous[2]
+        restore_determinism(previous)
 
 
 def time_training(case: BenchCase, device: torch.device, warmup: int = 2, repeats: int = 5) -> dict:
@@ -148,7 +140,7 @@ def _time_training(case: BenchCase, device: torch.device, warmup: int, repeats: 
     if case.cuda_graph:
         from kml.engine.graphs import GraphedStep
 
-        graphed = GraphedStep(learner, ways=case.ways, vectorized=vectorized, bf16=case.precision == "bf16")
+        graphed = GraphedStep(learner, ways=case.ways, vectorized=vectorized, precision=case.precision)
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -160,7 +152,7 @@ def _time_training(case: BenchCase, device: torch.device, warmup: int, repeats: 
         if graphed is not None:  # gradients overwritten in place by the replay
             graphed(support, batch.support_labels, query, batch.query_labels)
         else:
-            with _autocast(case, device):
+            with autocast_for(case.precision, device):
                 out = model(support, batch.support_labels, query, batch.query_labels, ways=case.ways,
                             vectorized=vectorized)
             optimizer.zero_grad(set_to_none=True)
@@ -191,7 +183,7 @@ def time_evaluation(case: BenchCase, device: torch.device, tasks: int = 200, bat
     vectorized = case.path == "batched"
 
     def run(num_tasks: int) -> None:
-        with torch.no_grad(), _autocast(case, device):
+        with torch.no_grad(), autocast_for(case.precision, device):
             for batch in sampler.eval_tasks(0, num_tasks, batch_size, seed=1):
                 support, query = _prepare_inputs(batch, case)
                 model(support, batch.support_labels, query, batch.query_labels, ways=case.ways, vectorized=vectorized)
@@ -421,12 +413,8 @@ def run_from_config(cfg, log=print) -> dict:
     preset = cfg.preset if cfg.preset != "auto" else ("gpu" if device.type == "cuda" else "cpu")
     unknown = [s for s in (cfg.get("sections") or []) if s not in SECTIONS]
     if unknown:
-        from kml.errors import KmlError
-
         raise KmlError(f"sections: {unknown[0]!r} is not a benchmark section; use any of: {', '.join(SECTIONS)}")
     if preset not in PRESETS:
-        from kml.errors import KmlError
-
         raise KmlError(f"preset={preset!r} is not valid; use auto, cpu or gpu")
     options = dict(PRESETS[preset])
     for key in options:

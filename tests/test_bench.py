@@ -37,7 +37,7 @@ def test_time_training_runs_real_meta_updates_and_restores_the_algorithm_setting
     assert row["tasks_per_s"] == pytest.approx(2 / (row["ms_per_iteration"] / 1000))
 
 
-def test_suite_writes_both_paths_and_their_ratio(tmp_path):
+def test_suite_writes_both_paths_and_their_ratio():
     sections = []
     result = run_suite(torch.device("cpu"), sections=["inner_steps"], image_size=16, shots=[1], meta_batch_sizes=[],
                        inner_steps=[1], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None,

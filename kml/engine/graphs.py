@@ -14,12 +14,12 @@ follows the same trajectory as an eager one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import torch
 from torch import Tensor
 
+from kml.engine.builders import autocast_for
 from kml.learners import LearnerOutput, MetaLearner
 
 __all__ = ["GraphedStep"]
@@ -37,8 +37,8 @@ class GraphedStep:
         vectorized: batched tasks or the per-task loop inside the graph.
         loss_divisor: the meta-loss is ``task_losses.sum() / loss_divisor`` (the whole
             meta-batch size, also when this process holds a shard of it).
-        bf16: autocast to bfloat16 inside the graph (with the autocast cache off, as
-            graph capture requires).
+        precision: ``fp32`` or ``bf16`` (autocast inside the graph, with the autocast
+            cache off, as graph capture requires).
         warmup: eager passes on a side stream before capture (lazy initialisation and
             cuDNN autotuning must not happen during capture).
 
@@ -58,14 +58,14 @@ class GraphedStep:
         ways: int,
         vectorized: bool = True,
         loss_divisor: int | None = None,
-        bf16: bool = False,
+        precision: str = "fp32",
         warmup: int = 3,
     ) -> None:
         self.learner = learner
         self.ways = ways
         self.vectorized = vectorized
         self.loss_divisor = loss_divisor
-        self.bf16 = bf16
+        self.precision = precision
         self.warmup = warmup
         self.params = [p for p in learner.parameters() if p.requires_grad]
         if not self.params or self.params[0].device.type != "cuda":
@@ -77,14 +77,9 @@ class GraphedStep:
         self.output: LearnerOutput | None = None
         self.captures = 0
 
-    def _autocast(self):
-        if self.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
-        return contextlib.nullcontext()
-
     def _forward_backward(self) -> tuple[Tensor, LearnerOutput]:
         support, support_labels, query, query_labels = self.inputs
-        with self._autocast():
+        with autocast_for(self.precision, support.device, cache_enabled=False):
             output = self.learner(support, support_labels, query, query_labels, ways=self.ways,
                                   vectorized=self.vectorized)
         divisor = self.loss_divisor or support.shape[0]

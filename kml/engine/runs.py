@@ -15,6 +15,7 @@ from kml.engine.builders import (
     resolve_device,
     specialist_config,
     tasksets_for,
+    set_determinism,
     use_cuda_graphs,
     use_vectorized,
 )
@@ -198,8 +199,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
         device = torch.device("cuda", ctx.local_rank)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(bool(cfg.train.deterministic), warn_only=True)
-    torch.backends.cudnn.benchmark = not cfg.train.deterministic
+    set_determinism(bool(cfg.train.deterministic))
     vectorized = use_vectorized(cfg.train.vectorized, device, int(cfg.data.image_size))
     use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled)  # a setting this device cannot honour fails here
     seed = int(cfg.train.seed)

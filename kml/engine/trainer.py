@@ -88,7 +88,7 @@ class Trainer:
 
             self.graphed = GraphedStep(learner, ways=int(cfg.episode.ways), vectorized=vectorized,
                                        loss_divisor=int(cfg.train.meta_batch_size),
-                                       bf16=cfg.train.precision == "bf16")
+                                       precision=cfg.train.precision)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
