@@ -70,7 +70,9 @@ def test_omniglot_lake_split_counts(data_shared_dir, tmp_path):
 def test_miniimagenet_counts(data_shared_root):
     manifest = _manifest(data_shared_root, "miniimagenet")
     assert _classes(manifest) == [64, 16, 20]
-    assert all(count == 100 for s in manifest.splits.values() for count in s.counts)
+    # the complete train split (600 images per class); val and test keep 100 per class
+    assert all(count == 600 for count in manifest.splits["train"].counts)
+    assert all(count == 100 for split in ("val", "test") for count in manifest.splits[split].counts)
     assert manifest.channels == 3 and not manifest.rotations
 
 
