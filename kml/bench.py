@@ -50,12 +50,12 @@ class BenchCase:
         return method_name(self.learner, self.modulation)
 
     def build(self, device: torch.device):
+        """The learner of this case: the learner's recipe (as ``learner=...`` on the
+        command line), or the classic 4 x 32 max-pool Conv-4 of the peer libraries."""
         if self.backbone == "conv4":
-            channels, style = (32, 64, 128, 256), "strided"
-            pool = "avg" if self.learner == "maml" else "flatten"
-            bn_affine = self.learner == "protonet"
+            backbone = {}
         elif self.backbone == "conv4_classic32":
-            channels, style, pool, bn_affine = (32, 32, 32, 32), "maxpool", "flatten", False
+            backbone = dict(channels=(32, 32, 32, 32), style="maxpool", pool="flatten", bn_affine=False)
         else:
             raise ValueError(f"unknown backbone {self.backbone!r}")
         torch.manual_seed(0)
@@ -64,12 +64,9 @@ class BenchCase:
             self.modulation,
             ways=self.ways,
             image_size=self.image_size,
-            channels=channels,
-            style=style,
-            pool=pool,
-            bn_affine=bn_affine,
             inner_steps=self.inner_steps,
             first_order=self.first_order,
+            **backbone,
         )
         return learner.to(device)
 
@@ -218,10 +215,6 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(fmt(row.get(k)) for k, _ in columns) + " |")
     return "\n".join(lines)
-
-
-def with_updates(case: BenchCase, **updates) -> BenchCase:
-    return replace(case, **updates)
 
 
 # --------------------------------------------------------------------------- suite

@@ -12,7 +12,14 @@ from typing import Callable
 
 from kml.errors import KmlError
 
-__all__ = ["CONFIG_DIR", "register_resolvers", "main_guard", "hydra_main", "terminate_as_interrupt"]
+__all__ = [
+    "CONFIG_DIR",
+    "register_resolvers",
+    "main_guard",
+    "hydra_main",
+    "terminate_as_interrupt",
+    "compose_run_config",
+]
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
@@ -161,6 +168,12 @@ def describe_hydra_error(err: BaseException, schema: type | None = None) -> str 
         )
     if isinstance(err, HydraException):
         cause = err.__cause__
+        required = re.search(r"You must specify '([^']*)'", first)
+        if required:
+            group = required.group(1)
+            options = _group_options(group)
+            valid = f"; available: {', '.join(options)}" if options else ""
+            return f"{group} is required: pass {group}=<name>{valid}"
         override = re.search(r"Could not override '([^']*)'", first)
         if override or isinstance(cause, ConfigKeyError):
             key = override.group(1) if override else getattr(cause, "full_key", "") or first
@@ -187,6 +200,40 @@ def describe_hydra_error(err: BaseException, schema: type | None = None) -> str 
     return None
 
 
+def compose_run_config(overrides: list[str]):
+    """The run config that ``python scripts/train.py <overrides>`` composes (inside a
+    running Hydra app, or standalone).
+
+    Raises:
+        KmlError: an override names an unknown key or option, or cannot be parsed.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from kml.config import RunConfig, register_configs
+
+    register_resolvers()
+    register_configs()
+    try:
+        if GlobalHydra.instance().is_initialized():
+            return compose(config_name="config", overrides=list(overrides))
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+    except Exception as err:
+        message = describe_hydra_error(err, RunConfig)
+        if message is None:
+            raise
+        raise KmlError(message) from None
+
+
 def _group_options(group: str) -> list[str]:
+    """The options of a config group: its yaml files and the ones registered in code."""
+    from hydra.core.config_store import ConfigStore
+
     folder = Path(CONFIG_DIR) / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    options = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    try:
+        options |= {Path(name).stem for name in ConfigStore.instance().list(group)}
+    except OSError:  # no such group in the store
+        pass
+    return sorted(options)

@@ -17,9 +17,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from kml.errors import KmlError
+from kml.learners.recipes import DEFAULT_LEARNER, MODULATION_DEFAULTS, RECIPES, plain
 
 __all__ = [
     "EpisodeConfig",
@@ -59,12 +60,15 @@ class ModeConfig:
     datasets: list[str] = field(default_factory=lambda: ["synthetic"])
 
 
+_DEFAULT = RECIPES[DEFAULT_LEARNER]  # the schema's defaults: the default learner's recipe
+
+
 @dataclass
 class BackboneConfig:
-    style: str = "strided"  # strided (MMAML/KML) | maxpool (classic MAML)
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-    bn_affine: bool = False
-    pool: str = "avg"  # avg | flatten
+    style: str = _DEFAULT.style  # strided (MMAML/KML) | maxpool (classic MAML)
+    channels: list[int] = field(default_factory=lambda: list(_DEFAULT.channels))
+    bn_affine: bool = _DEFAULT.bn_affine
+    pool: str = _DEFAULT.pool  # avg | flatten
 
 
 @dataclass
@@ -75,46 +79,50 @@ class SpecialistConfig:
     meta_batch_size: Optional[int] = None
     inner_lr: Optional[float] = None
     inner_steps: Optional[int] = None
-    # per-dataset overrides of inner_lr / inner_steps, e.g. {omniglot: {inner_lr: 0.4, inner_steps: 1}}
+    # per-dataset overrides of iterations / meta_batch_size / inner_lr / inner_steps, e.g.
+    # {omniglot: {inner_lr: 0.4, inner_steps: 1, meta_batch_size: 10, iterations: 60000}}
     per_dataset: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class LearnerConfig:
-    name: str = "protonet"  # maml | protonet
+    """The learner; ``learner=maml|protonet`` sets every field to that learner's recipe
+    (:mod:`kml.learners.recipes`)."""
+
+    name: str = DEFAULT_LEARNER  # maml | protonet
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     # MAML only
-    inner_steps: int = 5
-    inner_lr: float = 0.05
+    inner_steps: int = _DEFAULT.inner_steps
+    inner_lr: float = _DEFAULT.inner_lr
     eval_inner_steps: Optional[int] = None
-    first_order: bool = False
-    grad_clip: Optional[float] = 20.0
+    first_order: bool = _DEFAULT.first_order
+    grad_clip: Optional[float] = _DEFAULT.grad_clip
     specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
 
 
 @dataclass
 class ModulationConfig:
     name: str = "kml"  # none | film | kml
-    task_dim: int = 128
+    task_dim: int = MODULATION_DEFAULTS.task_dim
     encoder_channels: Optional[list[int]] = None  # default: the backbone's channels
-    hidden: list[int] = field(default_factory=list)
+    hidden: list[int] = field(default_factory=lambda: list(MODULATION_DEFAULTS.hidden))
     # KML only
-    rank: int = 1
-    factorization: str = "channel"  # channel | published | full
-    identity: bool = True  # W * (1 + M); false: W * M (published code)
+    rank: int = MODULATION_DEFAULTS.rank
+    factorization: str = MODULATION_DEFAULTS.factorization  # channel | published | full
+    identity: bool = MODULATION_DEFAULTS.identity  # W * (1 + M); false: W * M (published code)
 
 
 @dataclass
 class SchedulerConfig:
-    step_size: int = 0  # 0: constant learning rate
-    gamma: float = 0.5
+    step_size: int = _DEFAULT.scheduler_step_size  # 0: constant learning rate
+    gamma: float = _DEFAULT.scheduler_gamma
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = 30000
-    meta_batch_size: int = 10
-    lr: float = 1e-3
+    iterations: int = _DEFAULT.iterations
+    meta_batch_size: int = _DEFAULT.meta_batch_size
+    lr: float = _DEFAULT.lr
     lr_modulation: Optional[float] = None  # encoder + generators; default: lr
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     seed: int = 0
@@ -133,6 +141,13 @@ class EvalConfig:
     batch_size: int = 20  # tasks per evaluation meta-batch
     seed: int = 2021  # the same evaluation tasks for every method
     split: str = "test"
+    # validation during training: every val_every iterations (0: off) on val_tasks_per_mode
+    # fixed, seeded tasks per mode of the val split (the same for every method)
+    val_every: int = 0
+    val_tasks_per_mode: int = 200
+    # the checkpoint tested at the end of training: last (the paper's protocol) | best (the
+    # best overall val accuracy, checkpoints/best.pt; needs val_every > 0)
+    checkpoint: str = "last"
 
 
 @dataclass
@@ -156,11 +171,44 @@ class RunConfig:
     resume: Optional[str] = None  # run directory to continue
 
 
+def learner_group_node(learner: str) -> dict:
+    """The ``learner=<learner>`` config group option: the learner's recipe as config
+    values (``learner.*`` and its ``train.*`` budget)."""
+    r = RECIPES[learner]
+    return {
+        "learner": {
+            "name": learner,
+            "backbone": {"style": r.style, "channels": list(r.channels), "bn_affine": r.bn_affine, "pool": r.pool},
+            "inner_steps": r.inner_steps,
+            "inner_lr": r.inner_lr,
+            "first_order": r.first_order,
+            "grad_clip": r.grad_clip,
+            "specialist": {
+                "iterations": None,
+                "meta_batch_size": None,
+                "inner_lr": None,
+                "inner_steps": None,
+                **plain(r.specialist),
+            },
+        },
+        "train": {
+            "iterations": r.iterations,
+            "meta_batch_size": r.meta_batch_size,
+            "lr": r.lr,
+            "scheduler": {"step_size": r.scheduler_step_size, "gamma": r.scheduler_gamma},
+        },
+    }
+
+
 def register_configs() -> None:
-    """Register :class:`RunConfig` as ``config_schema`` in Hydra's ConfigStore."""
+    """Register :class:`RunConfig` as ``config_schema`` in Hydra's ConfigStore, and the
+    ``learner`` group options from the recipes (:mod:`kml.learners.recipes`)."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="config_schema", node=RunConfig)
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=RunConfig)
+    for learner in RECIPES:
+        store.store(group="learner", name=learner, node=learner_group_node(learner), package="_global_")
 
 
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
@@ -254,6 +302,10 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     Raises:
         ConfigError: naming the offending key and the allowed values.
     """
+    from kml.learners import LEARNERS
+    from kml.modulation import FACTORIZATIONS
+    from kml.nets import MODULATIONS, POOLS, STYLES
+
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     extra = unknown_keys(c, RunConfig)
     if extra:
@@ -261,11 +313,12 @@ def validate(cfg: DictConfig | RunConfig) -> None:
         hint = "; remove it (a '+key=value' override adds keys)" if added else ""
         raise ConfigError(unknown_key_message(extra[0], RunConfig) + hint)
     _resolves(c)
-    _choice(c.learner.name, ("maml", "protonet"), "learner.name")
-    _choice(c.modulation.name, ("none", "film", "kml"), "modulation.name")
-    _choice(c.learner.backbone.style, ("strided", "maxpool"), "learner.backbone.style")
-    _choice(c.learner.backbone.pool, ("avg", "flatten"), "learner.backbone.pool")
-    _choice(c.modulation.factorization, ("channel", "published", "full"), "modulation.factorization")
+    _choice(c.learner.name, LEARNERS, "learner.name")
+    _choice(c.modulation.name, MODULATIONS, "modulation.name")
+    _choice(c.learner.backbone.style, STYLES, "learner.backbone.style")
+    _choice(c.learner.backbone.pool, POOLS, "learner.backbone.pool")
+    _choice(c.modulation.factorization, FACTORIZATIONS, "modulation.factorization")
+    _choice(c.eval.checkpoint, ("last", "best"), "eval.checkpoint")
     _choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
     _choice(c.eval.split, ("train", "val", "test"), "eval.split")
     _choice(c.train.precision, ("fp32", "bf16"), "train.precision")
@@ -289,6 +342,13 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     _at_least(c.modulation.rank, 1, "modulation.rank")
     _at_least(c.eval.tasks_per_mode, 1, "eval.tasks_per_mode")
     _at_least(c.eval.batch_size, 1, "eval.batch_size")
+    _at_least(c.eval.val_every, 0, "eval.val_every")
+    _at_least(c.eval.val_tasks_per_mode, 1, "eval.val_tasks_per_mode")
+    if c.eval.checkpoint == "best" and not c.eval.val_every:
+        raise ConfigError(
+            "eval.checkpoint=best tests the checkpoint with the best val accuracy, but validation is off; "
+            "set eval.val_every=<iterations> (e.g. 500) or use eval.checkpoint=last"
+        )
     _at_least(c.data.image_size, 8, "data.image_size")
     if not c.learner.backbone.channels or any(ch < 1 for ch in c.learner.backbone.channels):
         raise ConfigError("learner.backbone.channels must be a non-empty list of positive integers")
@@ -325,6 +385,7 @@ class CompareScriptConfig:
     """``scripts/compare.py``: the paper-style table of several runs."""
 
     run_dirs: list[str] = field(default_factory=list)  # run directories or globs
+    baseline: Optional[str] = None  # method name or run directory for paired differences; default: the first run
     output: str = "comparison.md"
 
 
@@ -363,3 +424,101 @@ def register_bench_config() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="bench_schema", node=BenchScriptConfig)
+
+
+@dataclass
+class CampaignMethod:
+    """One method of a campaign: a learner, a modulation, Multi-* or not, and any extra
+    config overrides of its runs."""
+
+    name: str = MISSING  # the display name, e.g. MProtoNet+KML (and the paired-test label)
+    learner: str = MISSING  # maml | protonet
+    modulation: str = "none"  # none | film | kml
+    multi: bool = False  # Multi-* specialists
+    overrides: list[str] = field(default_factory=list)  # extra overrides of this method's runs
+
+
+@dataclass
+class CampaignBudget:
+    """The budget of every run of a campaign (the train.py overrides it sets)."""
+
+    image_size: int = 84
+    iterations: int = 1000
+    meta_batch_size: Optional[int] = None  # default: the learner's recipe
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    eval_tasks_per_mode: int = 1000
+    val_every: int = 0
+    val_tasks_per_mode: int = 200
+    eval_checkpoint: str = "last"  # last | best
+
+
+@dataclass
+class CampaignTransference:
+    """Transference histograms of some of a campaign's runs at several checkpoints."""
+
+    methods: list[str] = field(default_factory=list)  # method names; empty: no transference
+    source_mode: str = MISSING
+    source_split: str = "train"
+    target_mode: str = MISSING
+    target_split: str = "test"
+    checkpoints: list[int] = field(default_factory=list)
+    sources: int = 300
+    targets: int = 1
+    alpha: float = MISSING  # the source step size (the paper states none: a choice)
+    neutral: float = 0.01  # |LR - 1| <= neutral is neutral transfer (the paper states none: a choice)
+    seed: int = 0
+
+
+@dataclass
+class PaperReference:
+    """The paper's numbers for the closest setting, shown in their own column."""
+
+    setting: str = ""  # e.g. "2Mode, 5-way 1-shot (84x84, 60k iterations)"
+    note: str = ""  # how our setting differs
+    values: dict[str, float] = field(default_factory=dict)  # method name -> accuracy (%)
+
+
+@dataclass
+class CampaignConfig:
+    """A campaign (``configs/campaign/<name>.yaml``): methods x modes x shots x seeds
+    under one budget, the paired comparisons to report and, optionally, transference."""
+
+    name: str = MISSING
+    title: str = ""
+    description: str = ""
+    order: int = 0  # position in docs/results.md
+    modes: list[str] = field(default_factory=list)  # mode configs (configs/mode/<name>.yaml)
+    ways: int = 5
+    shots: list[int] = field(default_factory=lambda: [1])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    methods: list[CampaignMethod] = field(default_factory=list)
+    baseline: str = MISSING  # method name every other method is paired against
+    pairs: list[list[str]] = field(default_factory=list)  # further [method, reference] paired comparisons
+    budget: CampaignBudget = field(default_factory=CampaignBudget)
+    overrides: list[str] = field(default_factory=list)  # train.py overrides of every run
+    paper: PaperReference = field(default_factory=PaperReference)
+    transference: CampaignTransference = field(default_factory=CampaignTransference)
+
+
+@dataclass
+class ReproduceScriptConfig:
+    """``scripts/reproduce.py campaign=<name>``: run a campaign, keep its records, write the report."""
+
+    campaign: CampaignConfig = field(default_factory=CampaignConfig)
+    dry_run: bool = False  # print the plan and an estimated time, run nothing
+    report_only: bool = False  # rebuild the report from the records in results_dir only
+    max_runs: int = 0  # stop after this many runs (0: all); a campaign can continue elsewhere
+    data_root: str = "data"  # prepared datasets
+    work_dir: str = "outputs/campaigns"  # run directories (checkpoints live here, never in results_dir)
+    results_dir: str = "results"  # the small records of finished runs, one folder per campaign
+    report: str = "docs/results.md"  # the report of every campaign in results_dir
+    figures_dir: str = "docs/figures"
+    device: str = "auto"
+    progress: bool = True
+
+
+def register_reproduce_config() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="reproduce_schema", node=ReproduceScriptConfig)

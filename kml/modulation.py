@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from kml.functional import TaskLinear, conv2d_grouped, grouped_to_tasks, tasks_to_grouped
+from kml.functional import TaskLinear, conv2d_grouped, film_grouped, grouped_to_tasks, tasks_to_grouped
 
 __all__ = [
     "MLP",
@@ -54,6 +54,7 @@ __all__ = [
     "KernelModulatedConv2d",
     "FiLM",
     "modulate_kernel",
+    "modulated_conv2d_grouped",
     "published_factor_shape",
     "count_parameters",
     "conv4_generator_parameter_counts",
@@ -136,6 +137,35 @@ def modulate_kernel(
     if bias_hat.dim() == 1:
         bias_hat = bias_hat.unsqueeze(0).expand(weight_hat.shape[0], -1)
     return weight_hat, bias_hat
+
+
+def modulated_conv2d_grouped(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    modulation: KernelModulation | None,
+    num_tasks: int,
+    stride: int = 1,
+    padding: int = 0,
+) -> Tensor:
+    """A kernel-modulated convolution of ``T`` tasks in the grouped layout.
+
+    The one code path of kernel modulation: :class:`KernelModulatedConv2d` and the
+    learners' :class:`~kml.nets.Conv4` both call it.
+
+    Args:
+        x: ``(B, T*C_in, H, W)`` (see :mod:`kml.functional`).
+        weight: ``(C_out, C_in, k, k)`` or per task ``(T, C_out, C_in, k, k)`` (MAML's
+            adapted weights).
+        bias: ``None``, ``(C_out,)`` or ``(T, C_out)``.
+        modulation: the tasks' :class:`KernelModulation`; ``None`` is the plain convolution.
+
+    Returns:
+        ``(B, T*C_out, H', W')``.
+    """
+    if modulation is not None:
+        weight, bias = modulate_kernel(weight, bias, modulation)
+    return conv2d_grouped(x, weight, bias, num_tasks, stride, padding)
 
 
 def published_factor_shape(in_channels: int, out_channels: int, kernel_size: int, first: bool) -> tuple[int, int]:
@@ -268,6 +298,8 @@ class KernelModulatedConv2d(nn.Module):
     """A 2-d convolution whose kernel is modulated element-wise by a task embedding.
 
     ``forward(x, task_embedding)`` computes ``conv2d(x, W * (1 + M(v)), b + db(v))``.
+    This is the layer the library's learners train with: the modulated blocks of
+    :class:`~kml.nets.Conv4` are instances of it.
 
     Shapes:
         - one task: ``x (B, C_in, H, W)``, ``task_embedding (task_dim,)`` ->
@@ -280,9 +312,17 @@ class KernelModulatedConv2d(nn.Module):
             (square kernels, ``groups=1``, ``dilation=1``).
         task_dim: size of the task embedding.
         rank, hidden, factorization, factor_shape, identity: see :class:`KernelGenerator`.
+        first_layer: with ``factorization="published"``, whether this is the network's
+            first layer (channel-aligned factors ``(C_out, C_in*k*k)``); later layers get
+            the published ``(k*C_out, k*C_in)``. Default: ``False``.
 
     The weight and bias are initialised as ``nn.Conv2d``'s; at initialisation the
     layer computes exactly ``nn.Conv2d`` with the same weight and bias.
+
+    The bias and its shift ``db(v)`` are kept for fidelity with the paper and the
+    published code, but under a following batch normalisation with batch statistics
+    (every block of :class:`~kml.nets.Conv4`) a per-channel constant added before the
+    normalisation cancels exactly: they change nothing there (``docs/modulation.md``).
     """
 
     def __init__(
@@ -299,6 +339,7 @@ class KernelModulatedConv2d(nn.Module):
         factorization: str = "channel",
         factor_shape: tuple[int, int] | None = None,
         identity: bool = True,
+        first_layer: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -308,7 +349,10 @@ class KernelModulatedConv2d(nn.Module):
         self.padding = padding
         self.task_dim = task_dim
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
         self.generator = KernelGenerator(
             in_channels,
             out_channels,
@@ -320,7 +364,7 @@ class KernelModulatedConv2d(nn.Module):
             factorization=factorization,
             factor_shape=factor_shape,
             identity=identity,
-            first_layer=True,
+            first_layer=first_layer,
         )
         self.reset_parameters()
 
@@ -332,24 +376,53 @@ class KernelModulatedConv2d(nn.Module):
             bound = 1 / math.sqrt(fan_in)
             nn.init.uniform_(self.bias, -bound, bound)
 
+    def modulation(self, task_embedding: Tensor) -> KernelModulation:
+        """The tasks' modulation ``(J + M(v), db(v))``; ``task_embedding (T, task_dim)``."""
+        return self.generator(task_embedding)
+
     def modulated_parameters(self, task_embedding: Tensor) -> tuple[Tensor, Tensor | None]:
         """Per-task kernels ``(T, C_out, C_in, k, k)`` and biases ``(T, C_out)``."""
-        return modulate_kernel(self.weight, self.bias, self.generator(task_embedding))
+        return modulate_kernel(self.weight, self.bias, self.modulation(task_embedding))
+
+    def forward_grouped(
+        self,
+        x: Tensor,
+        num_tasks: int,
+        modulation: KernelModulation | None,
+        weight: Tensor | None = None,
+        bias: Tensor | None = None,
+    ) -> Tensor:
+        """The convolution in the grouped layout ``(B, T*C_in, H, W)`` -> ``(B, T*C_out, H', W')``,
+        with a modulation computed beforehand (:meth:`modulation`).
+
+        ``weight`` / ``bias`` replace the layer's own (e.g. MAML's per-task adapted
+        ``(T, C_out, C_in, k, k)`` weights); ``modulation=None`` is the plain convolution.
+        """
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
+        return modulated_conv2d_grouped(x, weight, bias, modulation, num_tasks, self.stride, self.padding)
 
     def forward(self, x: Tensor, task_embedding: Tensor) -> Tensor:
         x, task_embedding, single = _as_tasks(x, task_embedding, ndim=4)
         num_tasks = x.shape[0]
-        weight, bias = self.modulated_parameters(task_embedding)
-        y = conv2d_grouped(tasks_to_grouped(x), weight, bias, num_tasks, self.stride, self.padding)
+        y = self.forward_grouped(tasks_to_grouped(x), num_tasks, self.modulation(task_embedding))
         y = grouped_to_tasks(y, num_tasks)
         return y[0] if single else y
 
     def extra_repr(self) -> str:
-        return (
+        gen = self.generator
+        text = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"task_dim={self.task_dim}, stride={self.stride}, padding={self.padding}, "
-            f"bias={self.bias is not None}"
+            f"bias={self.bias is not None}, factorization={gen.factorization!r}"
         )
+        if gen.factorization != "full":
+            text += f", factor_shape={gen.factor_shape}"
+        if gen.rank != 1:
+            text += f", rank={gen.rank}"
+        if not gen.identity:
+            text += ", identity=False"
+        return text
 
 
 class FiLM(nn.Module):
@@ -357,18 +430,36 @@ class FiLM(nn.Module):
 
     Shapes: ``x (B, C, H, W)`` with ``task_embedding (task_dim,)``, or
     ``x (T, B, C, H, W)`` with ``task_embedding (T, task_dim)``; output as ``x``.
-    Applied after batch normalisation in the Conv-4 blocks.
+    Applied after batch normalisation in the Conv-4 blocks, whose FiLM layers are
+    instances of this class.
     """
 
     def __init__(self, num_features: int, task_dim: int, hidden: Sequence[int] = ()) -> None:
         super().__init__()
+        self.num_features = num_features
+        self.task_dim = task_dim
         self.generator = FiLMGenerator(num_features, task_dim, hidden)
+
+    def modulation(self, task_embedding: Tensor) -> FeatureModulation:
+        """``(1 + dgamma(v), beta(v))``, each ``(T, C)``; ``task_embedding (T, task_dim)``."""
+        return self.generator(task_embedding)
+
+    @staticmethod
+    def forward_grouped(x: Tensor, modulation: FeatureModulation | None) -> Tensor:
+        """FiLM in the grouped layout ``(B, T*C, H, W)`` with a modulation computed
+        beforehand (:meth:`modulation`); ``None`` leaves ``x`` unchanged."""
+        if modulation is None:
+            return x
+        return film_grouped(x, modulation.scale, modulation.shift)
 
     def forward(self, x: Tensor, task_embedding: Tensor) -> Tensor:
         x, task_embedding, single = _as_tasks(x, task_embedding, ndim=4)
-        mod = self.generator(task_embedding)
-        y = x * mod.scale[:, None, :, None, None] + mod.shift[:, None, :, None, None]
+        num_tasks = x.shape[0]
+        y = grouped_to_tasks(self.forward_grouped(tasks_to_grouped(x), self.modulation(task_embedding)), num_tasks)
         return y[0] if single else y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, task_dim={self.task_dim}"
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,15 +1,19 @@
-"""Networks: the Conv-4 backbones, the task encoder and the per-layer modulators.
+"""Networks: the Conv-4 backbone (plain, FiLM- or kernel-modulated) and the task encoder.
 
 All networks take a batch of ``T`` tasks, ``x (T, B, C, H, W)``, and run them
 in one computation (see :mod:`kml.functional`). :class:`Conv4` reads its
 parameters through attribute access, so ``torch.func.functional_call`` can swap
 them, and also takes an explicit ``params`` dict whose tensors may carry a
 leading task dimension (MAML's per-task adapted weights).
+
+A modulated Conv-4 is built from the layers users import: its convolutions are
+:class:`~kml.modulation.KernelModulatedConv2d` (KML) and its FiLM layers
+:class:`~kml.modulation.FiLM` (MMAML), each owning its generator.
 """
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -19,25 +23,25 @@ from kml.functional import (
     TaskLinear,
     batch_norm_grouped,
     conv2d_grouped,
-    film_grouped,
     flatten_grouped,
     global_avg_pool_grouped,
     linear_tasks,
     tasks_to_grouped,
 )
 from kml.modulation import (
+    FACTORIZATIONS,
     FeatureModulation,
-    FiLMGenerator,
-    KernelGenerator,
+    FiLM,
+    KernelModulatedConv2d,
     KernelModulation,
-    modulate_kernel,
 )
 
-__all__ = ["Conv4", "TaskEncoder", "Modulator", "LayerModulation", "MODULATIONS", "STYLES"]
+__all__ = ["Conv4", "ConvBlock", "TaskEncoder", "LayerModulation", "MODULATIONS", "STYLES", "POOLS"]
 
 LayerModulation = Union[KernelModulation, FeatureModulation, None]
 MODULATIONS = ("none", "film", "kml")
 STYLES = ("strided", "maxpool")
+POOLS = ("avg", "flatten")
 
 
 def _spatial_size(image_size: int, style: str, depth: int) -> int:
@@ -48,20 +52,53 @@ def _spatial_size(image_size: int, style: str, depth: int) -> int:
 
 
 class ConvBlock(nn.Module):
-    """Parameter holder of one Conv-4 block: ``conv`` and optional BN affine ``bn``."""
+    """Parameter holder of one Conv-4 block.
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, bn_affine: bool) -> None:
+    ``conv`` is an ``nn.Conv2d`` or, with kernel modulation, a
+    :class:`~kml.modulation.KernelModulatedConv2d`; ``bn`` holds the optional BN
+    affine parameters; ``film`` is the block's :class:`~kml.modulation.FiLM` (MMAML).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        bn_affine: bool,
+        modulation: str = "none",
+        task_dim: int = 128,
+        hidden: Sequence[int] = (),
+        rank: int = 1,
+        factorization: str = "channel",
+        identity: bool = True,
+        first_layer: bool = False,
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=True)
+        if modulation == "kml":
+            self.conv = KernelModulatedConv2d(
+                in_channels, out_channels, 3, task_dim, stride=stride, padding=1, bias=True, rank=rank,
+                hidden=hidden, factorization=factorization, identity=identity, first_layer=first_layer,
+            )
+        else:
+            self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=True)
         self.bn = nn.BatchNorm2d(out_channels, affine=True, track_running_stats=False) if bn_affine else None
+        self.film = FiLM(out_channels, task_dim, hidden) if modulation == "film" else None
+
+    @property
+    def modulated(self) -> nn.Module | None:
+        """The block's modulated layer (its generator's owner), or ``None``."""
+        if isinstance(self.conv, KernelModulatedConv2d):
+            return self.conv
+        return self.film
 
 
 class Conv4(nn.Module):
-    """Conv-4 backbone, vectorised over tasks.
+    """Conv-4 backbone, vectorised over tasks, optionally modulated by a task embedding.
 
     Block ``l``: ``conv3x3 -> BatchNorm (batch statistics per task) -> [FiLM] -> ReLU
-    [-> max-pool 2x2]``; with kernel modulation the conv uses ``W * scale`` and
-    ``b + shift``.
+    [-> max-pool 2x2]``; with kernel modulation the conv is a
+    :class:`~kml.modulation.KernelModulatedConv2d` (``W * (1 + M(v))``, ``b + db(v)``),
+    with FiLM each block has a :class:`~kml.modulation.FiLM` after its BatchNorm.
 
     Args:
         in_channels: image channels.
@@ -74,9 +111,19 @@ class Conv4(nn.Module):
             ``"flatten"`` (``channels[-1] * s * s`` features).
         num_classes: size of the linear head (MAML); ``None`` returns features (ProtoNet).
         image_size: input height/width (needed for ``pool="flatten"``).
+        modulation: ``"none"``, ``"film"`` or ``"kml"``.
+        task_dim: size of the task embedding (modulated backbones).
+        hidden: hidden sizes of the generator MLPs.
+        rank, factorization, identity: kernel-modulation options (see
+            :class:`~kml.modulation.KernelGenerator`); ``factorization="published"``
+            gives the first block channel-aligned factors and later blocks ``(3*C_out, 3*C_in)``.
 
     Shapes: ``forward(x (T, B, C, H, W))`` -> ``(T, B, num_classes)`` logits or
     ``(T, B, feature_dim)`` features. A 4-d ``x (B, C, H, W)`` is one task.
+
+    The generators are part of the backbone module but not of its *adaptable*
+    parameters (:meth:`named_adaptable_parameters`): MAML's inner loop and the
+    backbone optimiser see the conv, BN and head parameters only.
     """
 
     def __init__(
@@ -88,21 +135,37 @@ class Conv4(nn.Module):
         pool: str = "avg",
         num_classes: int | None = None,
         image_size: int = 84,
+        modulation: str = "none",
+        task_dim: int = 128,
+        hidden: Sequence[int] = (),
+        rank: int = 1,
+        factorization: str = "channel",
+        identity: bool = True,
     ) -> None:
         super().__init__()
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {style!r}")
-        if pool not in ("avg", "flatten"):
-            raise ValueError(f"pool must be 'avg' or 'flatten', got {pool!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        if modulation not in MODULATIONS:
+            raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
+        if factorization not in FACTORIZATIONS:
+            raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
         self.in_channels = in_channels
         self.channels = tuple(int(c) for c in channels)
         self.style = style
         self.pool = pool
         self.image_size = image_size
+        self.modulation = modulation
+        self.task_dim = task_dim if modulation != "none" else None
         self.stride = 2 if style == "strided" else 1
         widths = (in_channels,) + self.channels
         self.blocks = nn.ModuleList(
-            ConvBlock(widths[i], widths[i + 1], self.stride, bn_affine) for i in range(len(self.channels))
+            ConvBlock(
+                widths[i], widths[i + 1], self.stride, bn_affine, modulation=modulation, task_dim=task_dim,
+                hidden=hidden, rank=rank, factorization=factorization, identity=identity, first_layer=(i == 0),
+            )
+            for i in range(len(self.channels))
         )
         spatial = _spatial_size(image_size, style, len(self.channels))
         if spatial < 1:
@@ -113,7 +176,8 @@ class Conv4(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform weights and zero biases (MMAML)."""
+        """Xavier-uniform conv and head weights, zero biases (MMAML); generators keep
+        their identity initialisation."""
         for block in self.blocks:
             nn.init.xavier_uniform_(block.conv.weight)
             nn.init.zeros_(block.conv.bias)
@@ -122,9 +186,32 @@ class Conv4(nn.Module):
             nn.init.zeros_(self.head.bias)
 
     def layer_shapes(self) -> list[tuple[int, int]]:
-        """``(in_channels, out_channels)`` of each block, for building modulators."""
+        """``(in_channels, out_channels)`` of each block."""
         widths = (self.in_channels,) + self.channels
         return [(widths[i], widths[i + 1]) for i in range(len(self.channels))]
+
+    def modulated_layers(self) -> list[nn.Module]:
+        """The :class:`~kml.modulation.KernelModulatedConv2d` or :class:`~kml.modulation.FiLM`
+        of each block (empty for a plain backbone)."""
+        return [block.modulated for block in self.blocks if block.modulated is not None]
+
+    def _is_generator(self, name: str) -> bool:
+        return ".generator." in name
+
+    def named_adaptable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Conv, BN and head parameters by name: everything but the generators."""
+        return ((n, p) for n, p in self.named_parameters() if not self._is_generator(n))
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the blocks' modulation generators."""
+        return [p for n, p in self.named_parameters() if self._is_generator(n)]
+
+    def modulations(self, task_embedding: Tensor) -> list[LayerModulation] | None:
+        """Per-block modulation of ``T`` tasks from ``task_embedding (T, task_dim)``
+        (``None`` for a plain backbone)."""
+        if self.modulation == "none":
+            return None
+        return [block.modulated.modulation(task_embedding) for block in self.blocks]
 
     def forward(
         self,
@@ -137,9 +224,11 @@ class Conv4(nn.Module):
         Args:
             x: ``(T, B, C, H, W)`` (or ``(B, C, H, W)`` for one task).
             modulation: one :class:`KernelModulation` / :class:`FeatureModulation` /
-                ``None`` per block, each holding ``T`` tasks.
-            params: optional replacements for parameters by name (``"blocks.0.conv.weight"``,
-                ``"head.weight"``, ...); a tensor may have a leading ``T`` dimension.
+                ``None`` per block, each holding ``T`` tasks (:meth:`modulations`);
+                ``None``: unmodulated (the identity modulation).
+            params: optional replacements for adaptable parameters by name
+                (``"blocks.0.conv.weight"``, ``"head.weight"``, ...); a tensor may have a
+                leading ``T`` dimension.
         """
         single = x.dim() == 4
         if single:
@@ -156,17 +245,18 @@ class Conv4(nn.Module):
             weight = get(prefix + "conv.weight", block.conv.weight)
             bias = get(prefix + "conv.bias", block.conv.bias)
             mod = modulation[i] if modulation is not None else None
-            if isinstance(mod, KernelModulation):
-                weight, bias = modulate_kernel(weight, bias, mod)
-            h = conv2d_grouped(h, weight, bias, num_tasks, stride=self.stride, padding=1)
+            if isinstance(block.conv, KernelModulatedConv2d):
+                h = block.conv.forward_grouped(h, num_tasks, mod, weight, bias)
+            else:
+                h = conv2d_grouped(h, weight, bias, num_tasks, stride=self.stride, padding=1)
             if block.bn is not None:
                 h = batch_norm_grouped(
                     h, num_tasks, get(prefix + "bn.weight", block.bn.weight), get(prefix + "bn.bias", block.bn.bias)
                 )
             else:
                 h = batch_norm_grouped(h, num_tasks)
-            if isinstance(mod, FeatureModulation):
-                h = film_grouped(h, mod.scale, mod.shift)
+            if block.film is not None:
+                h = block.film.forward_grouped(h, mod)
             h = F.relu(h)
             if self.style == "maxpool":
                 h = F.max_pool2d(h, 2)
@@ -206,62 +296,3 @@ class TaskEncoder(nn.Module):
         per_image = F.relu(self.project(self.trunk(support)))  # (T, N*K, task_dim)
         embedding = per_image.mean(dim=1)
         return embedding[0] if single else embedding
-
-
-class Modulator(nn.Module):
-    """Per-layer generators mapping a task embedding to the modulation of each block.
-
-    Args:
-        layer_shapes: ``(in_channels, out_channels)`` per block (``Conv4.layer_shapes()``).
-        kind: ``"film"`` or ``"kml"``.
-        task_dim: task embedding size.
-        kernel_size: conv kernel size (3 for Conv-4).
-        hidden: hidden sizes of the generator MLPs.
-        rank, factorization, identity: KML options (see :class:`kml.modulation.KernelGenerator`).
-
-    ``forward(task_embedding (T, task_dim))`` -> list of per-block modulations.
-    """
-
-    def __init__(
-        self,
-        layer_shapes: Sequence[tuple[int, int]],
-        kind: str,
-        task_dim: int = 128,
-        kernel_size: int = 3,
-        hidden: Sequence[int] = (),
-        rank: int = 1,
-        factorization: str = "channel",
-        identity: bool = True,
-    ) -> None:
-        super().__init__()
-        if kind not in ("film", "kml"):
-            raise ValueError(f"Modulator kind must be 'film' or 'kml', got {kind!r}")
-        self.kind = kind
-        if kind == "film":
-            self.generators = nn.ModuleList(FiLMGenerator(out, task_dim, hidden) for _, out in layer_shapes)
-        else:
-            self.generators = nn.ModuleList(
-                KernelGenerator(
-                    cin,
-                    cout,
-                    kernel_size,
-                    task_dim,
-                    bias=True,
-                    rank=rank,
-                    hidden=hidden,
-                    factorization=factorization,
-                    identity=identity,
-                    first_layer=(i == 0),
-                )
-                for i, (cin, cout) in enumerate(layer_shapes)
-            )
-
-    def forward(self, task_embedding: Tensor) -> list[LayerModulation]:
-        return [gen(task_embedding) for gen in self.generators]
-
-
-def select_tasks(modulation: Sequence[LayerModulation] | None, index: slice) -> list[LayerModulation] | None:
-    """The per-block modulation of a subset of tasks."""
-    if modulation is None:
-        return None
-    return [None if m is None else m.select(index) for m in modulation]

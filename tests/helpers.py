@@ -14,8 +14,10 @@ def tiny_episode(tasks=2, ways=3, shots=1, queries=2, size=12, channels=3, seed=
 
 
 def perturb(module, scale=0.3, seed=0):
-    """Move parameters away from their initialisation (identity-initialised generators)."""
+    """Move parameters (of a module, or an iterable of parameters) away from their
+    initialisation (identity-initialised generators)."""
     g = torch.Generator().manual_seed(seed)
+    params = module.parameters() if isinstance(module, torch.nn.Module) else module
     with torch.no_grad():
-        for p in module.parameters():
+        for p in params:
             p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device))

@@ -19,7 +19,7 @@ def test_batched_equals_loop_on_cuda(learner, modulation):
     net = build_learner(learner, modulation, channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
                         inner_steps=2, inner_lr=0.1).double().cuda()
     if modulation != "none":
-        perturb(net.modulator, 0.2)
+        perturb(net.backbone.generator_parameters(), 0.2)
     episode = [t.cuda() for t in tiny_episode(tasks=4, ways=3, shots=2, queries=3, size=20, dtype=torch.float64)]
     params = list(net.parameters())
     batched, loop = net(*episode), net(*episode, vectorized=False)
@@ -31,7 +31,7 @@ def test_batched_equals_loop_on_cuda(learner, modulation):
 def test_bf16_autocast_stays_close_to_fp32():
     torch.manual_seed(1)
     net = build_learner("maml", "kml", ways=5, image_size=84).cuda()
-    perturb(net.modulator, 0.05)
+    perturb(net.backbone.generator_parameters(), 0.05)
     episode = [t.cuda() for t in tiny_episode(tasks=4, ways=5, shots=1, queries=15, size=84)]
     fp32 = net(*episode)
     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -63,7 +63,7 @@ def test_graphed_step_gives_eager_gradients_on_new_batches(learner, modulation):
     torch.manual_seed(0)
     net = build_learner(learner, modulation, channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
                         inner_steps=2, inner_lr=0.1).double().cuda()
-    perturb(net.modulator, 0.2)
+    perturb(net.backbone.generator_parameters(), 0.2)
     params = [p for p in net.parameters() if p.requires_grad]
 
     def eager_step(episode):  # returns no tensor that keeps the eager autograd graph alive

@@ -166,3 +166,78 @@ def test_generator_parameter_counts_reproduce_152x():
 def test_count_parameters_matches_module():
     gen = KernelGenerator(3, 32, 3, task_dim=128, factorization="published", first_layer=True)
     assert count_parameters(gen) == 129 * (32 + 27 + 32)
+
+
+def test_published_factor_sizes_of_the_standalone_layer():
+    """The published code's heads: (C_out, C_in*9) for the first layer, (3*C_out, 3*C_in) after."""
+    later = KernelModulatedConv2d(32, 64, 3, task_dim=128, factorization="published")
+    assert later.generator.factor_shape == (192, 96)
+    assert later.generator.g1[-1].out_features == 192 and later.generator.g2[-1].out_features == 96
+    first = KernelModulatedConv2d(3, 32, 3, task_dim=128, factorization="published", first_layer=True)
+    assert first.generator.factor_shape == (32, 27)
+    assert KernelModulatedConv2d(32, 64, 3, task_dim=128).generator.factor_shape == (64, 288)  # channel-aligned
+    # the heads of a published-factorised Conv-4 are the layers' own: (32, 27), (192, 96), (384, 192), (768, 384)
+    from kml.nets import Conv4
+
+    net = Conv4(modulation="kml", factorization="published")
+    assert [layer.generator.factor_shape for layer in net.modulated_layers()] == [
+        (32, 27), (192, 96), (384, 192), (768, 384)
+    ]
+    assert sum(count_parameters(layer.generator) for layer in net.modulated_layers()) == 329_595
+
+
+@pytest.mark.parametrize("learner,kind", [("protonet", "kml"), ("maml", "kml"), ("protonet", "film"), ("maml", "film")])
+def test_a_trained_learners_layers_are_the_public_layers(learner, kind):
+    """The modulated blocks of a learner are KernelModulatedConv2d / FiLM instances, and a
+    standalone layer loaded with a trained block's weights gives that block's output."""
+    from helpers import tiny_episode
+    from kml.learners import build_learner
+    from kml.nets import Conv4
+
+    torch.manual_seed(11)
+    net = build_learner(learner, kind, ways=3, channels=(4, 6, 6, 8), image_size=16, task_dim=6, inner_steps=1)
+    episode = tiny_episode(tasks=2, ways=3, shots=2, size=16, seed=12)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(3):  # a few meta-training steps move every parameter off its initialisation
+        optimizer.zero_grad()
+        net(*episode).loss.backward()
+        optimizer.step()
+    layer_type = KernelModulatedConv2d if kind == "kml" else FiLM
+    layers = net.backbone.modulated_layers()
+    assert len(layers) == 4 and all(type(layer) is layer_type for layer in layers)
+    assert any(p.abs().max() > 0 for p in layers[1].generator.parameters() if p.dim() == 2)  # off zero init
+
+    v = net.encoder(episode[0])
+    x = torch.randn(2, 5, 4, 8, 8)  # input of block 1: 4 channels
+    trained = layers[1]
+    if kind == "kml":
+        alone = KernelModulatedConv2d(4, 6, 3, task_dim=6, stride=2, padding=1)
+    else:
+        alone = FiLM(6, task_dim=6)
+        x = torch.randn(2, 5, 6, 8, 8)
+    alone.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(alone(x, v), trained(x, v), atol=0, rtol=0)
+
+    # the whole backbone is the composition of standalone public layers with its weights
+    images = episode[2]
+    h = images
+    for block in net.backbone.blocks:
+        if kind == "kml":
+            conv = KernelModulatedConv2d(block.conv.in_channels, block.conv.out_channels, 3, task_dim=6,
+                                         stride=2, padding=1)
+            conv.load_state_dict(block.conv.state_dict())
+            h = conv(h, v)
+        else:
+            h = torch.stack([F.conv2d(h[t], block.conv.weight, block.conv.bias, stride=2, padding=1) for t in range(2)])
+        bn_weight = block.bn.weight if block.bn is not None else None
+        bn_bias = block.bn.bias if block.bn is not None else None
+        h = torch.stack([F.batch_norm(h[t], None, None, bn_weight, bn_bias, training=True) for t in range(2)])
+        if kind == "film":
+            film = FiLM(block.film.num_features, task_dim=6)
+            film.load_state_dict(block.film.state_dict())
+            h = film(h, v)
+        h = F.relu(h)
+    features = h.mean(dim=(3, 4)) if net.backbone.pool == "avg" else h.flatten(2)
+    if net.backbone.head is not None:
+        features = features @ net.backbone.head.weight.t() + net.backbone.head.bias
+    torch.testing.assert_close(net.backbone(images, net.backbone.modulations(v)), features, atol=1e-5, rtol=1e-5)

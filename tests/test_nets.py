@@ -1,11 +1,11 @@
-"""kml.nets: Conv-4 backbones, task encoder, modulators; batched == per task == reference."""
+"""kml.nets: Conv-4 backbones (plain and modulated), task encoder; batched == per task == reference."""
 
 import pytest
 import torch
 import torch.nn as nn
 
 from helpers import perturb
-from kml.nets import Conv4, Modulator, TaskEncoder
+from kml.nets import Conv4, TaskEncoder
 
 
 def reference_strided_conv4(net: Conv4) -> nn.Sequential:
@@ -78,13 +78,12 @@ def test_functional_call_swaps_parameters():
 @pytest.mark.parametrize("kind", ["film", "kml"])
 def test_modulated_backbone_is_plain_at_init_and_differs_after(kind):
     torch.manual_seed(4)
-    net = Conv4(channels=(4, 8, 8, 8), num_classes=3, image_size=16)
-    mod = Modulator(net.layer_shapes(), kind, task_dim=6)
+    net = Conv4(channels=(4, 8, 8, 8), num_classes=3, image_size=16, modulation=kind, task_dim=6)
     x = torch.rand(2, 3, 3, 16, 16)
     v = torch.randn(2, 6)
-    torch.testing.assert_close(net(x, mod(v)), net(x), atol=1e-5, rtol=0)  # 4 blocks of BN
-    perturb(mod, 0.5)
-    assert not torch.allclose(net(x, mod(v)), net(x), atol=1e-3)
+    torch.testing.assert_close(net(x, net.modulations(v)), net(x), atol=1e-5, rtol=0)  # 4 blocks of BN
+    perturb(net.generator_parameters(), 0.5)
+    assert not torch.allclose(net(x, net.modulations(v)), net(x), atol=1e-3)
 
 
 def test_task_encoder_shapes_support_order_invariance_and_batching():
@@ -104,5 +103,5 @@ def test_invalid_backbone_options_are_rejected():
         Conv4(style="dilated")
     with pytest.raises(ValueError, match="pool"):
         Conv4(pool="max")
-    with pytest.raises(ValueError, match="kind"):
-        Modulator([(3, 4)], "attention")
+    with pytest.raises(ValueError, match="modulation"):
+        Conv4(modulation="attention")

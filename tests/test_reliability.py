@@ -326,8 +326,8 @@ def test_checkpoint_of_another_method_names_the_differing_keys(tmp_path, trained
     _assert_user_error(
         result,
         f"checkpoint {foreign} does not match this model (it was saved by MAML but this run is MProtoNet+KML; "
-        "missing keys backbone.blocks.0.bn.bias, backbone.blocks.0.bn.weight, backbone.blocks.1.bn.bias, "
-        "backbone.blocks.1.bn.weight and 46 more; unexpected keys backbone.head.bias, backbone.head.weight); "
+        "missing keys backbone.blocks.0.bn.bias, backbone.blocks.0.bn.weight, "
+        "backbone.blocks.0.conv.generator.g1.0.bias, backbone.blocks.0.conv.generator.g1.0.weight and 46 more; unexpected keys backbone.head.bias, backbone.head.weight); "
         "it belongs to a different architecture or method: use a checkpoint of this run, or this run's own config",
     )
 

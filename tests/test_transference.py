@@ -48,7 +48,7 @@ def make(learner, modulation, seed=0, **overrides):
     torch.manual_seed(seed)
     net = build_learner(learner, modulation, **dict(TINY, **overrides)).double()
     if modulation != "none":
-        perturb(net.modulator, 0.2, seed=seed + 1)
+        perturb(net.backbone.generator_parameters(), 0.2, seed=seed + 1)
     return net
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "checkpoint_dir",
     "checkpoint_path",
     "save_checkpoint",
+    "save_checkpoint_as",
+    "BEST",
     "load_checkpoint",
     "list_checkpoints",
     "resolve_checkpoint",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "kml-checkpoint-v1"
+#: the file of the checkpoint with the best overall val accuracy (``eval.val_every > 0``)
+BEST = "best.pt"
 _ITER_FILE = re.compile(r"^iter_(\d+)\.pt$")
 
 
@@ -54,16 +58,19 @@ def checkpoint_path(run_dir: str | Path, iteration: int) -> Path:
     return checkpoint_dir(run_dir) / f"iter_{iteration:08d}.pt"
 
 
+def _encode(state: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    return buffer.getvalue()
+
+
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any], keep_iteration: bool) -> Path:
     """Write ``state`` to ``last.pt`` (and ``iter_<n>.pt`` when ``keep_iteration``), atomically.
 
     ``state`` must hold an ``"iteration"`` and only tensors, containers and
     primitives (``weights_only``-loadable).
     """
-    state = {"format": CHECKPOINT_FORMAT, **state}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
+    data = _encode(state)
     folder = checkpoint_dir(run_dir)
     targets = [folder / "last.pt"]
     if keep_iteration:
@@ -71,6 +78,14 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], keep_iteration: 
     for target in targets:
         atomic_write(target, lambda f: f.write(data))
     return targets[0]
+
+
+def save_checkpoint_as(run_dir: str | Path, state: dict[str, Any], name: str) -> Path:
+    """Write ``state`` atomically to ``<run_dir>/checkpoints/<name>`` (e.g. ``best.pt``)."""
+    data = _encode(state)
+    target = checkpoint_dir(run_dir) / name
+    atomic_write(target, lambda f: f.write(data))
+    return target
 
 
 def load_checkpoint(
@@ -139,9 +154,18 @@ def list_checkpoints(run_dir: str | Path) -> dict[int, Path]:
 
 
 def resolve_checkpoint(run_dir: str | Path, checkpoint: int | str | None = None) -> Path:
-    """The file meant by ``checkpoint``: ``None``/``"last"`` -> ``last.pt``, an iteration
-    number -> ``iter_<n>.pt``, otherwise a path (absolute, or relative to the run)."""
+    """The file meant by ``checkpoint``: ``None``/``"last"`` -> ``last.pt``, ``"best"`` ->
+    ``best.pt`` (the best val accuracy), an iteration number -> ``iter_<n>.pt``, otherwise
+    a path (absolute, or relative to the run)."""
     run_dir = Path(run_dir)
+    if checkpoint == "best":
+        path = checkpoint_dir(run_dir) / BEST
+        if not path.is_file():
+            raise CheckpointError(
+                f"{run_dir} has no {BEST}: it is written only when the run validates during training "
+                "(eval.val_every > 0); use checkpoint=last or an iteration number"
+            )
+        return path
     if checkpoint is None or checkpoint == "last":
         path = checkpoint_dir(run_dir) / "last.pt"
         if not path.is_file():
@@ -248,7 +272,7 @@ def load_run(
         mode: for a Multi-* run, which specialist (default: the first).
     """
     from kml.engine.builders import build_learner_from_config
-    from kml.learners import method_name
+    from kml.learners import method_name, upgrade_state_dict
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
@@ -270,6 +294,7 @@ def load_run(
     method = method_name(config.learner.name, config.modulation.name, bool(config.multi))
     if not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path} holds no model; pass a file from a run's checkpoints/ folder")
+    state["model"] = upgrade_state_dict(state["model"])
     check_state_dict(learner, state["model"], f"checkpoint {path}", methods=(str(state.get("method", "")), method))
     learner.load_state_dict(state["model"])
     learner.to(device)

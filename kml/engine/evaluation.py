@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from kml.engine.builders import autocast_for
 from kml.engine.distributed import DistributedContext
 
-__all__ = ["ModeEvaluation", "summarize", "evaluate_batches", "pooled_summary"]
+__all__ = ["ModeEvaluation", "Validator", "summarize", "evaluate_batches", "pooled_summary"]
 
 
 def summarize(accuracies: np.ndarray) -> dict:
@@ -104,3 +104,64 @@ def evaluate_batches(
         losses=torch.cat(losses).numpy(),
         embeddings=torch.cat(embeddings).numpy() if embeddings else None,
     )
+
+
+class Validator:
+    """Validation during training: fixed, seeded tasks of the val split, the same for
+    every method (task ``i`` of a mode depends only on the seed, the mode, the split
+    and ``i``; see :meth:`kml.data.MixtureSampler.eval_tasks`).
+
+    Args:
+        sampler: the val split's sampler.
+        modes: the modes to validate on (a Multi-* specialist: its own mode).
+        tasks_per_mode, batch_size, seed: ``eval.val_tasks_per_mode``, ``eval.batch_size``,
+            ``eval.seed``.
+        ways, vectorized, precision: as for :func:`evaluate_batches`.
+    """
+
+    def __init__(
+        self,
+        sampler,
+        modes: list[str],
+        tasks_per_mode: int,
+        batch_size: int,
+        seed: int,
+        ways: int,
+        vectorized: bool,
+        precision: str = "fp32",
+        ctx: DistributedContext | None = None,
+    ) -> None:
+        self.sampler = sampler
+        self.modes = list(modes)
+        self.tasks_per_mode = int(tasks_per_mode)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.ways = int(ways)
+        self.vectorized = vectorized
+        self.precision = precision
+        self.ctx = ctx or DistributedContext()
+
+    def __call__(self, learner: torch.nn.Module) -> dict:
+        """``{"accuracy", "ci95", "tasks", "per_mode": {mode: {"accuracy", "ci95", "tasks"}}}``
+        in percent (``accuracy`` pools the tasks of every mode)."""
+        evaluations = {
+            mode: evaluate_batches(
+                learner,
+                self.sampler.eval_tasks(mode, self.tasks_per_mode, self.batch_size, self.seed),
+                ways=self.ways,
+                vectorized=self.vectorized,
+                ctx=self.ctx,
+                progress=False,
+                precision=self.precision,
+            )
+            for mode in self.modes
+        }
+        overall = pooled_summary(evaluations.values())
+        return {
+            "accuracy": overall["accuracy"],
+            "ci95": overall["ci95"],
+            "tasks": overall["tasks"],
+            "per_mode": {
+                mode: {k: ev.summary()[k] for k in ("accuracy", "ci95", "tasks")} for mode, ev in evaluations.items()
+            },
+        }

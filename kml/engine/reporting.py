@@ -1,5 +1,5 @@
-"""Plots and tables of runs: learning curves, per-mode accuracy, task-embedding
-scatter, and the paper-style comparison table of several runs."""
+"""Plots of one run: learning curves (with validation), per-mode accuracy and the
+task-embedding scatter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kml.errors import KmlError
 
 __all__ = [
     "read_metrics",
@@ -16,8 +15,6 @@ __all__ = [
     "plot_per_mode_accuracy",
     "plot_task_embeddings",
     "write_run_plots",
-    "collect_results",
-    "comparison_table",
 ]
 
 
@@ -50,10 +47,15 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def plot_learning_curve(records_by_name: dict[str, list[dict]], path: Path, title: str) -> None:
-    """Meta-training loss and query accuracy against iterations (one line per learner)."""
+    """Meta-training loss and query accuracy against iterations (one line per learner),
+    and, when the run validated (``eval.val_every``), the val accuracy overall and per mode."""
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, records in records_by_name.items():
+    train = {name: [r for r in records if "loss" in r] for name, records in records_by_name.items()}
+    val = {name: [r for r in records if "val" in r] for name, records in records_by_name.items()}
+    with_val = any(val.values())
+    fig, axes = plt.subplots(1, 3 if with_val else 2, figsize=(16.5 if with_val else 11, 4))
+    ax_loss, ax_acc = axes[0], axes[1]
+    for name, records in train.items():
         if not records:
             continue
         it = [r["iteration"] for r in records]
@@ -61,11 +63,30 @@ def plot_learning_curve(records_by_name: dict[str, list[dict]], path: Path, titl
         ax_acc.plot(it, [r["accuracy"] for r in records], label=name)
     ax_loss.set(xlabel="iteration", ylabel="query loss", title="meta-training loss")
     ax_acc.set(xlabel="iteration", ylabel="query accuracy (%)", title="meta-training accuracy")
-    for ax in (ax_loss, ax_acc):
+    legends = [ax_loss, ax_acc] if len(records_by_name) > 1 else []
+    if with_val:
+        ax_val = axes[2]
+        several = len(records_by_name) > 1
+        for i, (name, records) in enumerate(val.items()):
+            if not records:
+                continue
+            it = [r["iteration"] for r in records]
+            ax_val.plot(it, [r["val"]["accuracy"] for r in records], color=f"C{i}", linewidth=2,
+                        marker="o", markersize=3, label=f"{name} (overall)" if several else "overall")
+            modes = list(records[-1]["val"]["per_mode"])
+            if len(modes) > 1:
+                for j, mode in enumerate(modes):
+                    ax_val.plot(it, [r["val"]["per_mode"].get(mode, {}).get("accuracy") for r in records],
+                                color=f"C{i if several else j + 1}", linewidth=1, alpha=0.7,
+                                linestyle=("--", ":", "-.")[j % 3] if several else "-",
+                                label=f"{name}: {mode}" if several else mode)
+        ax_val.set(xlabel="iteration", ylabel="val accuracy (%)", title="validation accuracy (fixed val tasks)")
+        legends.append(ax_val)
+    for ax in axes:
         ax.grid(alpha=0.3)
-        if len(records_by_name) > 1:
-            ax.legend(fontsize=8)
-    fig.suptitle(title)
+    for ax in legends:
+        ax.legend(fontsize=7)
+    fig.suptitle(title, y=1.02)
     _save(fig, path)
     plt.close(fig)
 
@@ -123,68 +144,3 @@ def write_run_plots(run_dir: Path, results: dict, evaluations: dict) -> None:
     embeddings = {m: ev.embeddings for m, ev in evaluations.items() if ev.embeddings is not None}
     if embeddings and not specialists.is_dir():
         plot_task_embeddings(embeddings, run_dir / "task_embeddings.png", f"task embeddings ({results['method']})")
-
-
-def collect_results(patterns: list[str]) -> list[tuple[Path, dict]]:
-    """``(run_dir, results)`` of every run directory matched by ``patterns`` (paths or globs).
-
-    Raises:
-        KmlError: a pattern matches nothing, or a match has no ``results.json``.
-    """
-    from kml.engine.rundir import find_run_dirs
-
-    found: list[tuple[Path, dict]] = []
-    for path in find_run_dirs(patterns, "results.json", "run scripts/eval.py run_dir={path} first"):
-        results_file = path / "results.json"
-        try:
-            found.append((path, json.loads(results_file.read_text())))
-        except json.JSONDecodeError:
-            raise KmlError(f"{results_file} is not valid JSON; re-create it with scripts/eval.py run_dir={path}") from None
-    return found
-
-
-def comparison_table(runs: list[tuple[Path, dict]]) -> str:
-    """Paper-style markdown table: one row per run (method), a column per mode and
-    overall, entries ``accuracy +- ci95`` in percent."""
-    modes: list[str] = []
-    for _, r in runs:
-        for m in r["per_mode"]:
-            if m not in modes:
-                modes.append(m)
-    header = "| method | setup | " + " | ".join(modes) + " | overall |"
-    rule = "|" + "---|" * (len(modes) + 3)
-    rows = [header, rule]
-    for path, r in runs:
-        e = r["eval"]
-        setup = f"{r['mode']} {e['ways']}w{e['shots']}s"
-        cells = []
-        for m in modes:
-            v = r["per_mode"].get(m)
-            cells.append(f"{v['accuracy']:.2f} +- {v['ci95']:.2f}" if v else "-")
-        o = r["overall"]
-        rows.append(f"| {r['method']} | {setup} | " + " | ".join(cells) + f" | {o['accuracy']:.2f} +- {o['ci95']:.2f} |")
-    return "\n".join(rows)
-
-
-def write_comparison(patterns: list[str], output: str | Path, log=print) -> str:
-    """Collect runs, print the comparison table and write it (markdown, plus a JSON
-    with the same numbers next to it)."""
-    from kml.io import atomic_write_json, atomic_write_text
-
-    if not patterns:
-        raise KmlError("run_dirs is empty: pass run directories or globs, e.g. run_dirs='[outputs/2026-11-26/*]'")
-    runs = collect_results(patterns)
-    table = comparison_table(runs)
-    output = Path(output)
-    atomic_write_text(output, table + "\n")
-    atomic_write_json(
-        output.with_suffix(".json"),
-        [
-            {"run_dir": str(path), "method": r["method"], "mode": r["mode"], "eval": r["eval"],
-             "overall": r["overall"], "per_mode": r["per_mode"]}
-            for path, r in runs
-        ],
-    )
-    log(table)
-    log(f"\nwritten to {output} and {output.with_suffix('.json')}")
-    return table

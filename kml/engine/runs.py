@@ -3,6 +3,7 @@ evaluation on fixed test tasks, ``results.json``, plots and the printed table.""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,13 +20,13 @@ from kml.engine.builders import (
     use_cuda_graphs,
     use_vectorized,
 )
-from kml.engine.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
+from kml.engine.checkpoints import BEST, CheckpointError, list_checkpoints, load_checkpoint
 from kml.engine.distributed import DistributedContext, init_distributed
-from kml.engine.evaluation import ModeEvaluation, evaluate_batches, pooled_summary
+from kml.engine.evaluation import ModeEvaluation, Validator, evaluate_batches, pooled_summary
 from kml.engine.rundir import RunLock, check_writable, load_config_file, prepare_run_dir, resume_config
 from kml.engine.trainer import Trainer, TrainingInterrupted
 from kml.errors import KmlError
-from kml.io import atomic_write_json, remove_stale_temporaries
+from kml.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from kml.learners import method_name
 
 __all__ = [
@@ -89,10 +90,42 @@ def results_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+TASK_ACCURACIES = "task_accuracies.json"
+
+
+def task_records(results: dict, evaluations: dict[str, ModeEvaluation]) -> dict:
+    """The per-task test record of a run (``task_accuracies.json``): for every mode the
+    evaluation task ids and each task's query accuracy (in [0, 1]) and loss. Task ``i``
+    of a mode is the same task for every run with the same ``eval`` settings, so two
+    runs' records pair task by task (:mod:`kml.analysis.paired`)."""
+    return {
+        "format": "kml-task-accuracies-v1",
+        "method": results["method"],
+        "mode": results["mode"],
+        "eval": results["eval"],
+        "image_size": results["config"]["data"]["image_size"],
+        "modes": {
+            mode: {
+                "task_ids": list(range(len(ev.accuracies))),
+                "accuracy": [round(float(a), 6) for a in ev.accuracies],
+                "loss": [round(float(x), 6) for x in ev.losses],
+            }
+            for mode, ev in evaluations.items()
+        },
+    }
+
+
+def write_task_records(path: Path, records: dict) -> None:
+    """``task_accuracies.json``, compact (one line: 1000 tasks per mode stay small)."""
+    atomic_write_text(path, json.dumps(records, separators=(",", ":")) + "\n")
+
+
 def _write_outputs(run_dir: Path, cfg: DictConfig, results: dict, evaluations: dict[str, ModeEvaluation]) -> None:
+    """``results.json``, ``task_accuracies.json`` and the plots of a run."""
     from kml.engine import reporting
 
     atomic_write_json(run_dir / "results.json", results)
+    write_task_records(run_dir / TASK_ACCURACIES, task_records(results, evaluations))
     reporting.write_run_plots(run_dir, results, evaluations)
 
 
@@ -107,10 +140,16 @@ def _train_one(
     log,
     tasksets=None,
 ):
-    """Build, restore (if a checkpoint exists) and train one learner; return it with its tasksets."""
+    """Build, restore (if a checkpoint exists) and train one learner.
+
+    Returns:
+        ``(learner, tasksets, trained_iterations, tested_iteration)``: the learner holds
+        the weights to test (``eval.checkpoint``: the last or the best-validated ones).
+    """
     if tasksets is None:
         tasksets = _checked_tasksets(cfg, device, seed)
     mode_names = list(tasksets.train.mode_names)
+    validator = _validator(cfg, tasksets, [mode] if mode else mode_names, vectorized, ctx)
     torch.manual_seed(seed)
     learner = build_learner_from_config(cfg).to(device)
     trainer = Trainer(
@@ -125,6 +164,7 @@ def _train_one(
         ctx=ctx,
         description=f"train {mode}" if mode else "train",
         cuda_graphs=use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled),
+        validator=validator,
     )
     last = run_dir / "checkpoints" / "last.pt"
     if ctx.is_main:
@@ -137,14 +177,45 @@ def _train_one(
     elif (run_dir / "metrics.jsonl").exists() and ctx.is_main:
         (run_dir / "metrics.jsonl").unlink()
     trainer.fit()
-    return learner, tasksets, trainer.iteration
+    tested = trainer.iteration
+    if cfg.eval.checkpoint == "best":
+        best = load_checkpoint(run_dir / "checkpoints" / BEST, map_location=device)
+        learner.load_state_dict(best["model"])
+        tested = int(best["iteration"])
+    return learner, tasksets, trainer.iteration, tested
+
+
+def _validator(cfg: DictConfig, tasksets, modes: list[str], vectorized: bool, ctx) -> Validator | None:
+    """Validation during training (``eval.val_every > 0``) on the val split of ``modes``."""
+    if not int(cfg.eval.val_every):
+        return None
+    have = set(tasksets.val.mode_names) if tasksets.val is not None else set()
+    missing = [m for m in modes if m not in have]
+    if missing:
+        raise KmlError(
+            f"eval.val_every={cfg.eval.val_every} validates on the val split, but {', '.join(missing)} has no val "
+            "classes; set eval.val_every=0 (and eval.checkpoint=last), or prepare the dataset with a val split"
+        )
+    return Validator(
+        tasksets.val,
+        modes,
+        tasks_per_mode=int(cfg.eval.val_tasks_per_mode),
+        batch_size=int(cfg.eval.batch_size),
+        seed=int(cfg.eval.seed),
+        ways=int(cfg.episode.ways),
+        vectorized=vectorized,
+        precision=str(cfg.train.precision),
+        ctx=ctx,
+    )
 
 
 def _checked_tasksets(cfg: DictConfig, device, seed: int):
-    """The run's samplers; a mixture whose training split has no classes is a user error."""
+    """The run's samplers. A mixture whose training split has no classes, a trained mode
+    with no classes in the evaluation split, and a Multi-* run with a mode that has no
+    train classes (no specialist can be trained for it) are user errors."""
     tasksets = tasksets_for(cfg, device, seed=seed)
+    datasets = list(cfg.mode.datasets)
     if tasksets.train is None:
-        datasets = list(cfg.mode.datasets)
         names = ", ".join(datasets)
         which = datasets[0] if len(datasets) == 1 else "<name>"
         raise KmlError(
@@ -152,6 +223,21 @@ def _checked_tasksets(cfg: DictConfig, device, seed: int):
             f"python scripts/prepare_data.py dataset={which} data.root={cfg.data.root} "
             f"image_size={cfg.data.image_size} force=true, or choose another mode"
         )
+    split = str(cfg.eval.split)
+    evaluable = getattr(tasksets, split)
+    unevaluable = [m for m in tasksets.train.mode_names if evaluable is None or m not in evaluable.mode_names]
+    if unevaluable:
+        raise KmlError(
+            f"{', '.join(unevaluable)} has no classes in the {split} split, so it could not be evaluated; "
+            "choose another eval.split, or leave it out of mode.datasets"
+        )
+    if cfg.multi:
+        untrainable = [m for m in evaluable.mode_names if m not in tasksets.train.mode_names]
+        if untrainable:
+            raise KmlError(
+                f"multi=true trains one specialist per mode, but {', '.join(untrainable)} has no train classes "
+                f"(e.g. prepared with split=test_only); leave it out of mode.datasets, or prepare it with train classes"
+            )
     return tasksets
 
 
@@ -234,26 +320,37 @@ def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, ta
 
     evaluations: dict[str, ModeEvaluation] = {}
     iterations: dict[str, int] = {}
+    tested: dict[str, int] = {}
     if not cfg.multi:
-        learner, tasksets, iteration = _train_one(cfg, run_dir, device, ctx, vectorized, None, seed, say, tasksets)
+        learner, tasksets, iteration, tested_iteration = _train_one(
+            cfg, run_dir, device, ctx, vectorized, None, seed, say, tasksets
+        )
         split_sampler = getattr(tasksets, cfg.eval.split)
-        for mode in tasksets.train.mode_names:
+        untrained = [m for m in split_sampler.mode_names if m not in tasksets.train.mode_names]
+        if untrained:
+            say(f"{', '.join(untrained)}: no train classes, evaluated as unseen mode(s)")
+        for mode in split_sampler.mode_names:
             evaluations[mode] = _evaluate_mode(learner, split_sampler, mode, cfg, vectorized, ctx)
-        iterations = {"all": iteration}
+        iterations, tested = {"all": iteration}, {"all": tested_iteration}
     else:
         for k, mode in enumerate(list(tasksets.train.mode_names)):
             spec_cfg = specialist_config(cfg, mode)
             spec_dir = run_dir / "specialists" / mode
             check_writable(spec_dir)
-            learner, tasksets, iteration = _train_one(spec_cfg, spec_dir, device, ctx, vectorized, mode, seed + k, say)
+            learner, tasksets, iteration, tested_iteration = _train_one(
+                spec_cfg, spec_dir, device, ctx, vectorized, mode, seed + k, say
+            )
             split_sampler = getattr(tasksets, cfg.eval.split)
             evaluations[mode] = _evaluate_mode(learner, split_sampler, mode, spec_cfg, vectorized, ctx)
-            iterations[mode] = iteration
+            iterations[mode], tested[mode] = iteration, tested_iteration
     results = _build_results(cfg, evaluations, iterations)
+    results["train_modes"] = list(tasksets.train.mode_names)
+    results["checkpoint"] = str(cfg.eval.checkpoint)
+    results["checkpoint_iterations"] = tested
     if ctx.is_main:
         _write_outputs(run_dir, cfg, results, evaluations)
         say(f"\n{results['method']} on {cfg.mode.name}: {cfg.episode.ways}-way {cfg.episode.shots}-shot, "
-            f"{cfg.eval.tasks_per_mode} {cfg.eval.split} tasks per mode\n")
+            f"{cfg.eval.tasks_per_mode} {cfg.eval.split} tasks per mode, {cfg.eval.checkpoint} checkpoint\n")
         say(results_table(results))
         say(f"\nrun directory: {run_dir}")
     return results
@@ -322,10 +419,12 @@ def evaluate_run(
             break
     results = _build_results(cfg, evaluations, iterations)
     results["checkpoint"] = str(loaded.checkpoint)
+    results["checkpoint_iterations"] = iterations
     if output.resolve() == (run_dir / "results.json").resolve():
         _write_outputs(run_dir, cfg, results, evaluations)
     else:
         atomic_write_json(output, results)
+        write_task_records(output.with_name(output.stem + "_tasks.json"), task_records(results, evaluations))
     log(results_table(results))
     log(f"\nwritten to {output}")
     return results

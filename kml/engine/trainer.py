@@ -19,11 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from kml.engine.builders import autocast_for, build_optimizers, build_schedulers
-from kml.engine.checkpoints import check_state_dict, save_checkpoint
+from kml.engine.checkpoints import BEST, check_state_dict, save_checkpoint, save_checkpoint_as
 from kml.engine.distributed import DistributedContext
+from kml.engine.evaluation import Validator
 from kml.errors import KmlError
 from kml.io import atomic_write_text
-from kml.learners import MetaLearner, method_name
+from kml.learners import MetaLearner, method_name, upgrade_state_dict
 
 __all__ = ["Trainer", "NonFiniteLossError", "TrainingInterrupted"]
 
@@ -50,6 +51,9 @@ class Trainer:
         ctx: distributed context (tasks sharded across ranks).
         cuda_graphs: replay each iteration's forward + backward as a CUDA graph
             (:class:`kml.engine.graphs.GraphedStep`); CUDA devices only.
+        validator: validation every ``eval.val_every`` iterations (and at the last one):
+            its result goes to ``metrics.jsonl`` as ``{"iteration", "val": {...}}`` and the
+            best overall val accuracy so far is kept in ``checkpoints/best.pt``.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class Trainer:
         ctx: DistributedContext | None = None,
         description: str = "train",
         cuda_graphs: bool = False,
+        validator: Validator | None = None,
     ) -> None:
         self.cfg = cfg
         self.learner = learner
@@ -82,6 +87,8 @@ class Trainer:
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self._window: _Window | None = None  # metrics since the last log line, while fitting
         self._restored_window: dict | None = None
+        self.validator = validator
+        self.best: dict | None = None  # {"iteration", "accuracy"} of checkpoints/best.pt
         self.graphed = None
         if cuda_graphs:
             from kml.engine.graphs import GraphedStep
@@ -106,6 +113,7 @@ class Trainer:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "sampler": self.sampler.state_dict(),
             "rng": rng,
+            "best": self.best,
             # metrics accumulated since the last log line (non-empty after a Ctrl-C stop); a
             # rank's own sums only, so not kept for multi-process runs
             "window": self._window.state_dict() if self._window is not None and not self.ctx.enabled else None,
@@ -114,6 +122,7 @@ class Trainer:
     def load_state_dict(self, state: dict, source: str) -> None:
         """Restore everything from a checkpoint (``source`` names it in errors)."""
         method = method_name(self.cfg.learner.name, self.cfg.modulation.name, bool(self.cfg.multi))
+        state["model"] = upgrade_state_dict(state["model"])
         check_state_dict(self.learner, state["model"], f"checkpoint {source}", methods=(str(state.get("method", "")), method))
         if len(state["optimizers"]) != len(self.optimizers):
             raise KmlError(f"checkpoint {source} has {len(state['optimizers'])} optimisers, this run {len(self.optimizers)}")
@@ -127,6 +136,7 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.iteration = int(state["iteration"])
+        self.best = state.get("best")
         self._restored_window = state.get("window")
         if self.ctx.is_main:
             self._truncate_metrics(self.iteration)
@@ -240,13 +250,21 @@ class Trainer:
 
             log_now = self.iteration % cfg.train.log_every == 0 or self.iteration == total
             save_now = self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == total
-            if log_now or save_now:
+            val_every = int(cfg.eval.val_every)
+            val_now = self.validator is not None and val_every > 0 and (
+                self.iteration % val_every == 0 or self.iteration == total
+            )
+            if log_now or save_now or val_now:
                 self._check_finite(first_bad)
             if log_now:
                 record = window.flush(self.iteration, self.ctx, self.mode_names, self.optimizers)
                 if self.ctx.is_main and record is not None:
                     self._append_metrics(record)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.1f}%")
+            if val_now:
+                started = time.perf_counter()
+                self._validate()
+                window.start += time.perf_counter() - started  # keep tasks_per_s a training speed
             if save_now:
                 self._check_parameters()
                 self.save(keep_iteration=True)
@@ -257,6 +275,17 @@ class Trainer:
                     self.save(keep_iteration=True)
                 self._stopped_by_peer = not stop.requested
                 return
+
+    def _validate(self) -> None:
+        """Validate, log the result and keep ``checkpoints/best.pt`` up to date."""
+        result = self.validator(self.learner)
+        if not self.ctx.is_main:
+            return
+        self._append_metrics({"iteration": self.iteration, "val": result})
+        if self.best is None or result["accuracy"] > self.best["accuracy"]:
+            self._check_parameters()
+            self.best = {"iteration": self.iteration, "accuracy": result["accuracy"]}
+            save_checkpoint_as(self.run_dir, self.state_dict(), BEST)
 
     def run_root(self) -> Path:
         """The run directory a user passes to ``resume=`` (the parent for specialists)."""

@@ -14,12 +14,14 @@ learner         modulation    method (paper name)
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
-from kml.learners.base import LearnerOutput, MetaLearner
+from kml.learners.base import LearnerOutput, MetaLearner, upgrade_state_dict
 from kml.learners.maml import MAML
 from kml.learners.protonet import ProtoNet, prototypes, squared_euclidean_logits
-from kml.nets import MODULATIONS, Conv4, Modulator, TaskEncoder
+from kml.learners.recipes import MODULATION_DEFAULTS, RECIPES, Recipe, recipe
+from kml.nets import MODULATIONS, Conv4, TaskEncoder
 
 __all__ = [
     "LearnerOutput",
@@ -30,10 +32,14 @@ __all__ = [
     "squared_euclidean_logits",
     "build_learner",
     "method_name",
+    "upgrade_state_dict",
     "LEARNERS",
+    "RECIPES",
+    "Recipe",
+    "recipe",
 ]
 
-LEARNERS = ("maml", "protonet")
+LEARNERS = tuple(RECIPES)
 
 _METHOD_NAMES = {
     ("maml", "none"): "MAML",
@@ -43,6 +49,11 @@ _METHOD_NAMES = {
     ("protonet", "film"): "MProtoNet",
     ("protonet", "kml"): "MProtoNet+KML",
 }
+
+# names build_learner took in kml 0.1
+_RENAMED = {"generator_hidden": "hidden", "kml_rank": "rank", "kml_factorization": "factorization",
+            "kml_identity": "identity"}
+_UNSET = object()
 
 
 def method_name(learner: str, modulation: str, multi: bool = False) -> str:
@@ -57,66 +68,90 @@ def build_learner(
     learner: str,
     modulation: str = "none",
     ways: int = 5,
+    *,
     in_channels: int = 3,
     image_size: int = 84,
-    channels: Sequence[int] = (32, 64, 128, 256),
-    style: str = "strided",
-    bn_affine: bool = False,
-    pool: str = "avg",
-    task_dim: int = 128,
+    channels: Sequence[int] | None = None,
+    style: str | None = None,
+    bn_affine: bool | None = None,
+    pool: str | None = None,
+    task_dim: int = MODULATION_DEFAULTS.task_dim,
     encoder_channels: Sequence[int] | None = None,
-    generator_hidden: Sequence[int] = (),
-    kml_rank: int = 1,
-    kml_factorization: str = "channel",
-    kml_identity: bool = True,
-    inner_steps: int = 5,
-    inner_lr: float = 0.05,
-    first_order: bool = False,
-    grad_clip: float | None = 20.0,
+    hidden: Sequence[int] = MODULATION_DEFAULTS.hidden,
+    rank: int = MODULATION_DEFAULTS.rank,
+    factorization: str = MODULATION_DEFAULTS.factorization,
+    identity: bool = MODULATION_DEFAULTS.identity,
+    inner_steps: int | None = None,
+    inner_lr: float | None = None,
+    first_order: bool | None = None,
+    grad_clip: float | None | object = _UNSET,
     eval_inner_steps: int | None = None,
+    **renamed,
 ) -> MetaLearner:
-    """Build any of the six methods from plain arguments.
+    """Build any of the six methods with the paper's recipe (:mod:`kml.learners.recipes`).
 
-    ``learner`` is ``"maml"`` or ``"protonet"``; ``modulation`` is ``"none"``,
-    ``"film"`` or ``"kml"``. Backbone options go to :class:`~kml.nets.Conv4`, the
-    encoder is a strided Conv-4 with ``encoder_channels`` (default: ``channels``)
-    producing a ``task_dim`` embedding, and the ``kml_*`` options to
-    :class:`~kml.modulation.KernelGenerator`. MAML options are ignored by ProtoNet.
+    Args:
+        learner: ``"maml"`` or ``"protonet"``.
+        modulation: ``"none"``, ``"film"`` or ``"kml"``.
+        ways: classes per task (MAML's head).
+        in_channels, image_size: the images.
+        channels, style, bn_affine, pool: the :class:`~kml.nets.Conv4` backbone.
+            Default: the learner's recipe (MAML: strided 32-64-128-256, BN without
+            affine parameters, average pool; ProtoNet: the same with affine BN and
+            flattened features), the same values as ``learner=maml|protonet`` on the
+            command line.
+        task_dim, encoder_channels: the task encoder (a strided Conv-4 with
+            ``encoder_channels``, default: ``channels``) and its embedding size.
+        hidden, rank, factorization, identity: the generators (see
+            :class:`~kml.modulation.KernelGenerator`); as the ``modulation.*`` config keys.
+        inner_steps, inner_lr, first_order, grad_clip, eval_inner_steps: MAML's inner
+            loop (default: the recipe's); ignored by ProtoNet.
+
+    The names ``generator_hidden``, ``kml_rank``, ``kml_factorization`` and
+    ``kml_identity`` of kml 0.1 are still accepted, with a ``DeprecationWarning``.
     """
+    if renamed:
+        unknown = sorted(set(renamed) - set(_RENAMED))
+        if unknown:
+            raise TypeError(f"build_learner() got unexpected keyword argument(s) {', '.join(unknown)}")
+        for old, value in renamed.items():
+            warnings.warn(f"build_learner({old}=...) is now {_RENAMED[old]}=...", DeprecationWarning, stacklevel=2)
+        hidden = renamed.get("generator_hidden", hidden)
+        rank = renamed.get("kml_rank", rank)
+        factorization = renamed.get("kml_factorization", factorization)
+        identity = renamed.get("kml_identity", identity)
     if learner not in LEARNERS:
         raise ValueError(f"learner must be one of {LEARNERS}, got {learner!r}")
     if modulation not in MODULATIONS:
         raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
+    r = recipe(learner)
+    channels = tuple(r.channels if channels is None else channels)
     backbone = Conv4(
         in_channels,
         channels,
-        style=style,
-        bn_affine=bn_affine,
-        pool=pool,
+        style=r.style if style is None else style,
+        bn_affine=r.bn_affine if bn_affine is None else bn_affine,
+        pool=r.pool if pool is None else pool,
         num_classes=ways if learner == "maml" else None,
         image_size=image_size,
+        modulation=modulation,
+        task_dim=task_dim,
+        hidden=tuple(hidden),
+        rank=rank,
+        factorization=factorization,
+        identity=identity,
     )
-    encoder = modulator = None
+    encoder = None
     if modulation != "none":
-        encoder = TaskEncoder(in_channels, encoder_channels or channels, task_dim, image_size)
-        modulator = Modulator(
-            backbone.layer_shapes(),
-            modulation,
-            task_dim=task_dim,
-            hidden=generator_hidden,
-            rank=kml_rank,
-            factorization=kml_factorization,
-            identity=kml_identity,
-        )
+        encoder = TaskEncoder(in_channels, tuple(encoder_channels or channels), task_dim, image_size)
     if learner == "maml":
         return MAML(
             backbone,
             encoder,
-            modulator,
-            inner_steps=inner_steps,
-            inner_lr=inner_lr,
-            first_order=first_order,
-            grad_clip=grad_clip,
+            inner_steps=r.inner_steps if inner_steps is None else inner_steps,
+            inner_lr=r.inner_lr if inner_lr is None else inner_lr,
+            first_order=r.first_order if first_order is None else first_order,
+            grad_clip=r.grad_clip if grad_clip is _UNSET else grad_clip,
             eval_inner_steps=eval_inner_steps,
         )
-    return ProtoNet(backbone, encoder, modulator)
+    return ProtoNet(backbone, encoder)

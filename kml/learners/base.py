@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
 
 import torch
@@ -10,9 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.nets import Conv4, LayerModulation, Modulator, TaskEncoder
+from kml.nets import Conv4, LayerModulation, TaskEncoder
 
-__all__ = ["LearnerOutput", "MetaLearner"]
+__all__ = ["LearnerOutput", "MetaLearner", "upgrade_state_dict"]
 
 
 @dataclass
@@ -61,9 +62,11 @@ class MetaLearner(nn.Module, abc.ABC):
     """Base class of MAML and ProtoNet, with optional task-aware modulation.
 
     Holds the ``backbone`` (:class:`~kml.nets.Conv4`) and, for modulated methods
-    (MMAML, MMAML+KML, MProtoNet, MProtoNet+KML), the task ``encoder`` and the
-    per-layer ``modulator``. The task embedding is computed from the support set
-    only and modulates the backbone for both support and query.
+    (MMAML, MMAML+KML, MProtoNet, MProtoNet+KML), the task ``encoder``; the
+    backbone's modulated layers (:class:`~kml.modulation.KernelModulatedConv2d` or
+    :class:`~kml.modulation.FiLM`) own the generators. The task embedding is
+    computed from the support set only and modulates the backbone for both support
+    and query.
 
     ``forward(support, support_labels, query, query_labels)`` takes
 
@@ -72,42 +75,44 @@ class MetaLearner(nn.Module, abc.ABC):
 
     and returns a :class:`LearnerOutput`. With ``vectorized=True`` (default) the
     ``T`` tasks run as one batched computation; ``vectorized=False`` is the plain
-    per-task loop, kept as the reference the batched path must agree with.
+    per-task loop, kept as the reference the vectorised path must agree with.
     """
 
-    def __init__(
-        self,
-        backbone: Conv4,
-        encoder: TaskEncoder | None = None,
-        modulator: Modulator | None = None,
-    ) -> None:
+    def __init__(self, backbone: Conv4, encoder: TaskEncoder | None = None) -> None:
         super().__init__()
-        if (encoder is None) != (modulator is None):
-            raise ValueError("a modulated learner needs both a task encoder and a modulator")
+        if (encoder is None) != (backbone.modulation == "none"):
+            raise ValueError(
+                "a modulated backbone needs a task encoder and a plain one none; got "
+                f"modulation={backbone.modulation!r} with {'no ' if encoder is None else 'an '}encoder"
+            )
+        if encoder is not None and encoder.task_dim != backbone.task_dim:
+            raise ValueError(f"the encoder's task_dim {encoder.task_dim} differs from the backbone's {backbone.task_dim}")
         self.backbone = backbone
         self.encoder = encoder
-        self.modulator = modulator
+        self._register_load_state_dict_pre_hook(_upgrade_state_dict_hook)
 
     @property
     def modulation(self) -> str:
         """``"none"``, ``"film"`` or ``"kml"``."""
-        return "none" if self.modulator is None else self.modulator.kind
+        return self.backbone.modulation
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        return list(self.backbone.parameters())
+        """Conv, BN and head parameters: what MAML's inner loop adapts and the backbone
+        optimiser updates (the generators are not among them)."""
+        return [p for _, p in self.backbone.named_adaptable_parameters()]
 
     def modulation_parameters(self) -> list[nn.Parameter]:
         """Parameters of the task encoder and the generators (empty when unmodulated)."""
         if self.encoder is None:
             return []
-        return list(self.encoder.parameters()) + list(self.modulator.parameters())
+        return list(self.encoder.parameters()) + self.backbone.generator_parameters()
 
     def modulate(self, support: Tensor) -> tuple[Tensor | None, list[LayerModulation] | None]:
         """Task embedding ``(T, task_dim)`` and per-block modulation from ``support``."""
         if self.encoder is None:
             return None, None
         task_embedding = self.encoder(support)
-        return task_embedding, self.modulator(task_embedding)
+        return task_embedding, self.backbone.modulations(task_embedding)
 
     def forward(
         self,
@@ -151,3 +156,33 @@ class MetaLearner(nn.Module, abc.ABC):
     ) -> LearnerOutput:
         """Run the tasks of ``support``/``query``; ``batched=False`` means one task with
         plain (task-dimension-free) parameters: the loop reference path."""
+
+
+_LEGACY_GENERATOR_KEY = re.compile(r"^(?P<prefix>.*)modulator\.generators\.(?P<block>\d+)\.(?P<rest>.*)$")
+
+
+def upgrade_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename the keys of a learner state dict saved by kml 0.1 (generators held in a
+    separate ``modulator``) to today's layout (generators owned by the backbone's
+    modulated layers): ``modulator.generators.<i>.g1...`` becomes
+    ``backbone.blocks.<i>.conv.generator.g1...`` (KML) and
+    ``modulator.generators.<i>.head...`` becomes ``backbone.blocks.<i>.film.generator.head...``
+    (FiLM). Other keys, and current state dicts, are returned unchanged."""
+    if not any("modulator.generators." in key for key in state_dict):
+        return state_dict
+    upgraded = {}
+    for key, value in state_dict.items():
+        match = _LEGACY_GENERATOR_KEY.match(key)
+        if match:
+            rest = match["rest"]
+            layer = "film" if rest.startswith("head.") else "conv"
+            key = f"{match['prefix']}backbone.blocks.{match['block']}.{layer}.generator.{rest}"
+        upgraded[key] = value
+    return upgraded
+
+
+def _upgrade_state_dict_hook(module, state_dict, prefix, *args) -> None:
+    upgraded = upgrade_state_dict(state_dict)
+    if upgraded is not state_dict:
+        state_dict.clear()
+        state_dict.update(upgraded)

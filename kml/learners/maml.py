@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kml.learners.base import LearnerOutput, MetaLearner
-from kml.nets import Conv4, LayerModulation, Modulator, TaskEncoder
+from kml.nets import Conv4, LayerModulation, TaskEncoder
 
 __all__ = ["MAML"]
 
@@ -17,7 +17,7 @@ __all__ = ["MAML"]
 class MAML(MetaLearner):
     """Model-agnostic meta-learning over a batch of tasks.
 
-    The inner loop adapts the backbone only (conv, BN-affine and head parameters)
+    The inner loop adapts the backbone's conv, BN-affine and head parameters only
     with ``inner_steps`` SGD steps of size ``inner_lr`` on the support loss, each
     gradient element clamped to ``[-grad_clip, grad_clip]`` (MMAML). The task
     embedding and the modulation are computed once from the support set and stay
@@ -30,8 +30,9 @@ class MAML(MetaLearner):
     in one batched computation with grouped convolutions.
 
     Args:
-        backbone: :class:`~kml.nets.Conv4` with a ``num_classes``-way head.
-        encoder, modulator: for MMAML / MMAML+KML (both or neither).
+        backbone: :class:`~kml.nets.Conv4` with a ``num_classes``-way head (FiLM- or
+            kernel-modulated for MMAML / MMAML+KML).
+        encoder: the task encoder of a modulated backbone (``None`` for MAML).
         inner_steps: inner SGD steps (training); ``eval_inner_steps`` at evaluation
             (default: the same).
         inner_lr: inner learning rate ``alpha``.
@@ -43,14 +44,13 @@ class MAML(MetaLearner):
         self,
         backbone: Conv4,
         encoder: TaskEncoder | None = None,
-        modulator: Modulator | None = None,
         inner_steps: int = 5,
         inner_lr: float = 0.05,
         first_order: bool = False,
         grad_clip: float | None = 20.0,
         eval_inner_steps: int | None = None,
     ) -> None:
-        super().__init__(backbone, encoder, modulator)
+        super().__init__(backbone, encoder)
         if backbone.num_classes is None:
             raise ValueError("MAML needs a backbone with a classification head (num_classes)")
         if inner_steps < 0:
@@ -60,7 +60,7 @@ class MAML(MetaLearner):
         self.inner_lr = inner_lr
         self.first_order = first_order
         self.grad_clip = grad_clip
-        self._backbone_shapes = {name: tuple(p.shape) for name, p in backbone.named_parameters()}
+        self._backbone_shapes = {name: tuple(p.shape) for name, p in backbone.named_adaptable_parameters()}
 
     def default_ways(self, support_labels: Tensor) -> int:
         return self.backbone.num_classes

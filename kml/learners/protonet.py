@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kml.learners.base import LearnerOutput, MetaLearner
-from kml.nets import Conv4, Modulator, TaskEncoder
+from kml.nets import Conv4, TaskEncoder
 
 __all__ = ["ProtoNet", "prototypes", "squared_euclidean_logits"]
 
@@ -45,17 +45,17 @@ class ProtoNet(MetaLearner):
     (modulated) backbone features to the class-mean prototypes of the support set.
 
     Args:
-        backbone: :class:`~kml.nets.Conv4` without a head (``num_classes=None``).
-        encoder, modulator: for MProtoNet / MProtoNet+KML (both or neither).
+        backbone: :class:`~kml.nets.Conv4` without a head (``num_classes=None``), FiLM- or
+            kernel-modulated for MProtoNet / MProtoNet+KML.
+        encoder: the task encoder of a modulated backbone (``None`` for ProtoNet).
     """
 
     def __init__(
         self,
         backbone: Conv4,
         encoder: TaskEncoder | None = None,
-        modulator: Modulator | None = None,
     ) -> None:
-        super().__init__(backbone, encoder, modulator)
+        super().__init__(backbone, encoder)
         if backbone.num_classes is not None:
             raise ValueError("ProtoNet uses backbone features: build the backbone with num_classes=None")
 
