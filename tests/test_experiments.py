@@ -161,12 +161,26 @@ def test_compare_script_writes_the_paper_style_table(compose, synthetic_root, tm
     for learner in ("maml", "protonet"):
         cfg = compose([f"learner={learner}", "modulation=none", f"data.root={synthetic_root}", *TINY])
         run_training(cfg, tmp_path / "runs" / learner, log=lambda *a: None)
-    proc = run_script("compare.py", f"run_dirs=[{tmp_path}/runs/*]", f"output={tmp_path}/table.md", cwd=tmp_path)
-    table = (tmp_path / "table.md").read_text()
+    proc = run_script("compare.py", f"run_dirs=[{tmp_path}/runs/*]", "baseline=MAML", f"output={tmp_path}/table.md",
+                      cwd=tmp_path)
+    text = (tmp_path / "table.md").read_text()
+    table = text.split("\n\n")[0]
     assert table.splitlines()[0] == "| method | setup | synthetic_glyphs | synthetic_textures | synthetic_shapes | overall |"
     assert {line.split("|")[1].strip() for line in table.splitlines()[2:]} == {"MAML", "ProtoNet"}
-    assert " +- " in table and table.strip() in proc.stdout
+    assert " +- " in table and text.strip() in proc.stdout
     assert len(json.loads((tmp_path / "table.json").read_text())) == 2
+    # the paired difference ProtoNet - MAML, checked against the per-task records by hand
+    tasks = {name: json.loads((tmp_path / "runs" / name / "task_accuracies.json").read_text())
+             for name in ("maml", "protonet")}
+    diffs = [p - m for mode in tasks["maml"]["modes"]
+             for p, m in zip(tasks["protonet"]["modes"][mode]["accuracy"], tasks["maml"]["modes"][mode]["accuracy"])]
+    paired = json.loads((tmp_path / "table_paired.json").read_text())
+    assert paired["baseline"]["method"] == "MAML"
+    overall = paired["comparisons"][0]["overall"]
+    assert overall["tasks"] == len(diffs) == 12
+    assert overall["difference"] == pytest.approx(100 * sum(diffs) / len(diffs))
+    row = next(line for line in text.splitlines() if line.startswith("| ProtoNet |") and "**" in line)
+    assert f"{overall['difference']:+.2f} +- {overall['ci95']:.2f}" in row
 
 
 def test_multirun_sweep(synthetic_root, tmp_path):

@@ -1,0 +1,1 @@
+"""Analysis of trained runs: paired comparisons on identical tasks."""
