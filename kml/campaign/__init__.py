@@ -1,0 +1,13 @@
+"""Campaigns: a grid of runs under one budget, their committed records and the results
+report (``scripts/reproduce.py campaign=<name>``).
+
+- :mod:`kml.campaign.plan` -- the runs of a campaign and their status;
+- :mod:`kml.campaign.runner` -- run, resume, skip, record, estimate;
+- :mod:`kml.campaign.report` -- ``docs/results.md`` and its figures from ``results/``.
+"""
+
+from kml.campaign.plan import PlannedRun, plan_campaign
+from kml.campaign.report import write_report
+from kml.campaign.runner import run_campaign
+
+__all__ = ["PlannedRun", "plan_campaign", "run_campaign", "write_report"]

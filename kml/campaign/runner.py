@@ -1,0 +1,348 @@
+"""Run a campaign (``scripts/reproduce.py campaign=<name>``): the missing runs are run,
+interrupted ones resumed, finished ones skipped; each finished run's small records are
+copied to ``results/<campaign>/<run>/``; then the transference step and the report.
+
+A run whose record is already in ``results/`` counts as finished, so a campaign can
+continue on another machine one finished run at a time (``max_runs=1``), its records
+committed in between.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kml.campaign.plan import FINISHED, NEW, PARTIAL, RECORD_FILES, RECORDED, PlannedRun, plan_campaign
+from kml.errors import KmlError
+from kml.io import atomic_write_json, atomic_write_text
+
+__all__ = ["run_campaign", "record_run", "estimate_seconds", "machine_description", "TRANSFERENCE_RECORD"]
+
+TRANSFERENCE_RECORD = "transference.json"
+
+
+def machine_description(device: torch.device) -> dict:
+    """What a record says about the hardware it was measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return {
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def record_run(run: PlannedRun, seconds: float | None, machine: dict) -> Path:
+    """Copy a finished run's small records (never checkpoints) to ``run.record_dir``."""
+    run.record_dir.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        source = run.run_dir / name
+        if source.is_file():
+            shutil.copyfile(source, run.record_dir / name)
+    specialists = run.run_dir / "specialists"
+    if specialists.is_dir():
+        for folder in sorted(p for p in specialists.iterdir() if p.is_dir()):
+            if (folder / "metrics.jsonl").is_file():
+                target = run.record_dir / "specialists" / folder.name
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / "metrics.jsonl", target / "metrics.jsonl")
+    atomic_write_json(
+        run.record_dir / "record.json",
+        {
+            "run_id": run.run_id,
+            "method": run.method,
+            "mode": run.mode,
+            "shots": run.shots,
+            "seed": run.seed,
+            "overrides": run.overrides,
+            "command": run.command(),
+            "seconds": seconds,
+            "machine": machine,
+        },
+    )
+    return run.record_dir
+
+
+def _execute(run: PlannedRun, log) -> float:
+    from kml.cli import compose_run_config
+    from kml.engine.runs import run_training
+
+    overrides = run.train_overrides()
+    if run.status() == PARTIAL:
+        overrides.append(f"resume={run.run_dir}")
+        log(f"{run.run_id}: resuming {run.run_dir}")
+    cfg = compose_run_config(overrides)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    run_training(cfg, run.run_dir, overrides=overrides, log=log)
+    return time.perf_counter() - started
+
+
+# ------------------------------------------------------------------ estimate
+def _seconds_per_iteration(cfg: DictConfig, device: torch.device, repeats: int = 3) -> tuple[float, float]:
+    """Measured seconds of one meta-training iteration and of one evaluation task for the
+    learner of ``cfg``, on random images of the run's shapes."""
+    from kml.engine.builders import build_learner_from_config, build_optimizers, use_vectorized
+
+    torch.manual_seed(0)
+    learner = build_learner_from_config(cfg).to(device)
+    optimizers = build_optimizers(learner, cfg)
+    ways, shots, queries = int(cfg.episode.ways), int(cfg.episode.shots), int(cfg.episode.queries)
+    size = int(cfg.data.image_size)
+    vectorized = use_vectorized(cfg.train.vectorized, device, size)
+
+    def batch(tasks: int):
+        support = torch.rand(tasks, ways * shots, 3, size, size, device=device)
+        query = torch.rand(tasks, ways * queries, 3, size, size, device=device)
+        labels = lambda k: torch.arange(ways, device=device).repeat_interleave(k).expand(tasks, -1)  # noqa: E731
+        return support, labels(shots), query, labels(queries)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    train_batch = batch(int(cfg.train.meta_batch_size))
+    times = []
+    for step in range(repeats + 1):
+        sync()
+        started = time.perf_counter()
+        out = learner(*train_batch, ways=ways, vectorized=vectorized)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        for opt in optimizers:
+            opt.step()
+        sync()
+        if step:  # the first one warms up
+            times.append(time.perf_counter() - started)
+    eval_batch = batch(int(cfg.eval.batch_size))
+    learner.eval()
+    with torch.no_grad():
+        learner(*eval_batch, ways=ways, vectorized=vectorized)
+        sync()
+        started = time.perf_counter()
+        learner(*eval_batch, ways=ways, vectorized=vectorized)
+        sync()
+    per_task = (time.perf_counter() - started) / int(cfg.eval.batch_size)
+    return min(times), per_task
+
+
+def _done_iterations(run_dir: Path) -> int:
+    """The last logged training iteration of a started run (0 if none)."""
+    done = 0
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "loss" in record:
+                done = max(done, int(record["iteration"]))
+    return done
+
+
+def estimate_seconds(run: PlannedRun, device: torch.device, cache: dict) -> float:
+    """Estimated seconds left for ``run`` on this machine: a short timing of its learner
+    (cached per configuration) times the iterations and tasks left."""
+    from kml.cli import compose_run_config
+    from kml.engine.builders import specialist_config
+
+    if run.status() in (RECORDED, FINISHED):
+        return 0.0
+    cfg = compose_run_config(run.train_overrides())
+    learners = [(None, cfg)]
+    if cfg.multi:
+        from kml.data import resolve_names
+
+        learners = [(d, specialist_config(cfg, d)) for d in resolve_names(list(cfg.mode.datasets))]
+    total = 0.0
+    for dataset, learner_cfg in learners:
+        key = json.dumps(
+            OmegaConf.to_container(OmegaConf.masked_copy(learner_cfg, ["learner", "modulation", "episode", "train",
+                                                                        "data", "eval"]), resolve=True),
+            sort_keys=True,
+        )
+        if key not in cache:
+            cache[key] = _seconds_per_iteration(learner_cfg, device)
+        per_iteration, per_task = cache[key]
+        iterations = int(learner_cfg.train.iterations)
+        folder = run.run_dir / "specialists" / dataset if dataset else run.run_dir
+        left = max(0, iterations - _done_iterations(folder))
+        modes = 1 if dataset else len(cfg.mode.datasets)
+        val_every = int(learner_cfg.eval.val_every)
+        validations = (left // val_every + 1) if val_every else 0
+        total += left * per_iteration
+        total += per_task * modes * (int(learner_cfg.eval.tasks_per_mode) + validations * int(learner_cfg.eval.val_tasks_per_mode))
+    return total
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min"
+
+
+# ------------------------------------------------------------------ transference
+def _transference_runs(campaign: DictConfig, plan: list[PlannedRun]) -> list[PlannedRun]:
+    """The run of each transference method: the first planned run whose mode mixture
+    holds both the source and the target mode."""
+    from kml.cli import compose_run_config
+    from kml.data import resolve_names
+
+    t = campaign.transference
+    chosen = []
+    for method in t.methods:
+        for run in plan:
+            if run.method != method:
+                continue
+            datasets = resolve_names(list(compose_run_config(run.train_overrides()).mode.datasets))
+            if t.source_mode in datasets and t.target_mode in datasets:
+                chosen.append(run)
+                break
+        else:
+            raise KmlError(
+                f"campaign {campaign.name}: no run of {method} has both {t.source_mode} and {t.target_mode}; "
+                "fix campaign.transference"
+            )
+    return chosen
+
+
+def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, device, progress: bool,
+                     log=print) -> Path | None:
+    """LR_{i->j} at the campaign's checkpoints for its transference methods, recorded in
+    ``results/<campaign>/transference.json`` (skipped when that record exists)."""
+    from kml.transference_config import TransferenceScriptConfig
+    from kml.transference_runs import analyse_run
+
+    t = campaign.transference
+    if not t.methods:
+        return None
+    path = results_dir / campaign.name / TRANSFERENCE_RECORD
+    if path.is_file():
+        log(f"transference: recorded in {path}")
+        return path
+    runs = _transference_runs(campaign, plan)
+    for run in runs:
+        missing = [i for i in t.checkpoints if not (run.run_dir / "checkpoints" / f"iter_{i:08d}.pt").is_file()]
+        if missing:
+            raise KmlError(
+                f"transference needs the checkpoints of {run.run_id} at iterations {missing}, which are not in "
+                f"{run.run_dir / 'checkpoints'}; run the campaign's runs on this machine (or set "
+                "campaign.transference.methods=[] to skip it)"
+            )
+    cfg = OmegaConf.structured(TransferenceScriptConfig)
+    cfg.merge_with(
+        {
+            "run_dirs": [str(run.run_dir) for run in runs],
+            "checkpoints": list(t.checkpoints),
+            "source_mode": t.source_mode,
+            "source_split": t.source_split,
+            "target_mode": t.target_mode,
+            "target_split": t.target_split,
+            "sources": t.sources,
+            "targets": t.targets,
+            "alpha": t.alpha,
+            "neutral": t.neutral,
+            "seed": t.seed,
+            "progress": progress,
+        }
+    )
+    started = time.perf_counter()
+    records = []
+    for run in runs:
+        record = analyse_run(run.run_dir, cfg, device, log)
+        record.update(label=run.method, run_id=run.run_id)
+        records.append(record)
+    atomic_write_json(
+        path,
+        {
+            "campaign": campaign.name,
+            "settings": OmegaConf.to_container(t, resolve=True),
+            "seconds": time.perf_counter() - started,
+            "machine": machine_description(device),
+            "runs": records,
+        },
+    )
+    log(f"transference: recorded in {path}")
+    return path
+
+
+# ------------------------------------------------------------------ the campaign
+def run_campaign(cfg: DictConfig, log=print) -> dict:
+    """``scripts/reproduce.py``: plan, run (or ``dry_run``), record and report a campaign.
+
+    Returns:
+        ``{"plan": [(run_id, status)], "report": path or None}``.
+    """
+    from kml.campaign.report import write_report
+    from kml.engine.builders import resolve_device
+
+    campaign = cfg.campaign
+    results_dir = Path(cfg.results_dir)
+    plan = plan_campaign(campaign, cfg.work_dir, results_dir, data_root=cfg.data_root, progress=cfg.progress)
+    if cfg.report_only:
+        report = write_report(results_dir, Path(cfg.report), Path(cfg.figures_dir), log=log)
+        return {"plan": [(r.run_id, r.status()) for r in plan], "report": str(report)}
+
+    device = resolve_device(cfg.device)
+    statuses = {r.run_id: r.status() for r in plan}
+    if cfg.dry_run:
+        cache: dict = {}
+        rows = ["| run | status | estimated time |", "|---|---|---|"]
+        total = 0.0
+        for run in plan:
+            seconds = estimate_seconds(run, device, cache)
+            total += seconds
+            rows.append(f"| {run.run_id} | {statuses[run.run_id]} | {_duration(seconds) if seconds else '-'} |")
+        log(f"campaign {campaign.name}: {len(plan)} runs on {device}\n")
+        log("\n".join(rows))
+        log(f"\nestimated time left on this machine: {_duration(total)} (from a short timing of each learner)")
+        for run in plan:
+            if statuses[run.run_id] != RECORDED:
+                log(f"  {run.run_id}: {run.command()}")
+        return {"plan": list(statuses.items()), "report": None, "seconds": total}
+
+    campaign_dir = results_dir / campaign.name
+    campaign_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(campaign_dir / "campaign.yaml", OmegaConf.to_yaml(campaign, resolve=True))
+    machine = machine_description(device)
+    done = 0
+    for run in plan:
+        status = run.status()
+        if status == RECORDED:
+            log(f"{run.run_id}: recorded, skipped")
+            continue
+        if cfg.max_runs and done >= cfg.max_runs:
+            log(f"max_runs={cfg.max_runs} reached; the next call continues with {run.run_id}")
+            break
+        seconds = None
+        if status in (NEW, PARTIAL):
+            log(f"\n{run.run_id}: {run.command()}")
+            seconds = _execute(run, log)
+        record_run(run, seconds, machine)
+        log(f"{run.run_id}: recorded in {run.record_dir}")
+        done += 1
+    if all(r.status() == RECORDED for r in plan):
+        run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log)
+    report = write_report(results_dir, Path(cfg.report), Path(cfg.figures_dir), log=log)
+    return {"plan": [(r.run_id, r.status()) for r in plan], "report": str(report)}

@@ -1,0 +1,138 @@
+"""Campaigns (scripts/reproduce.py): plan, run, skip, resume, records, report-only,
+and the report rebuilt from committed records with no checkpoints present."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from fixtures_engine import run_script
+from kml.campaign.plan import FINISHED, NEW, PARTIAL, RECORD_FILES, RECORDED, plan_campaign
+from kml.campaign.runner import run_campaign
+from kml.errors import KmlError
+
+TINY_RUN = [
+    "'learner.backbone.channels=[8,8,8,8]'",
+    "'modulation.encoder_channels=[8,8,8,8]'",
+    "'modulation.task_dim=8'",
+    "'episode.queries=2'",
+    "'train.meta_batch_size=3'",
+    "'eval.batch_size=4'",
+]
+
+
+def tiny_campaign(root, tmp_path, **extra):
+    return [
+        "campaign=synthetic",
+        "campaign.ways=3",
+        "campaign.budget.image_size=16",
+        "campaign.budget.iterations=4",
+        "campaign.budget.checkpoint_every=2",
+        "campaign.budget.log_every=2",
+        "campaign.budget.eval_tasks_per_mode=4",
+        "campaign.budget.val_every=2",
+        "campaign.budget.val_tasks_per_mode=3",
+        "campaign.overrides=[" + ",".join(TINY_RUN) + "]",
+        f"data_root={root}",
+        f"work_dir={tmp_path / 'work'}",
+        f"results_dir={tmp_path / 'results'}",
+        f"report={tmp_path / 'docs' / 'results.md'}",
+        f"figures_dir={tmp_path / 'docs' / 'figures'}",
+        "progress=false",
+        *[f"{k}={v}" for k, v in extra.items()],
+    ]
+
+
+@pytest.fixture
+def reproduce(compose):
+    from kml.config import register_reproduce_config
+
+    register_reproduce_config()
+    return lambda overrides: compose(overrides, config_name="reproduce")
+
+
+def test_plan_names_runs_and_their_train_overrides(reproduce, synthetic_root, tmp_path):
+    cfg = reproduce(tiny_campaign(synthetic_root, tmp_path))
+    plan = plan_campaign(cfg.campaign, tmp_path / "work", tmp_path / "results", data_root=str(synthetic_root))
+    assert [r.run_id for r in plan] == [
+        "synthetic_1shot_protonet_seed0", "synthetic_1shot_mprotonet_seed0", "synthetic_1shot_mprotonet-kml_seed0"
+    ]
+    assert all(r.status() == NEW for r in plan)
+    kml = plan[2]
+    assert "modulation=kml" in kml.overrides and "train.iterations=4" in kml.overrides
+    assert "eval.val_every=2" in kml.overrides and "learner.backbone.channels=[8,8,8,8]" in kml.overrides
+    assert kml.command().startswith("python scripts/train.py mode=synthetic learner=protonet modulation=kml")
+    assert f"data.root={synthetic_root}" in kml.train_overrides()
+
+
+def test_run_skip_resume_record_and_report(reproduce, synthetic_root, tmp_path):
+    logs: list[str] = []
+    log = lambda *a: logs.append(" ".join(map(str, a)))  # noqa: E731
+    # one run, then stop (a campaign continues one run at a time)
+    out = run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path, max_runs=1)), log=log)
+    assert [s for _, s in out["plan"]] == [RECORDED, NEW, NEW]
+    record = tmp_path / "results" / "synthetic" / "synthetic_1shot_protonet_seed0"
+    assert {p.name for p in record.iterdir()} == {*RECORD_FILES, "record.json"}  # never checkpoints
+    assert json.loads((record / "record.json").read_text())["method"] == "ProtoNet"
+    assert (tmp_path / "results" / "synthetic" / "campaign.yaml").is_file()
+
+    # an interrupted run (a checkpoint, no results) is resumed, not restarted
+    plan = plan_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path)).campaign, tmp_path / "work",
+                         tmp_path / "results", data_root=str(synthetic_root))
+    film = plan[1]
+    from kml.cli import compose_run_config
+    from kml.engine.runs import run_training
+
+    short = compose_run_config([*film.train_overrides(), "train.iterations=2"])
+    run_training(short, film.run_dir, log=lambda *a: None)
+    (film.run_dir / "results.json").unlink()  # as if killed before testing
+    assert film.status() == PARTIAL
+    first_run_time = (record / "results.json").stat().st_mtime_ns
+
+    out = run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path)), log=log)
+    assert [s for _, s in out["plan"]] == [RECORDED, RECORDED, RECORDED]
+    assert any("synthetic_1shot_protonet_seed0: recorded, skipped" in line for line in logs)
+    assert any(f"resuming {film.run_dir}" in line for line in logs)
+    assert (record / "results.json").stat().st_mtime_ns == first_run_time  # skipped, not rerun
+    resumed = json.loads((film.record_dir / "results.json").read_text())
+    assert resumed["iterations"] == {"all": 4}
+
+    report = (tmp_path / "docs" / "results.md").read_text()
+    assert "| MProtoNet+KML − ProtoNet |" in report and "| MProtoNet+KML − MProtoNet |" in report
+    assert "python scripts/train.py mode=synthetic learner=protonet modulation=film" in report
+    assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_seed0_accuracy.png").is_file()
+
+
+def test_report_only_rebuilds_from_records_without_checkpoints(reproduce, synthetic_root, tmp_path):
+    run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path)), log=lambda *a: None)
+    report = tmp_path / "docs" / "results.md"
+    before = report.read_text()
+    shutil.rmtree(tmp_path / "work")  # no run directory, no checkpoint, no data needed
+    report.unlink()
+    shutil.rmtree(tmp_path / "docs" / "figures")
+    run_campaign(reproduce(tiny_campaign("/nonexistent", tmp_path, report_only="true")), log=lambda *a: None)
+    assert report.read_text() == before
+    assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_seed0_curves.png").is_file()
+    summary = json.loads(report.with_suffix(".json").read_text())
+    paired = {(e["a"], e["b"]): e for e in summary[0]["settings"][0]["paired"]}
+    assert set(paired) == {("MProtoNet", "ProtoNet"), ("MProtoNet+KML", "ProtoNet"), ("MProtoNet+KML", "MProtoNet")}
+    assert paired[("MProtoNet+KML", "ProtoNet")]["overall"]["tasks"] == 12
+
+
+def test_dry_run_estimates_and_runs_nothing(synthetic_root, tmp_path):
+    proc = run_script("reproduce.py", *[o.replace("'", "") if "overrides" not in o else o for o in
+                                         tiny_campaign(synthetic_root, tmp_path, dry_run="true")], cwd=tmp_path)
+    assert "estimated time left on this machine" in proc.stdout
+    assert "synthetic_1shot_mprotonet-kml_seed0 | new |" in proc.stdout
+    assert not (tmp_path / "work").exists() and not (tmp_path / "results").exists()
+
+
+def test_campaign_errors_are_one_line(reproduce, synthetic_root, tmp_path):
+    with pytest.raises(KmlError, match="refers to method 'Nope'"):
+        run_campaign(reproduce([*tiny_campaign(synthetic_root, tmp_path), "campaign.baseline=Nope"]))
+    with pytest.raises(KmlError, match="no campaign records"):
+        run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path, report_only="true")))
+    proc = run_script("reproduce.py", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "campaign" in proc.stderr
