@@ -7,17 +7,18 @@ import json
 import pytest
 import torch
 
-from kml.bench import BenchCase, _pair_speedups, run_from_config, run_suite, time_training
+from kml.bench import BenchCase, run_from_config, run_suite, time_training
+from kml.bench.suite import _pair_speedups
 
 
-def test_speedups_pair_each_batched_row_with_its_loop_twin_and_each_graph_row_with_its_eager_twin():
+def test_speedups_pair_each_vectorized_row_with_its_loop_twin_and_each_graph_row_with_its_eager_twin():
     base = {"method": "MAML", "shots": 1, "precision": "fp32", "cuda_graph": False}
     rows = [
-        {**base, "path": "batched", "ms_per_iteration": 10.0},
-        {**base, "path": "loop", "ms_per_iteration": 45.0},
-        {**base, "shots": 5, "path": "batched", "ms_per_iteration": 20.0},  # no loop twin
-        {**base, "path": "batched", "cuda_graph": True, "ms_per_iteration": 4.0},
-        {**base, "path": "batched", "precision": "bf16", "cuda_graph": True, "ms_per_iteration": 3.0},  # no eager twin
+        {**base, "vectorized": True, "ms_per_iteration": 10.0},
+        {**base, "vectorized": False, "ms_per_iteration": 45.0},
+        {**base, "shots": 5, "vectorized": True, "ms_per_iteration": 20.0},  # no loop twin
+        {**base, "vectorized": True, "cuda_graph": True, "ms_per_iteration": 4.0},
+        {**base, "vectorized": True, "precision": "bf16", "cuda_graph": True, "ms_per_iteration": 3.0},  # no eager twin
     ]
     _pair_speedups(rows)
     assert rows[0]["speedup"] == pytest.approx(4.5)
@@ -43,8 +44,8 @@ def test_suite_writes_both_paths_and_their_ratio():
                        inner_steps=[1], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None,
                        on_section=lambda out: sections.append(list(out["sections"])))
     rows = result["sections"]["inner_steps"]
-    assert [(r["method"], r["path"], r["inner_steps"]) for r in rows] == [
-        ("MMAML+KML", "batched", 1), ("MMAML+KML", "loop", 1)]
+    assert [(r["method"], r["vectorized"], r["inner_steps"]) for r in rows] == [
+        ("MMAML+KML", True, 1), ("MMAML+KML", False, 1)]
     assert rows[0]["speedup"] == pytest.approx(rows[1]["ms_per_iteration"] / rows[0]["ms_per_iteration"])
     assert sections == [["inner_steps"]]  # written after each section
 
@@ -55,7 +56,7 @@ def test_unknown_section_is_refused_with_the_valid_names(tmp_path):
     from kml.errors import KmlError
 
     cfg = OmegaConf.create({"device": "cpu", "preset": "auto", "sections": ["path"], "output_dir": str(tmp_path)})
-    with pytest.raises(KmlError, match="sections: 'path' is not a benchmark section; use any of: paths, cuda_graphs"):
+    with pytest.raises(KmlError, match="sections: 'path' is not a benchmark section; use any of: vectorized, cuda_graphs"):
         run_from_config(cfg)
     assert not list(tmp_path.iterdir())
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from fixtures_engine import run_script
-from kml.campaign.plan import FINISHED, NEW, PARTIAL, RECORD_FILES, RECORDED, plan_campaign
+from kml.campaign.plan import NEW, PARTIAL, RECORD_FILES, RECORDED, plan_campaign
 from kml.campaign.runner import run_campaign
 from kml.errors import KmlError
 
@@ -47,9 +47,6 @@ def tiny_campaign(root, tmp_path, **extra):
 
 @pytest.fixture
 def reproduce(compose):
-    from kml.config import register_reproduce_config
-
-    register_reproduce_config()
     return lambda overrides: compose(overrides, config_name="reproduce")
 
 

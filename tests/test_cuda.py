@@ -48,7 +48,7 @@ def test_sampler_and_training_run_on_cuda(compose, synthetic_root, tmp_path):
     cfg = compose(["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY, "device=cuda"])
     results = run_training(cfg, tmp_path / "run", log=lambda *a: None)
     assert results["overall"]["tasks"] == 12
-    from kml.engine.builders import tasksets_for
+    from kml.engine.from_config import tasksets_for
 
     batch = tasksets_for(cfg, torch.device("cuda")).train.sample(3)
     assert batch.support.is_cuda and batch.query_labels.is_cuda

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -12,9 +11,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import DATA_SYNTHETIC_SIZE
+from fixtures_data import DATA_SYNTHETIC_SIZE
 from kml.data import DataError, read_manifest
-from kml.data.prepare_config import PrepareDataConfig, resolve_prepare_config
+from kml.config import PrepareDataConfig, resolve_prepare_config
 from kml.errors import KmlError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,11 +65,10 @@ def test_prepare_from_source_then_idempotent(tmp_path, data_builders, script, ca
 
 @pytest.fixture
 def script():
-    """``scripts/prepare_data.py`` imported as a module (its ``run(cfg)`` without Hydra's start-up)."""
-    spec = importlib.util.spec_from_file_location("prepare_data_script", REPO / "scripts" / "prepare_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module behind ``scripts/prepare_data.py`` (its ``run(cfg)``, without Hydra's start-up)."""
+    from kml.cli import prepare
+
+    return prepare
 
 
 def test_dataset_all_prepares_everything_found(tmp_path, data_builders, data_synthetic_root, script, capsys):

@@ -16,11 +16,12 @@ import torch
 from omegaconf import OmegaConf
 
 from fixtures_engine import SCRIPTS, TINY, run_script
+from kml.cli import CONFIG_DIR
 from kml.config import ConfigError, validate
 from kml.engine.checkpoints import load_checkpoint, load_run
 from kml.engine.runs import evaluate_run, run_training
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(CONFIG_DIR)
 MODES = sorted(p.stem for p in (CONFIGS / "mode").glob("*.yaml"))
 
 EXPECTED_DATASETS = {
@@ -136,7 +137,7 @@ def test_evaluation_is_reproducible_and_the_same_tasks_for_every_method(compose,
     assert again["per_mode"] == results["per_mode"]
     assert (run_dir / "eval_last_test.json").is_file()
     # the evaluation tasks depend on the eval seed, not on the method or its training
-    from kml.engine.builders import tasksets_for
+    from kml.engine.from_config import tasksets_for
 
     test = tasksets_for(cfg, "cpu").test
     first = next(test.eval_tasks("synthetic_shapes", 4, 4, seed=cfg.eval.seed))
@@ -240,7 +241,7 @@ def test_resume_with_another_config_is_refused(compose, synthetic_root, tmp_path
 
 
 def test_auto_path_choice_is_a_fixed_rule():
-    from kml.engine.builders import CPU_BATCHED_MAX_IMAGE_SIZE, use_vectorized
+    from kml.engine.device import CPU_BATCHED_MAX_IMAGE_SIZE, use_vectorized
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert use_vectorized("auto", gpu, 84) and use_vectorized("auto", gpu, 32)

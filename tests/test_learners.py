@@ -98,7 +98,7 @@ def test_first_order_meta_gradient_is_query_gradient_at_adapted_weights():
     ]
     out = net(support, s_labels, query, q_labels)
     meta_grads = torch.autograd.grad(out.loss, list(net.backbone.parameters()))
-    fast = {n: v.detach().requires_grad_(True) for n, v in net.adapt(support, s_labels, None, batched=False).items()}
+    fast = {n: v.detach().requires_grad_(True) for n, v in net.adapt(support, s_labels, None, vectorized=False).items()}
     logits = net.backbone(query, params=fast)
     loss = torch.nn.functional.cross_entropy(logits[0], q_labels[0])
     expected = torch.autograd.grad(loss, list(fast.values()))

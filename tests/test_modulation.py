@@ -192,7 +192,6 @@ def test_a_trained_learners_layers_are_the_public_layers(learner, kind):
     standalone layer loaded with a trained block's weights gives that block's output."""
     from helpers import tiny_episode
     from kml.learners import build_learner
-    from kml.nets import Conv4
 
     torch.manual_seed(11)
     net = build_learner(learner, kind, ways=3, channels=(4, 6, 6, 8), image_size=16, task_dim=6, inner_steps=1)

@@ -23,11 +23,12 @@ import torch
 
 import kml
 from fixtures_engine import run_script
+from kml.cli import CONFIG_DIR
 from kml.config import LearnerConfig, RunConfig, TrainConfig
 from kml.engine.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from reliability_support import REPO, TINY, cli, final_parameters, same_parameters
 
-MODES = sorted(p.stem for p in (REPO / "configs" / "mode").glob("*.yaml"))
+MODES = sorted(p.stem for p in (Path(CONFIG_DIR) / "mode").glob("*.yaml"))
 
 
 def _keys(schema) -> str:

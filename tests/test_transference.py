@@ -1,4 +1,4 @@
-"""kml.transference: LR = 1 at alpha = 0, self-transference below 1 (and its first-order
+"""kml.analysis.transference: LR = 1 at alpha = 0, self-transference below 1 (and its first-order
 value), batched == loop in float64, shares and the neutral band, the mode-to-mode
 matrix against the loop, and scripts/transference.py writing its JSON and PNGs."""
 
@@ -13,7 +13,7 @@ import torch
 
 from helpers import perturb, tiny_episode
 from kml.learners import build_learner
-from kml.transference import (
+from kml.analysis.transference import (
     NEGATIVE,
     NEUTRAL,
     POSITIVE,
@@ -160,13 +160,13 @@ def test_mode_matrix_against_the_loop():
     for a, mode_a in enumerate(matrix.source_modes):
         for b, mode_b in enumerate(matrix.target_modes):
             block = [loop[i, j] for i in range(5) for j in range(3)
-                     if sources.modes[i] == mode_a and targets.modes[j] == mode_b]
+                     if sources.task_modes[i] == mode_a and targets.task_modes[j] == mode_b]
             assert matrix.mean_lr[a, b] == pytest.approx(np.mean(block), rel=1e-10)
             assert matrix.positive[a, b] == pytest.approx(100.0 * np.mean(np.asarray(block) < 0.999))
             total = matrix.positive[a, b] + matrix.neutral[a, b] + matrix.negative[a, b]
             assert total == pytest.approx(100.0)
     with pytest.raises(ValueError, match="sources, targets"):
-        mode_matrix(result.lr[:2], sources.modes, targets.modes)
+        mode_matrix(result.lr[:2], sources.task_modes, targets.task_modes)
 
 
 def test_tasks_from_an_episode_batch_and_chunk_budget():
@@ -175,9 +175,10 @@ def test_tasks_from_an_episode_batch_and_chunk_budget():
     s, sl, q, ql = tiny_episode(tasks=3, ways=3, shots=1, queries=2, size=16)
     batch = EpisodeBatch(s, sl, q, ql, modes=torch.tensor([1, 0, 1]), ways=3, shots=1, queries=2)
     tasks = as_tasks(batch, mode_names=["glyphs", "shapes"])
-    assert tasks.modes == ["shapes", "glyphs", "shapes"] and tasks.ways == 3 and len(tasks) == 3
+    assert tasks.task_modes == ["shapes", "glyphs", "shapes"] and tasks.ways == 3 and len(tasks) == 3
+    assert type(tasks) is EpisodeBatch and Tasks is EpisodeBatch  # one task-batch type
     both = Tasks.cat([tasks, tasks.select(1)])
-    assert len(both) == 4 and both.modes[-1] == "glyphs" and torch.equal(both.query[3], q[1])
+    assert len(both) == 4 and both.task_modes[-1] == "glyphs" and torch.equal(both.query[3], q[1])
     net = build_learner("protonet", "kml", ways=5, image_size=32)
     small = default_chunk_size(net, budget_bytes=64 * 2**20)
     assert 1 <= small < default_chunk_size(net) < default_chunk_size(net, budget_bytes=2**31)
@@ -211,18 +212,18 @@ def tiny_runs(tmp_path_factory, synthetic_root):
 
 def _script():
     """The analysis behind scripts/transference.py (the script itself only calls ``run``)."""
-    import kml.transference_runs
+    import kml.analysis.transference_runs
 
-    return kml.transference_runs
+    return kml.analysis.transference_runs
 
 
 def _compose_transference(overrides):
     from hydra import compose, initialize_config_dir
 
     from kml.cli import CONFIG_DIR
-    from kml.transference_config import register_transference_config
+    from kml.config import register_configs
 
-    register_transference_config()
+    register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("transference", overrides=list(overrides))
 
@@ -258,7 +259,7 @@ def test_script_writes_json_and_pngs_for_tiny_runs(tiny_runs):
             assert entry["matrix"]["counts"] == [[2, 2, 2]] * 3
             assert entry["source_modes"] == [modes[0]] * 5 and entry["target_modes"] == [modes[1]]
     # the JSON's values are the library's on the same tasks (loop reference, this checkpoint)
-    from kml.engine.builders import tasksets_for
+    from kml.engine.from_config import tasksets_for
     from kml.engine.checkpoints import load_run
 
     script = _script()

@@ -22,7 +22,7 @@ def _records(run_dir):
 
 def test_val_tasks_are_fixed_and_the_same_for_every_method(synthetic_root, compose):
     """The val tasks of two different methods (and two calls) are the identical tasks."""
-    from kml.engine.builders import tasksets_for
+    from kml.engine.from_config import tasksets_for
 
     first = compose([f"data.root={synthetic_root}", *TINY, "learner=maml"])
     second = compose([f"data.root={synthetic_root}", *TINY, "learner=protonet", "train.seed=7"])

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# All GPU checks of one device session, in one call (run from the repo root on the
-# GPU machine, with .whl carried: see ../shared/tools/device-wheels.sh). Writes under $OUT.
+# Every GPU check of kml in one call: run it from the repository root of a checkout on
+# a machine with a CUDA GPU, with kml installed (pip install -e ".[dev]"). Results go
+# to $OUT (default ./gpu_checks): the CUDA test log, the parity runs and the benchmark
+# (bench_cuda.json / bench_cuda.md), as described in docs/performance.md.
 #
 # Phase 1 (untimed work, run concurrently): the CUDA tests and four short synthetic
 #   runs for a parity check (MProtoNet+KML and MMAML+KML, same seed): fp32 vs bf16
@@ -9,10 +11,11 @@
 #   writes its JSON and markdown after every section, so a cut-short run keeps what
 #   it measured.
 set -u
-OUT=${OUT:-/tmp/kml-gpu}
+OUT=${OUT:-gpu_checks}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
+OUT=$(cd "$OUT" && pwd)
+export OUT PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
+python3 -c "import kml" 2>/dev/null || { echo "kml is not importable: run pip install -e '.[dev]' first" >&2; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 start=$SECONDS
@@ -32,7 +35,7 @@ for learner in protonet maml; do
     overrides=${run#*:}
     (OMP_NUM_THREADS=3 timeout ${PHASE1_TIMEOUT:-150} python3 scripts/train.py learner=$learner modulation=kml \
       device=cuda ${overrides//,/ } train.iterations=${PARITY_ITERS:-500} train.progress=false \
-      eval.tasks_per_mode=300 data.root=/tmp/kmldata-$name hydra.run.dir=/tmp/parity/$name \
+      eval.tasks_per_mode=300 data.root="$OUT/data-$name" hydra.run.dir="$OUT/parity/$name" \
       >"$OUT/parity_$name.log" 2>&1) &
   done
 done
@@ -46,16 +49,16 @@ done
 python3 - <<'PY'
 import json, glob, os
 rows = {}
-for path in sorted(glob.glob("/tmp/parity/*/results.json")):
+for path in sorted(glob.glob(os.path.join(os.environ["OUT"], "parity", "*", "results.json"))):
     r = json.load(open(path))
     rows[os.path.basename(os.path.dirname(path))] = {"overall": r["overall"], "per_mode": r["per_mode"]}
-json.dump(rows, open(os.path.join(os.environ.get("OUT", "/tmp"), "parity.json"), "w"), indent=1)
+json.dump(rows, open(os.path.join(os.environ["OUT"], "parity.json"), "w"), indent=1)
 PY
 
 echo "== phase 2: benchmark"
 start=$SECONDS
 timeout ${BENCH_TIMEOUT:-270} python3 scripts/bench.py device=cuda repeats=5 warmup=2 output_dir="$OUT" \
-  "sections=${BENCH_SECTIONS:-[paths,eval_1000,options,meta_batch,inner_steps,peer,eval]}" ${BENCH_ARGS:-} \
+  "sections=${BENCH_SECTIONS:-[vectorized,eval_1000,options,meta_batch,inner_steps,peer,eval]}" ${BENCH_ARGS:-} \
   >"$OUT/bench.log" 2>&1
 echo "bench exit $? after $((SECONDS - start)) s"
 cat "$OUT/bench_cuda.md" 2>/dev/null || tail -30 "$OUT/bench.log"

@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 from kml.analysis.comparison import RunRecord, format_p, read_run_record
 from kml.analysis.paired import PairingError, compare_task_records
 from kml.errors import KmlError
-from kml.io import atomic_write, atomic_write_text
+from kml.io import atomic_write_text
+from kml.plotting import save_figure, subplots
 
 __all__ = ["CampaignRecords", "load_campaigns", "write_report", "campaign_section"]
 
@@ -84,19 +85,6 @@ def _settings(c: CampaignRecords) -> dict[tuple, list[RunRecord]]:
 
 def _rel(path: Path, report: Path) -> str:
     return os.path.relpath(path, report.parent).replace(os.sep, "/")
-
-
-def _pyplot():
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
-        plt.switch_backend("Agg")
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
 
 
 def _paper_value(c: CampaignRecords, method: str) -> float | None:
@@ -207,7 +195,6 @@ def paired_section(c: CampaignRecords, runs: list[RunRecord]) -> tuple[str, list
 
 # ------------------------------------------------------------------ figures
 def accuracy_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title: str) -> Path:
-    plt = _pyplot()
     modes: list[str] = []
     for run in runs:
         for m in run.results["per_mode"]:
@@ -215,7 +202,7 @@ def accuracy_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title
                 modes.append(m)
     groups = modes + ["overall"]
     width = 0.8 / max(1, len(runs))
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(groups) * max(1, len(runs)) / 2 + 3), 4.2))
+    fig, ax = subplots(figsize=(max(7.0, 1.3 * len(groups) * max(1, len(runs)) / 2 + 3), 4.2))
     x = np.arange(len(groups))
     for k, run in enumerate(runs):
         entries = [run.results["per_mode"].get(m) for m in modes] + [run.results["overall"]]
@@ -234,8 +221,7 @@ def accuracy_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title
     ax.set(ylabel="test accuracy (%) ± 95% CI", title=title, ylim=(0, 100))
     ax.legend(fontsize=7, ncol=2)
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -259,8 +245,7 @@ def _metrics(run: RunRecord) -> dict[str, list[dict]]:
 
 def curves_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title: str) -> Path | None:
     """Validation accuracy (overall; specialists per mode) and training accuracy against iterations."""
-    plt = _pyplot()
-    fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (ax_train, ax_val) = subplots(1, 2, figsize=(12, 4))
     any_val = False
     for k, run in enumerate(runs):
         for j, (part, records) in enumerate(_metrics(run).items()):
@@ -276,7 +261,6 @@ def curves_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title: 
                 ax_val.plot([r["iteration"] for r in val], [r["val"]["accuracy"] for r in val], color=f"C{k}",
                             linestyle=style, marker="o", markersize=2.5, label=label)
     if not any_val and not any(ax_train.lines):
-        plt.close(fig)
         return None
     ax_train.set(xlabel="iteration", ylabel="query accuracy (%)", title="meta-training accuracy (windows of log_every)")
     ax_val.set(xlabel="iteration", ylabel="val accuracy (%)", title="validation accuracy (fixed val tasks)")
@@ -285,14 +269,13 @@ def curves_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title: 
         if ax.lines:
             ax.legend(fontsize=7)
     fig.suptitle(title, y=1.02)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
 def transference_section(c: CampaignRecords, report: Path, figures_dir: Path) -> str:
-    from kml.plots import plot_lr_histograms
-    from kml.transference import transfer_shares
+    from kml.analysis.transference_plots import plot_lr_histograms
+    from kml.analysis.transference import transfer_shares
 
     t = c.transference
     s = t["settings"]

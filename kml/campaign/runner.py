@@ -100,7 +100,9 @@ def _execute(run: PlannedRun, log) -> float:
 def _seconds_per_iteration(cfg: DictConfig, device: torch.device, repeats: int = 3) -> tuple[float, float]:
     """Measured seconds of one meta-training iteration and of one evaluation task for the
     learner of ``cfg``, on random images of the run's shapes."""
-    from kml.engine.builders import build_learner_from_config, build_optimizers, use_vectorized
+    from kml.engine.device import use_vectorized
+    from kml.engine.from_config import build_learner_from_config
+    from kml.engine.optim import build_optimizers
 
     torch.manual_seed(0)
     learner = build_learner_from_config(cfg).to(device)
@@ -164,7 +166,7 @@ def estimate_seconds(run: PlannedRun, device: torch.device, cache: dict) -> floa
     """Estimated seconds left for ``run`` on this machine: a short timing of its learner
     (cached per configuration) times the iterations and tasks left."""
     from kml.cli import compose_run_config
-    from kml.engine.builders import specialist_config
+    from kml.engine.from_config import specialist_config
 
     if run.status() in (RECORDED, FINISHED):
         return 0.0
@@ -231,8 +233,8 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
                      log=print) -> Path | None:
     """LR_{i->j} at the campaign's checkpoints for its transference methods, recorded in
     ``results/<campaign>/transference.json`` (skipped when that record exists)."""
-    from kml.transference_config import TransferenceScriptConfig
-    from kml.transference_runs import analyse_run
+    from kml.config import TransferenceScriptConfig
+    from kml.analysis.transference_runs import analyse_run
 
     t = campaign.transference
     if not t.methods:
@@ -295,7 +297,7 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         ``{"plan": [(run_id, status)], "report": path or None}``.
     """
     from kml.campaign.report import write_report
-    from kml.engine.builders import resolve_device
+    from kml.engine.device import resolve_device
 
     campaign = cfg.campaign
     results_dir = Path(cfg.results_dir)

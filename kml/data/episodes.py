@@ -34,16 +34,54 @@ OUTPUT_CHANNELS = 3
 
 @dataclass
 class EpisodeBatch:
-    """A meta-batch of T few-shot tasks (see the module docstring for shapes)."""
+    """A meta-batch of ``T`` few-shot tasks: the one task-batch type of the library
+    (samplers return it, learners, evaluation and the transference analysis take it).
+
+    Attributes:
+        support: ``(T, N*K, C, H, W)``; support_labels: ``(T, N*K)``.
+        query: ``(T, N*Q, C, H, W)``; query_labels: ``(T, N*Q)``.
+        modes: int64 ``(T,)``, the index of each task's mode in ``mode_names``, or ``None``.
+        ways, shots, queries: ``N``, ``K``, ``Q`` (``None`` where unknown: a learner
+            infers ``ways`` from the labels).
+        mode_names: the names the ``modes`` indices refer to (a sampler's modes).
+
+    ``modes`` may also be given as one name per task; they become indices into
+    ``mode_names`` (extended with any new name, in order of appearance).
+    """
 
     support: torch.Tensor
     support_labels: torch.Tensor
     query: torch.Tensor
     query_labels: torch.Tensor
-    modes: torch.Tensor
-    ways: int
-    shots: int
-    queries: int
+    modes: torch.Tensor | None = None
+    ways: int | None = None
+    shots: int | None = None
+    queries: int | None = None
+    mode_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.support.dim() != 5 or self.query.dim() != 5:
+            raise ValueError(
+                "support and query must be (T, N*K, C, H, W) and (T, N*Q, C, H, W); "
+                f"got {tuple(self.support.shape)} and {tuple(self.query.shape)}"
+            )
+        counts = {self.support.shape[0], self.support_labels.shape[0], self.query.shape[0], self.query_labels.shape[0]}
+        if len(counts) != 1:
+            raise ValueError(f"support, query and labels disagree on the number of tasks: {sorted(counts)}")
+        if self.mode_names is not None:
+            self.mode_names = tuple(str(m) for m in self.mode_names)
+        if self.modes is not None and not isinstance(self.modes, torch.Tensor):
+            names = list(self.modes)
+            if any(isinstance(m, str) for m in names):
+                known = list(self.mode_names or ())
+                for m in names:
+                    if m not in known:
+                        known.append(m)
+                self.mode_names = tuple(known)
+                names = [known.index(m) for m in names]
+            self.modes = torch.as_tensor(names, dtype=torch.long)
+        if self.modes is not None and self.modes.shape[0] != self.support.shape[0]:
+            raise ValueError(f"{self.modes.shape[0]} modes for {self.support.shape[0]} tasks")
 
     @property
     def num_tasks(self) -> int:
@@ -52,16 +90,67 @@ class EpisodeBatch:
     def __len__(self) -> int:
         return self.num_tasks
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "EpisodeBatch":
-        """A copy with every tensor on ``device``."""
-        return replace(
-            self,
-            support=self.support.to(device, non_blocking=non_blocking),
-            support_labels=self.support_labels.to(device, non_blocking=non_blocking),
-            query=self.query.to(device, non_blocking=non_blocking),
-            query_labels=self.query_labels.to(device, non_blocking=non_blocking),
-            modes=self.modes.to(device, non_blocking=non_blocking),
-        )
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(support, support_labels, query, query_labels)``: a learner's arguments."""
+        return self.support, self.support_labels, self.query, self.query_labels
+
+    @property
+    def task_modes(self) -> list[str] | None:
+        """The mode name of each task (its index where no ``mode_names`` are known)."""
+        if self.modes is None:
+            return None
+        indices = self.modes.tolist()
+        if self.mode_names is None:
+            return [str(i) for i in indices]
+        return [self.mode_names[i] for i in indices]
+
+    def _with(self, tensors, modes) -> "EpisodeBatch":
+        return replace(self, support=tensors[0], support_labels=tensors[1], query=tensors[2], query_labels=tensors[3],
+                       modes=modes)
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None, non_blocking: bool = False
+    ) -> "EpisodeBatch":
+        """A copy on ``device``; the images (floating tensors) also in ``dtype``."""
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            cast = dtype if (dtype is not None and t.is_floating_point()) else None
+            return t.to(device=device, dtype=cast, non_blocking=non_blocking)
+
+        return self._with([move(t) for t in self.tensors], None if self.modes is None else move(self.modes))
+
+    def select(self, index: slice | int) -> "EpisodeBatch":
+        """A subset of the tasks (an ``int`` keeps the task dimension)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return self._with([t[index] for t in self.tensors], None if self.modes is None else self.modes[index])
+
+    def repeat(self, count: int) -> "EpisodeBatch":
+        """``count`` copies of a single task (broadcast views, no copy)."""
+        if len(self) != 1:
+            raise ValueError(f"repeat needs one task, got {len(self)}")
+        tensors = [t.expand(count, *t.shape[1:]) for t in self.tensors]
+        return self._with(tensors, None if self.modes is None else self.modes.expand(count))
+
+    def chunks(self, size: int):
+        """``(start, batch[start:start + size])`` over the tasks."""
+        for start in range(0, len(self), size):
+            yield start, self.select(slice(start, start + size))
+
+    @staticmethod
+    def cat(batches: Sequence["EpisodeBatch"]) -> "EpisodeBatch":
+        """Concatenate batches with the same episode shape (their modes are joined by name)."""
+        batches = list(batches)
+        if not batches:
+            raise ValueError("no task batches to concatenate")
+        ways = {b.ways for b in batches}
+        if len(ways) != 1:
+            raise ValueError(f"task batches disagree on ways: {sorted(ways, key=str)}")
+        tensors = [torch.cat([b.tensors[k] for b in batches]) for k in range(4)]
+        modes = None if any(b.modes is None for b in batches) else [m for b in batches for m in b.task_modes]
+        first = batches[0]
+        return EpisodeBatch(*tensors, modes=modes, ways=first.ways, shots=first.shots, queries=first.queries)
 
 
 @dataclass

@@ -38,7 +38,6 @@ from kml.data.episodes import (
     OUTPUT_CHANNELS,
 )
 from kml.data.errors import DataError
-from kml.data.perf import tune_cpu_allocator
 
 
 def derive_seed(*parts: object) -> int:
@@ -68,8 +67,6 @@ class MixtureSampler:
             (allows classes with fewer than K + Q images).
         rotations: apply the modes' k*90 degree rotations (Omniglot); False
             turns them off.
-        tune_allocator: on CPU, let glibc reuse freed batch memory (see
-            :func:`kml.data.perf.tune_cpu_allocator`).
     """
 
     def __init__(
@@ -82,7 +79,6 @@ class MixtureSampler:
         device: torch.device | str | None = None,
         replacement: bool = False,
         rotations: bool = True,
-        tune_allocator: bool = True,
     ):
         if not modes:
             raise DataError("a sampler needs at least one mode; name at least one dataset")
@@ -107,8 +103,6 @@ class MixtureSampler:
         self.generator.manual_seed(self.seed)
         self._start = 0
         self._counts_cpu = [mode.counts.cpu() for mode in self.modes]
-        if tune_allocator and self.device.type == "cpu":
-            tune_cpu_allocator()
 
     # ---------------------------------------------------------------- checks
     def _check_mode(self, mode: ModeData) -> None:
@@ -228,6 +222,7 @@ class MixtureSampler:
             ways=self.ways,
             shots=self.shots,
             queries=self.queries,
+            mode_names=tuple(self.mode_names),
         )
 
     # ------------------------------------------------------------ evaluation

@@ -10,6 +10,10 @@ memory is reused by the next batch (PyTorch's performance guide recommends
 jemalloc/tcmalloc for the same reason). It is process-wide, affects only
 glibc-based Linux, keeps up to ~512 MB of freed memory for reuse, and is
 skipped when the environment variable ``KML_NO_MALLOC_TUNING`` is set.
+
+The library never calls it: the command-line entry points (``kml-train``, ``kml-eval``,
+``kml-reproduce``, ``kml-transference``, ``kml-bench``) opt in; code that samples many
+CPU meta-batches itself can call it once.
 """
 
 from __future__ import annotations

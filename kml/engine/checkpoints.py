@@ -242,6 +242,7 @@ class LoadedRun:
     mode_names: list[str]
     checkpoint: Path
     state: dict[str, Any]
+    specialist: str | None = None  # the Multi-* specialist loaded (its mode)
 
 
 def read_run_config(run_dir: str | Path) -> DictConfig:
@@ -269,9 +270,10 @@ def load_run(
         run_dir: output folder of ``scripts/train.py``.
         checkpoint: ``None``/``"last"``, an iteration number, or a path.
         device: where to put the learner.
-        mode: for a Multi-* run, which specialist (default: the first).
+        mode: for a Multi-* run, which specialist (default: the first); the learner is
+            built with that specialist's own settings (e.g. its inner steps and lr).
     """
-    from kml.engine.builders import build_learner_from_config
+    from kml.engine.from_config import build_learner_from_config
     from kml.learners import method_name, upgrade_state_dict
 
     run_dir = Path(run_dir)
@@ -290,7 +292,8 @@ def load_run(
         path = resolve_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path, map_location="cpu")
     mode_names = list(state.get("mode_names", []))
-    learner = build_learner_from_config(config, dataset=mode if config.multi else None)
+    chosen_mode = chosen if config.multi else None
+    learner = build_learner_from_config(config, dataset=chosen_mode)
     method = method_name(config.learner.name, config.modulation.name, bool(config.multi))
     if not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path} holds no model; pass a file from a run's checkpoints/ folder")
@@ -306,4 +309,5 @@ def load_run(
         mode_names=mode_names,
         checkpoint=path,
         state=state,
+        specialist=chosen_mode,
     )

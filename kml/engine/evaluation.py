@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kml.engine.builders import autocast_for
+from kml.engine.numerics import autocast_for
 from kml.engine.distributed import DistributedContext
 
 __all__ = ["ModeEvaluation", "Validator", "summarize", "evaluate_batches", "pooled_summary"]

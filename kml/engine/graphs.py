@@ -19,7 +19,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from kml.engine.builders import autocast_for
+from kml.engine.numerics import autocast_for
 from kml.learners import LearnerOutput, MetaLearner
 
 __all__ = ["GraphedStep"]
@@ -34,7 +34,7 @@ class GraphedStep:
             ``None`` while training: optimisers must not ``zero_grad(set_to_none=True)``;
             each replay overwrites them, so no zeroing is needed).
         ways: classes per task.
-        vectorized: batched tasks or the per-task loop inside the graph.
+        vectorized: vectorised tasks or the per-task loop inside the graph.
         loss_divisor: the meta-loss is ``task_losses.sum() / loss_divisor`` (the whole
             meta-batch size, also when this process holds a shard of it).
         precision: ``fp32`` or ``bf16`` (autocast inside the graph, with the autocast

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kml.plotting import save_figure, subplots
+
 
 __all__ = [
     "read_metrics",
@@ -16,21 +18,6 @@ __all__ = [
     "plot_task_embeddings",
     "write_run_plots",
 ]
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    from kml.io import atomic_write
-
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -49,11 +36,10 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 def plot_learning_curve(records_by_name: dict[str, list[dict]], path: Path, title: str) -> None:
     """Meta-training loss and query accuracy against iterations (one line per learner),
     and, when the run validated (``eval.val_every``), the val accuracy overall and per mode."""
-    plt = _pyplot()
     train = {name: [r for r in records if "loss" in r] for name, records in records_by_name.items()}
     val = {name: [r for r in records if "val" in r] for name, records in records_by_name.items()}
     with_val = any(val.values())
-    fig, axes = plt.subplots(1, 3 if with_val else 2, figsize=(16.5 if with_val else 11, 4))
+    fig, axes = subplots(1, 3 if with_val else 2, figsize=(16.5 if with_val else 11, 4))
     ax_loss, ax_acc = axes[0], axes[1]
     for name, records in train.items():
         if not records:
@@ -87,16 +73,14 @@ def plot_learning_curve(records_by_name: dict[str, list[dict]], path: Path, titl
     for ax in legends:
         ax.legend(fontsize=7)
     fig.suptitle(title, y=1.02)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_per_mode_accuracy(results: dict, path: Path, chance: float) -> None:
     """Bar chart of test accuracy per mode with 95% CIs."""
-    plt = _pyplot()
     modes = list(results["per_mode"]) + ["overall"]
     entries = [results["per_mode"][m] for m in modes[:-1]] + [results["overall"]]
-    fig, ax = plt.subplots(figsize=(1.4 * len(modes) + 2, 4))
+    fig, ax = subplots(figsize=(1.4 * len(modes) + 2, 4))
     x = np.arange(len(modes))
     ax.bar(x, [e["accuracy"] for e in entries], yerr=[e["ci95"] for e in entries], capsize=4,
            color=["C0"] * (len(modes) - 1) + ["C3"])
@@ -106,19 +90,17 @@ def plot_per_mode_accuracy(results: dict, path: Path, chance: float) -> None:
     ax.set_xticks(x, modes, rotation=20)
     ax.set(ylabel="test accuracy (%)", ylim=(0, 105), title=f"{results['method']} on {results['mode']}")
     ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_task_embeddings(embeddings: dict[str, np.ndarray], path: Path, title: str) -> None:
     """2-d PCA of task embeddings, coloured by mode."""
-    plt = _pyplot()
     stacked = np.concatenate(list(embeddings.values()))
     centered = stacked - stacked.mean(0, keepdims=True)
     # principal axes from the SVD of the centred embeddings
     _, _, vt = np.linalg.svd(centered, full_matrices=False)
     projected = centered @ vt[:2].T if vt.shape[0] >= 2 else np.c_[centered[:, :1], np.zeros(len(centered))]
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = subplots(figsize=(5.5, 5))
     start = 0
     for i, (mode, emb) in enumerate(embeddings.items()):
         part = projected[start : start + len(emb)]
@@ -126,8 +108,7 @@ def plot_task_embeddings(embeddings: dict[str, np.ndarray], path: Path, title: s
         start += len(emb)
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     ax.legend(fontsize=8, markerscale=2)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_run_plots(run_dir: Path, results: dict, evaluations: dict) -> None:

@@ -11,15 +11,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config import validate
-from kml.engine.builders import (
-    build_learner_from_config,
-    resolve_device,
-    specialist_config,
-    tasksets_for,
-    set_determinism,
-    use_cuda_graphs,
-    use_vectorized,
-)
+from kml.engine.device import resolve_device, use_cuda_graphs, use_vectorized
+from kml.engine.from_config import build_learner_from_config, specialist_config, tasksets_for
+from kml.engine.numerics import restore_determinism, set_determinism
 from kml.engine.checkpoints import BEST, CheckpointError, list_checkpoints, load_checkpoint
 from kml.engine.distributed import DistributedContext, init_distributed
 from kml.engine.evaluation import ModeEvaluation, Validator, evaluate_batches, pooled_summary
@@ -285,7 +279,15 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
         device = torch.device("cuda", ctx.local_rank)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    set_determinism(bool(cfg.train.deterministic))
+    # deterministic algorithms for this run only: the process's settings are restored after it
+    previous = set_determinism(bool(cfg.train.deterministic))
+    try:
+        return _run_with(cfg, run_dir, device, ctx, log)
+    finally:
+        restore_determinism(previous)
+
+
+def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log) -> dict:
     vectorized = use_vectorized(cfg.train.vectorized, device, int(cfg.data.image_size))
     use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled)  # a setting this device cannot honour fails here
     seed = int(cfg.train.seed)
@@ -316,7 +318,7 @@ def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, ta
     method = method_name(cfg.learner.name, cfg.modulation.name, bool(cfg.multi))
     say(f"{method} on {cfg.mode.name} ({', '.join(cfg.mode.datasets)}), "
         f"{cfg.episode.ways}-way {cfg.episode.shots}-shot, device {device}, "
-        f"{'batched tasks' if vectorized else 'per-task loop'}; run directory: {run_dir}")
+        f"{'vectorised tasks' if vectorized else 'per-task loop'}; run directory: {run_dir}")
 
     evaluations: dict[str, ModeEvaluation] = {}
     iterations: dict[str, int] = {}

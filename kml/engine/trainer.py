@@ -18,7 +18,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from kml.engine.builders import autocast_for, build_optimizers, build_schedulers
+from kml.engine.numerics import autocast_for
+from kml.engine.optim import build_optimizers, build_schedulers
 from kml.engine.checkpoints import BEST, check_state_dict, save_checkpoint, save_checkpoint_as
 from kml.engine.distributed import DistributedContext
 from kml.engine.evaluation import Validator
@@ -47,7 +48,7 @@ class Trainer:
         run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go.
         mode: train on this mode only (Multi-* specialists); ``None``: the mixture.
         mode_names: names of the sampler's modes (metrics per mode).
-        vectorized: batched tasks (``True``) or the per-task loop.
+        vectorized: tasks as one vectorised computation (``True``) or the per-task loop.
         ctx: distributed context (tasks sharded across ranks).
         cuda_graphs: replay each iteration's forward + backward as a CUDA graph
             (:class:`kml.engine.graphs.GraphedStep`); CUDA devices only.

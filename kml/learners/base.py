@@ -74,7 +74,7 @@ class MetaLearner(nn.Module, abc.ABC):
     - ``query (T, N*Q, C, H, W)``, ``query_labels (T, N*Q)``,
 
     and returns a :class:`LearnerOutput`. With ``vectorized=True`` (default) the
-    ``T`` tasks run as one batched computation; ``vectorized=False`` is the plain
+    ``T`` tasks run as one vectorised computation; ``vectorized=False`` is the plain
     per-task loop, kept as the reference the vectorised path must agree with.
     """
 
@@ -131,11 +131,11 @@ class MetaLearner(nn.Module, abc.ABC):
         if ways is None:
             ways = self.default_ways(support_labels)
         if vectorized:
-            return self.run_tasks(support, support_labels, query, query_labels, ways, batched=True)
+            return self.run_tasks(support, support_labels, query, query_labels, ways, vectorized=True)
         outputs = [
             self.run_tasks(
                 support[t : t + 1], support_labels[t : t + 1], query[t : t + 1], query_labels[t : t + 1],
-                ways, batched=False,
+                ways, vectorized=False,
             )
             for t in range(support.shape[0])
         ]
@@ -152,9 +152,9 @@ class MetaLearner(nn.Module, abc.ABC):
         query: Tensor,
         query_labels: Tensor,
         ways: int,
-        batched: bool,
+        vectorized: bool,
     ) -> LearnerOutput:
-        """Run the tasks of ``support``/``query``; ``batched=False`` means one task with
+        """Run the tasks of ``support``/``query``; ``vectorized=False`` means one task with
         plain (task-dimension-free) parameters: the loop reference path."""
 
 

@@ -27,7 +27,7 @@ class MAML(MetaLearner):
     Vectorised path: every backbone parameter gets a leading task dimension
     (``expand``), the ``T`` support losses are summed, and one ``autograd.grad``
     gives each task its own gradient (tasks do not interact), so all tasks adapt
-    in one batched computation with grouped convolutions.
+    in one vectorised computation with grouped convolutions.
 
     Args:
         backbone: :class:`~kml.nets.Conv4` with a ``num_classes``-way head (FiLM- or
@@ -70,7 +70,7 @@ class MAML(MetaLearner):
         support: Tensor,
         support_labels: Tensor,
         modulation: list[LayerModulation] | None,
-        batched: bool = True,
+        vectorized: bool = True,
         steps: int | None = None,
     ) -> dict[str, Tensor]:
         """Inner loop: the adapted backbone parameters.
@@ -78,18 +78,18 @@ class MAML(MetaLearner):
         Args:
             support: ``(T, N*K, C, H, W)``; ``support_labels``: ``(T, N*K)``.
             modulation: per-block modulation of the ``T`` tasks (fixed in the loop).
-            batched: give every parameter a leading ``T`` dimension (vectorised
-                path); ``False`` needs ``T == 1`` and keeps plain shapes.
+            vectorized: give every parameter a leading ``T`` dimension (the vectorised
+                path); ``False`` needs ``T == 1`` and keeps plain shapes (the loop path).
             steps: number of steps (default: training or evaluation setting).
 
         Returns:
-            ``{name: tensor}``: shape ``(T, *p.shape)`` when batched, else ``p.shape``.
+            ``{name: tensor}``: shape ``(T, *p.shape)`` when vectorised, else ``p.shape``.
             Differentiable w.r.t. the meta-parameters when grad mode is on
             (second order unless ``first_order``).
         """
         num_tasks, shots_total = support_labels.shape
-        if not batched and num_tasks != 1:
-            raise ValueError("the unbatched (loop) path runs one task at a time")
+        if not vectorized and num_tasks != 1:
+            raise ValueError("the per-task loop path (vectorized=False) runs one task at a time")
         if steps is None:
             steps = self.inner_steps if self.training else self.eval_inner_steps
         meta_grad = torch.is_grad_enabled()
@@ -101,7 +101,7 @@ class MAML(MetaLearner):
                 # meta-parameters, possibly for per-task ones (leading T dimension)
                 p = attrgetter(name)(self.backbone)
                 base = p if (meta_grad and p.requires_grad) else p.detach().requires_grad_(True)
-                if batched and base.dim() == len(shape):
+                if vectorized and base.dim() == len(shape):
                     base = base.unsqueeze(0).expand(num_tasks, *shape)
                 fast[name] = base
             for _ in range(steps):
@@ -122,8 +122,8 @@ class MAML(MetaLearner):
             fast = {name: value.detach() for name, value in fast.items()}
         return fast
 
-    def run_tasks(self, support, support_labels, query, query_labels, ways, batched):
+    def run_tasks(self, support, support_labels, query, query_labels, ways, vectorized):
         task_embedding, modulation = self.modulate(support)
-        fast = self.adapt(support, support_labels, modulation, batched=batched)
+        fast = self.adapt(support, support_labels, modulation, vectorized=vectorized)
         logits = self.backbone(query, modulation, params=fast)
         return LearnerOutput.from_logits(logits, query_labels, task_embedding)

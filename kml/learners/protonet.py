@@ -59,7 +59,7 @@ class ProtoNet(MetaLearner):
         if backbone.num_classes is not None:
             raise ValueError("ProtoNet uses backbone features: build the backbone with num_classes=None")
 
-    def run_tasks(self, support, support_labels, query, query_labels, ways, batched):
+    def run_tasks(self, support, support_labels, query, query_labels, ways, vectorized):
         task_embedding, modulation = self.modulate(support)
         support_features = self.backbone(support, modulation)
         query_features = self.backbone(query, modulation)

@@ -1,4 +1,12 @@
-"""Shared plumbing of the command-line entry points (``scripts/*.py``)."""
+"""The command-line entry points and their shared plumbing.
+
+Each entry point is a module with a ``main()`` installed as a console script
+(``kml-train``, ``kml-eval``, ``kml-compare``, ``kml-transference``, ``kml-prepare``,
+``kml-bench``, ``kml-reproduce``; ``scripts/*.py`` are thin wrappers of the same
+functions). The configs they compose ship inside the package (``kml/configs``).
+Process-wide settings (the SIGTERM handler, the CPU allocator tuning) are opted into
+here, by the entry points, never by importing the library.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +29,14 @@ __all__ = [
     "compose_run_config",
 ]
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+def _config_dir() -> str:
+    from importlib.resources import files
+
+    return str(files("kml.configs"))
+
+
+#: the folder of the shipped Hydra configs (inside the installed package)
+CONFIG_DIR = _config_dir()
 
 
 def register_resolvers() -> None:
@@ -110,6 +125,10 @@ def hydra_main(config_name: str, schema: type | None = None) -> Callable:
 
         @functools.wraps(fn)
         def entry() -> None:
+            from kml.config import register_configs
+
+            register_resolvers()
+            register_configs()
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 app()
                 return

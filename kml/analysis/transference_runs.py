@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kml.errors import KmlError
-from kml.transference_config import validate_transference_config
+from kml.config import validate_transference_config
 
 
 def expand_run_dirs(patterns: list[str]) -> list[Path]:
@@ -73,7 +73,7 @@ def _split_sampler(tasksets, split: str, key: str):
 
 def sample_tasks(sampler, mode: str, count: int, seed: int, device, dtype=None):
     """``count`` fixed tasks of ``mode``: task ``k`` depends only on (seed, mode, split, k)."""
-    from kml.transference import Tasks, as_tasks
+    from kml.analysis.transference import Tasks, as_tasks
 
     batches = [
         as_tasks(batch, mode_names=sampler.mode_names).to(device, dtype)
@@ -98,9 +98,9 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 def analyse_run(run_dir: Path, cfg: DictConfig, device, log=print) -> dict:
     """Transference of every requested checkpoint of one run (and the mode matrix)."""
     from kml.data import derive_seed
-    from kml.engine.builders import tasksets_for
+    from kml.engine.from_config import tasksets_for
     from kml.engine.checkpoints import load_run
-    from kml.transference import Tasks, transference
+    from kml.analysis.transference import Tasks, transference
 
     iterations = _checkpoints(run_dir, list(cfg.checkpoints))
     first = load_run(run_dir, iterations[0], device=device)
@@ -182,8 +182,8 @@ def _panel_title(entry: dict) -> str:
 def write_outputs(records: list[dict], labels: list[str], cfg: DictConfig, output_dir: Path, log=print) -> dict:
     """PNGs and ``transference.json``; returns the written paths."""
     from kml.io import atomic_write_json
-    from kml.plots import plot_lr_histograms, plot_lr_overlay, plot_mode_matrix
-    from kml.transference import ModeMatrix
+    from kml.analysis.transference_plots import plot_lr_histograms, plot_lr_overlay, plot_mode_matrix
+    from kml.analysis.transference import ModeMatrix
 
     output_dir.mkdir(parents=True, exist_ok=True)
     files: dict = {"histograms": {}, "matrix": {}, "overlay": None}
@@ -252,7 +252,7 @@ def summary_table(records: list[dict], labels: list[str]) -> str:
 
 def run(cfg: DictConfig, log=print) -> dict:
     """The whole analysis; returns ``{"records", "labels", "files"}``."""
-    from kml.engine.builders import resolve_device
+    from kml.engine.device import resolve_device
 
     validate_transference_config(cfg)
     run_dirs = expand_run_dirs(list(cfg.run_dirs))

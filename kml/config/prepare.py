@@ -1,4 +1,4 @@
-"""Structured config of ``scripts/prepare_data.py`` (``configs/prepare_data.yaml``)."""
+"""The schema of ``scripts/prepare_data.py`` (``configs/prepare_data.yaml``)."""
 
 from __future__ import annotations
 

@@ -26,10 +26,10 @@ Sources are processed in chunks (``chunk_size``) to bound memory. The plain
 per-source loop (``vectorized=False``) is kept as the reference the batched path
 must agree with.
 
-Functions take task batches (:class:`Tasks`, a ``kml.data`` ``EpisodeBatch`` or a
+Functions take task batches (a :class:`kml.data.EpisodeBatch` or a
 ``(support, support_labels, query, query_labels)`` tuple), never file paths;
 ``scripts/transference.py`` glues saved runs and data to them, and
-:mod:`kml.plots` draws the histograms and the mode-to-mode matrix.
+:mod:`kml.analysis.transference_plots` draws the histograms and the mode-to-mode matrix.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from kml.data.episodes import EpisodeBatch
 from kml.learners.base import MetaLearner
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
 ]
 
 POSITIVE, NEUTRAL, NEGATIVE = 0, 1, 2
+#: |LR - 1| <= this counts as neutral transfer: our choice (the paper states no band)
 DEFAULT_NEUTRAL = 0.01
 DEFAULT_CHUNK_BYTES = 512 * 2**20
 
@@ -78,103 +80,8 @@ Progress = Callable[[int, int], None]
 # --------------------------------------------------------------------------- tasks
 
 
-@dataclass
-class Tasks:
-    """A batch of ``T`` few-shot tasks.
-
-    Attributes:
-        support: ``(T, N*K, C, H, W)``; support_labels: ``(T, N*K)``.
-        query: ``(T, N*Q, C, H, W)``; query_labels: ``(T, N*Q)``.
-        modes: the mode (dataset) name of each task, or ``None``.
-        ways: ``N`` (``None``: the learner infers it).
-    """
-
-    support: Tensor
-    support_labels: Tensor
-    query: Tensor
-    query_labels: Tensor
-    modes: list[str] | None = None
-    ways: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.support.dim() != 5 or self.query.dim() != 5:
-            raise ValueError(
-                "support and query must be (T, N*K, C, H, W) and (T, N*Q, C, H, W); "
-                f"got {tuple(self.support.shape)} and {tuple(self.query.shape)}"
-            )
-        counts = {self.support.shape[0], self.support_labels.shape[0], self.query.shape[0], self.query_labels.shape[0]}
-        if len(counts) != 1:
-            raise ValueError(f"support, query and labels disagree on the number of tasks: {sorted(counts)}")
-        if self.modes is not None and len(self.modes) != self.support.shape[0]:
-            raise ValueError(f"{len(self.modes)} mode names for {self.support.shape[0]} tasks")
-
-    def __len__(self) -> int:
-        return self.support.shape[0]
-
-    @property
-    def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        return self.support, self.support_labels, self.query, self.query_labels
-
-    def select(self, index: slice | int) -> "Tasks":
-        """A subset of the tasks (an ``int`` keeps the task dimension)."""
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        modes = None if self.modes is None else list(self.modes[index])
-        return Tasks(*(t[index] for t in self.tensors), modes=modes, ways=self.ways)
-
-    def repeat(self, count: int) -> "Tasks":
-        """``count`` copies of a single task (broadcast views, no copy)."""
-        if len(self) != 1:
-            raise ValueError(f"repeat needs one task, got {len(self)}")
-        tensors = (t.expand(count, *t.shape[1:]) for t in self.tensors)
-        modes = None if self.modes is None else self.modes * count
-        return Tasks(*tensors, modes=modes, ways=self.ways)
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Tasks":
-        """Move to ``device``; floating tensors (the images) also to ``dtype``."""
-
-        def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype if (dtype is not None and t.is_floating_point()) else None)
-
-        return Tasks(*(move(t) for t in self.tensors), modes=self.modes, ways=self.ways)
-
-    @staticmethod
-    def cat(batches: Sequence["Tasks"]) -> "Tasks":
-        """Concatenate task batches with the same episode shape."""
-        batches = [as_tasks(b) for b in batches]
-        if not batches:
-            raise ValueError("no task batches to concatenate")
-        ways = {b.ways for b in batches}
-        if len(ways) != 1:
-            raise ValueError(f"task batches disagree on ways: {sorted(ways, key=str)}")
-        modes = None if any(b.modes is None for b in batches) else [m for b in batches for m in b.modes]
-        tensors = [torch.cat([b.tensors[k] for b in batches]) for k in range(4)]
-        return Tasks(*tensors, modes=modes, ways=batches[0].ways)
-
-    def chunks(self, size: int) -> Iterator[tuple[int, "Tasks"]]:
-        """``(start, tasks[start:start + size])`` over the batch."""
-        for start in range(0, len(self), size):
-            yield start, self.select(slice(start, start + size))
-
-
-def _mode_names(modes: Any, mode_names: Sequence[str] | None = None) -> list[str] | None:
-    """One name per task: strings are kept; integer indices are looked up in
-    ``mode_names`` (an ``EpisodeBatch`` stores indices into its sampler's modes)."""
-    if modes is None:
-        return None
-    if isinstance(modes, Tensor):
-        modes = modes.tolist()
-    if isinstance(modes, str):
-        raise ValueError("modes must be one name per task, not a single string")
-    names = []
-    for m in modes:
-        if isinstance(m, str):
-            names.append(m)
-        elif mode_names is not None:
-            names.append(str(mode_names[int(m)]))
-        else:
-            names.append(str(m))
-    return names
+#: the task-batch type of the analysis is the library's one (an alias kept for readability)
+Tasks = EpisodeBatch
 
 
 def as_tasks(
@@ -182,20 +89,25 @@ def as_tasks(
     modes: Sequence[str] | Tensor | None = None,
     ways: int | None = None,
     mode_names: Sequence[str] | None = None,
-) -> Tasks:
-    """Accept a :class:`Tasks`, an ``EpisodeBatch``-like object (attributes
-    ``support, support_labels, query, query_labels`` and optionally ``modes``,
-    ``ways``) or a ``(support, support_labels, query, query_labels)`` tuple.
+) -> EpisodeBatch:
+    """Accept an :class:`~kml.data.EpisodeBatch`, an object with the attributes
+    ``support, support_labels, query, query_labels`` (and optionally ``modes``, ``ways``)
+    or a ``(support, support_labels, query, query_labels)`` tuple.
 
-    ``modes`` overrides the batch's modes; integer mode indices (as in
-    ``kml.data.EpisodeBatch``) become names through ``mode_names`` (the
-    sampler's ``mode_names``).
+    ``modes`` (one name or index per task) and ``ways`` override the batch's; integer
+    mode indices name the modes of ``mode_names`` (a sampler's ``mode_names``).
     """
-    if isinstance(batch, Tasks):
+    if isinstance(batch, EpisodeBatch):
         if modes is None and ways is None and mode_names is None:
             return batch
-        names = _mode_names(modes if modes is not None else batch.modes, mode_names)
-        return Tasks(*batch.tensors, modes=names, ways=ways or batch.ways)
+        return EpisodeBatch(
+            *batch.tensors,
+            modes=modes if modes is not None else batch.modes,
+            ways=ways or batch.ways,
+            shots=batch.shots,
+            queries=batch.queries,
+            mode_names=mode_names if mode_names is not None else batch.mode_names,
+        )
     if all(hasattr(batch, a) for a in ("support", "support_labels", "query", "query_labels")):
         tensors = (batch.support, batch.support_labels, batch.query, batch.query_labels)
         modes = modes if modes is not None else getattr(batch, "modes", None)
@@ -204,10 +116,12 @@ def as_tasks(
         tensors = tuple(batch)
     else:
         raise TypeError(
-            "expected Tasks, an EpisodeBatch or a (support, support_labels, query, query_labels) tuple, "
+            "expected an EpisodeBatch or a (support, support_labels, query, query_labels) tuple, "
             f"got {type(batch).__name__}"
         )
-    return Tasks(*tensors, modes=_mode_names(modes, mode_names), ways=None if ways is None else int(ways))
+    if isinstance(modes, str):
+        raise ValueError("modes must be one name per task, not a single string")
+    return EpisodeBatch(*tensors, modes=modes, ways=None if ways is None else int(ways), mode_names=mode_names)
 
 
 # --------------------------------------------------------------------------- parameters and chunks
@@ -512,8 +426,8 @@ def transference(
         loss_before=before64,
         loss_after=after64,
         alpha=float(alpha),
-        source_modes=sources.modes,
-        target_modes=targets.modes,
+        source_modes=sources.task_modes,
+        target_modes=targets.task_modes,
         seconds=time.perf_counter() - start,
     )
 
@@ -619,7 +533,7 @@ def self_transference(
         loss_before=before64,
         loss_after=after64,
         alpha=alpha,
-        modes=tasks.modes,
+        modes=tasks.task_modes,
         seconds=time.perf_counter() - start_time,
     )
 

@@ -1,6 +1,4 @@
-"""Plots of the library (matplotlib, Agg backend: no display needed).
-
-Transference (:mod:`kml.transference`):
+"""Plots of the transference analysis (:mod:`kml.analysis.transference`):
 
 - :func:`plot_lr_histograms` -- a grid of LR histograms, one panel per
   checkpoint, bars coloured positive / neutral / negative, shares in the panel;
@@ -22,7 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from kml.transference import (
+from kml.plotting import save_figure, subplots
+
+from kml.analysis.transference import (
     DEFAULT_NEUTRAL,
     NEGATIVE,
     NEUTRAL,
@@ -45,27 +45,6 @@ __all__ = [
 #: colours of positive / neutral / negative transfer
 TRANSFER_COLORS = {"positive": "#2a9d8f", "neutral": "#a0a0a0", "negative": "#e76f51"}
 _RUN_COLORS = ("#264653", "#e76f51", "#2a9d8f", "#e9c46a", "#8d5a97", "#457b9d", "#f4a261", "#6a994e")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    from kml.io import atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
-    finally:
-        _pyplot().close(fig)
-    return path
 
 
 def _values(lr) -> np.ndarray:
@@ -134,7 +113,7 @@ def lr_histogram(
     outside ``value_range`` are counted in the edge bins), a dashed line at LR = 1,
     the neutral band shaded, and the shares written in the panel.
 
-    Returns the :class:`~kml.transference.TransferShares` of all values.
+    Returns the :class:`~kml.analysis.transference.TransferShares` of all values.
     """
     values = _values(lr)
     shares = transfer_shares(values, neutral)
@@ -191,11 +170,10 @@ def plot_lr_histograms(
     """
     if not panels:
         raise ValueError("no histogram panels to plot")
-    plt = _pyplot()
     arrays = [_values(lr) for _, lr in panels]
     common = _display_range(arrays, neutral) if shared_range else None
     rows, cols = _grid(len(panels))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     for ax, (name, _), values in zip(axes.flat, panels, arrays):
         lr_histogram(ax, values, neutral, bins, common, name)
     for ax in list(axes.flat)[len(panels):]:
@@ -205,7 +183,7 @@ def plot_lr_histograms(
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lr_overlay(
@@ -224,12 +202,11 @@ def plot_lr_overlay(
     """
     if not panels:
         raise ValueError("no overlay panels to plot")
-    plt = _pyplot()
     arrays = [_values(lr) for _, series in panels for _, lr in series]
     value_range = _display_range(arrays, neutral)
     edges = lr_bin_edges(value_range, neutral, bins)
     rows, cols = _grid(len(panels), max_cols=3)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
     for ax, (name, series) in zip(axes.flat, panels):
         for k, (label, lr) in enumerate(series):
             values = _values(lr)
@@ -246,7 +223,7 @@ def plot_lr_overlay(
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_mode_matrix(
@@ -262,7 +239,6 @@ def plot_mode_matrix(
     """
     if not panels:
         raise ValueError("no mode matrices to plot")
-    plt = _pyplot()
     from matplotlib.colors import TwoSlopeNorm
 
     spread = max(float(np.max(np.abs(m.mean_lr - 1.0))) for _, m in panels)
@@ -271,7 +247,7 @@ def plot_mode_matrix(
     rows, cols = _grid(len(panels), max_cols=3)
     n_src = max(len(m.source_modes) for _, m in panels)
     n_tgt = max(len(m.target_modes) for _, m in panels)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         rows,
         cols,
         figsize=(1.8 + cols * (0.3 + 0.95 * n_tgt) + 0.8, rows * (1.5 + 0.85 * n_src)),
@@ -306,4 +282,4 @@ def plot_mode_matrix(
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="mean LR")
     if title:
         fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)

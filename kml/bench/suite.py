@@ -1,0 +1,254 @@
+"""The benchmark suite (``kml-bench``): sections of timed cases, speed ratios measured in
+the same process, and the JSON + markdown report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import torch
+
+from kml.bench.timing import BenchCase, device_name, time_evaluation, time_training
+from kml.errors import KmlError
+
+__all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "SECTIONS", "PRESETS", "METHODS"]
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A markdown table of ``rows`` with ``columns`` = [(key, header), ...]."""
+
+    def fmt(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row.get(k)) for k, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- suite
+METHODS = [("maml", "none"), ("maml", "film"), ("maml", "kml"), ("protonet", "none"), ("protonet", "film"), ("protonet", "kml")]
+
+TRAIN_COLUMNS = [
+    ("method", "method"), ("shots", "K"), ("image_size", "size"), ("meta_batch_size", "T"),
+    ("inner_steps", "steps"), ("vectorized", "vectorized"), ("ms_per_iteration", "ms/it"), ("tasks_per_s", "tasks/s"),
+    ("peak_memory_mb", "peak MiB"), ("speedup", "vectorised/loop"),
+]
+
+
+_TIMINGS = ("ms_per_iteration", "ms_spread", "tasks_per_s", "peak_memory_mb", "speedup", "graph_speedup", "repeats")
+
+
+def _pair_speedups(rows: list[dict]) -> None:
+    """Add ``speedup`` (loop time / vectorised time) to vectorised rows with a loop twin, and
+    ``graph_speedup`` (eager time / graphed time) to CUDA-graph rows with an eager twin."""
+
+    def key(r, **changes):
+        return tuple((k, v) for k, v in {**r, **changes}.items() if k not in _TIMINGS)
+
+    loops = {key(r, vectorized=None): r for r in rows if not r["vectorized"]}
+    eager = {key(r): r for r in rows if not r.get("cuda_graph")}
+    for r in rows:
+        twin = loops.get(key(r, vectorized=None)) if r["vectorized"] else None
+        if twin:
+            r["speedup"] = twin["ms_per_iteration"] / r["ms_per_iteration"]
+        twin = eager.get(key(r, cuda_graph=False)) if r.get("cuda_graph") else None
+        if twin:
+            r["graph_speedup"] = twin["ms_per_iteration"] / r["ms_per_iteration"]
+
+
+def run_suite(
+    device: torch.device,
+    sections: list[str],
+    image_size: int,
+    shots: list[int],
+    meta_batch_sizes: list[int],
+    inner_steps: list[int],
+    repeats: int,
+    warmup: int,
+    eval_tasks: int,
+    log=print,
+    on_section=None,
+) -> dict:
+    """Run the benchmark sections; returns ``{section: [rows]}`` plus metadata."""
+    from tqdm.auto import tqdm
+
+    out: dict = {"device": device_name(device), "torch": torch.__version__, "sections": {}}
+    base = BenchCase(image_size=image_size)
+    plans: dict[str, list[tuple[str, BenchCase]]] = {}
+    if "vectorized" in sections:
+        plans["vectorized"] = [("train", replace(base, learner=l, modulation=m, shots=k, vectorized=p))
+                          for l, m in METHODS for k in shots for p in (True, False)]
+    if "eval" in sections:
+        plans["eval"] = [("eval", replace(base, learner=l, modulation=m, vectorized=p))
+                         for l, m in METHODS for p in (True, False)]
+    if "meta_batch" in sections:
+        plans["meta_batch"] = [("train", replace(base, modulation="kml", meta_batch_size=t, vectorized=p))
+                               for t in meta_batch_sizes for p in (True, False)]
+    if "inner_steps" in sections:
+        plans["inner_steps"] = [("train", replace(base, modulation="kml", inner_steps=s, vectorized=p))
+                                for s in inner_steps for p in (True, False)]
+    if "peer" in sections:
+        peer = BenchCase(backbone="conv4_classic32", meta_batch_size=4, image_size=84)
+        plans["peer"] = [("train", replace(peer, vectorized=p)) for p in (True, False)] + [
+            ("train", replace(base, image_size=84, meta_batch_size=4, vectorized=p)) for p in (True, False)]
+    if "paper_cpu" in sections:
+        paper = BenchCase(image_size=84, meta_batch_size=10)
+        plans["paper_cpu"] = [("train", replace(paper, learner=l, modulation=m, vectorized=p))
+                              for l, m in (("maml", "none"), ("maml", "kml"), ("protonet", "kml"))
+                              for p in (True, False)]
+    if "options" in sections:
+        cases = []
+        for l, m in (("maml", "kml"), ("protonet", "kml")):
+            plain = replace(base, learner=l, modulation=m, vectorized=True)
+            # the plain case twice, first and last of its group: a slow first case (allocator,
+            # clocks) shows as a gap between the two rather than as a fake gain of an option
+            cases += [("train", plain), ("train", replace(plain, precision="bf16")),
+                      ("train", replace(plain, channels_last=True)), ("train", replace(plain, deterministic=True))]
+            if device.type == "cuda":
+                cases += [("train", replace(plain, cuda_graph=True)),
+                          ("train", replace(plain, cuda_graph=True, precision="bf16")),
+                          ("train", replace(plain, vectorized=False, cuda_graph=True))]
+            cases += [("train", plain)]
+            if l == "protonet":
+                cases += [("train", replace(plain, compile=True)), ("eval", replace(plain, compile=True)),
+                          ("eval", plain)]
+        first_order = replace(base, modulation="kml", first_order=True, vectorized=True)
+        cases += [("train", first_order), ("train", replace(first_order, compile=True))]
+        plans["options"] = cases
+    if "cuda_graphs" in sections and device.type == "cuda":
+        plans["cuda_graphs"] = [("train", replace(base, learner=l, modulation=m, shots=k, cuda_graph=g))
+                                for l, m in METHODS for k in shots for g in (False, True)]
+    if "determinism" in sections:
+        plans["determinism"] = [("train", replace(base, learner=l, modulation="kml", deterministic=d, cuda_graph=g))
+                                for l in ("maml", "protonet") for g in ((False, True) if device.type == "cuda" else (False,))
+                                for d in (False, True)]
+    if "eval_1000" in sections:
+        plans["eval_1000"] = [("eval", replace(base, learner=l, modulation=m, vectorized=device.type != "cpu"))
+                              for l, m in (("maml", "kml"), ("protonet", "kml"))]
+    plans = {section: plans[section] for section in sections if section in plans}  # run in the order asked
+    total = sum(len(p) for p in plans.values())
+    bar = tqdm(total=total, desc="bench", unit="case")
+    for section, plan in plans.items():
+        rows = []
+        for kind, case in plan:
+            bar.set_postfix_str(f"{section}: {case.method} {'vectorised' if case.vectorized else 'loop'} T={case.meta_batch_size}")
+            try:
+                if kind == "train":
+                    rows.append(time_training(case, device, warmup=warmup, repeats=repeats))
+                else:
+                    n = 1000 if section == "eval_1000" else eval_tasks
+                    rows.append(time_evaluation(case, device, tasks=n))
+            except Exception as err:  # an option that fails is reported, not fatal
+                rows.append({**asdict(case), "method": case.method, "kind": kind, "error": f"{type(err).__name__}: {err}"[:300]})
+            bar.update(1)
+        if any(r.get("kind") == "train" for r in rows):
+            _pair_speedups([r for r in rows if r.get("kind") == "train" and "error" not in r])
+        out["sections"][section] = rows
+        if on_section is not None:
+            on_section(out)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    bar.close()
+    return out
+
+
+def suite_markdown(result: dict) -> str:
+    """All sections of :func:`run_suite` as markdown."""
+    parts = [f"Device: **{result['device']}**, torch {result['torch']}.", ""]
+    for section, rows in result["sections"].items():
+        parts.append(f"### {section}")
+        train = [r for r in rows if r.get("kind") == "train" and "error" not in r]
+        evals = [r for r in rows if r.get("kind") == "eval" and "error" not in r]
+        errors = [r for r in rows if "error" in r]
+        if train:
+            columns = list(TRAIN_COLUMNS)
+            if section == "options":
+                columns.insert(6, ("precision", "precision"))
+                columns.insert(7, ("channels_last", "channels_last"))
+                columns.insert(8, ("compile", "compile"))
+                columns.insert(9, ("cuda_graph", "CUDA graph"))
+                columns.insert(10, ("deterministic", "deterministic"))
+                columns.insert(5, ("first_order", "first order"))
+            if section == "determinism":
+                columns.insert(6, ("cuda_graph", "CUDA graph"))
+                columns.insert(7, ("deterministic", "deterministic"))
+            if section in ("cuda_graphs", "options", "determinism"):
+                columns.append(("graph_speedup", "graph/eager"))
+            if section == "cuda_graphs":
+                columns.insert(6, ("cuda_graph", "CUDA graph"))
+            if section == "peer":
+                columns.insert(1, ("backbone", "backbone"))
+            parts.append(markdown_table(train, columns))
+        if evals:
+            parts.append("")
+            parts.append(markdown_table(evals, [("method", "method"), ("vectorized", "vectorized"), ("compile", "compile"),
+                                                ("eval_tasks", "tasks"), ("eval_seconds", "seconds"),
+                                                ("eval_tasks_per_s", "tasks/s")]))
+        for r in errors:
+            parts.append(f"- {r['method']} ({'vectorised' if r['vectorized'] else 'loop'}, precision={r['precision']}, compile={r['compile']}): "
+                         f"failed: {r['error']}")
+        parts.append("")
+    return "\n".join(parts)
+
+
+#: kml 0.1 names of sections
+_RENAMED_SECTIONS = {"paths": "vectorized"}
+
+SECTIONS = ("vectorized", "cuda_graphs", "determinism", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu", "options", "eval_1000")
+
+PRESETS = {
+    "cpu": dict(sections=["vectorized", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu"], image_size=32,
+                shots=[1], meta_batch_sizes=[1, 2, 4, 8], inner_steps=[1, 5], repeats=3, warmup=1, eval_tasks=40),
+    "gpu": dict(sections=["vectorized", "cuda_graphs", "determinism", "eval_1000", "meta_batch", "inner_steps", "peer", "eval", "options"], image_size=84,
+                shots=[1, 5], meta_batch_sizes=[1, 2, 4, 8, 16, 32], inner_steps=[1, 2, 5, 10], repeats=10, warmup=3,
+                eval_tasks=200),
+}
+
+
+def run_from_config(cfg, log=print) -> dict:
+    """``scripts/bench.py``: resolve the preset, run, write JSON + markdown, print the tables."""
+    import json
+    from pathlib import Path
+
+    from kml.engine.device import resolve_device
+    from kml.io import atomic_write_json, atomic_write_text
+
+    device = resolve_device(cfg.device)
+    preset = cfg.preset if cfg.preset != "auto" else ("gpu" if device.type == "cuda" else "cpu")
+    sections = [_RENAMED_SECTIONS.get(s, s) for s in (cfg.get("sections") or [])]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise KmlError(f"sections: {unknown[0]!r} is not a benchmark section; use any of: {', '.join(SECTIONS)}")
+    if preset not in PRESETS:
+        raise KmlError(f"preset={preset!r} is not valid; use auto, cpu or gpu")
+    options = dict(PRESETS[preset])
+    for key in options:
+        value = cfg.get(key)
+        if value is not None:
+            options[key] = list(value) if not isinstance(value, (int, float, str)) else value
+    if sections:
+        options["sections"] = sections
+    out_dir = Path(cfg.output_dir)
+    tag = "cuda" if device.type == "cuda" else "cpu"
+
+    def write(result: dict) -> str:  # after every section: a cut-short run keeps what it measured
+        result["preset"] = preset
+        markdown = suite_markdown(result)
+        atomic_write_json(out_dir / f"bench_{tag}.json", json.loads(json.dumps(result)))
+        atomic_write_text(out_dir / f"bench_{tag}.md", markdown + "\n")
+        return markdown
+
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # autotuned kernels for the timings
+    try:
+        result = run_suite(device, log=log, on_section=write, **options)
+    finally:
+        torch.backends.cudnn.benchmark = previous
+    markdown = write(result)
+    log(markdown)
+    log(f"written to {out_dir / f'bench_{tag}.json'} and {out_dir / f'bench_{tag}.md'}")
+    return result

@@ -1,0 +1,202 @@
+"""Benchmarks of meta-training and evaluation speed (``scripts/bench.py``).
+
+Every measurement runs a real training step: a meta-batch is sampled on the
+device from uint8 images held in device memory (random pixels: speed does not
+depend on content), the learner runs forward and backward, and Adam updates the
+meta-parameters. The vectorised path and the per-task loop path are
+timed in the same process, so their ratio is meaningful on any machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from kml.engine.numerics import autocast_for, restore_determinism, set_determinism
+from kml.learners import build_learner, method_name
+
+__all__ = ["BenchCase", "random_sampler", "time_training", "time_evaluation", "device_name"]
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One configuration to time."""
+
+    learner: str = "maml"
+    modulation: str = "none"
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    meta_batch_size: int = 10
+    image_size: int = 84
+    inner_steps: int = 5
+    first_order: bool = False
+    vectorized: bool = True  # tasks as one vectorised computation, or the per-task loop
+    backbone: str = "conv4"  # conv4 (32-64-128-256, stride 2) | conv4_classic32 (4x32, max-pool)
+    precision: str = "fp32"  # fp32 | bf16 (autocast; parameters stay fp32)
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graph: bool = False  # forward + backward replayed as a CUDA graph (kml.engine.graphs)
+    deterministic: bool = False  # torch.use_deterministic_algorithms + cuDNN autotuning off
+
+    @property
+    def method(self) -> str:
+        return method_name(self.learner, self.modulation)
+
+    def build(self, device: torch.device):
+        """The learner of this case: the learner's recipe (as ``learner=...`` on the
+        command line), or the classic 4 x 32 max-pool Conv-4 of the peer libraries."""
+        if self.backbone == "conv4":
+            backbone = {}
+        elif self.backbone == "conv4_classic32":
+            backbone = dict(channels=(32, 32, 32, 32), style="maxpool", pool="flatten", bn_affine=False)
+        else:
+            raise ValueError(f"unknown backbone {self.backbone!r}")
+        torch.manual_seed(0)
+        learner = build_learner(
+            self.learner,
+            self.modulation,
+            ways=self.ways,
+            image_size=self.image_size,
+            inner_steps=self.inner_steps,
+            first_order=self.first_order,
+            **backbone,
+        )
+        return learner.to(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def random_sampler(case: BenchCase, device: torch.device, classes: int = 64, per_class: int = 40):
+    """A :class:`kml.data.MixtureSampler` over random uint8 images held on ``device``."""
+    from kml.data import MixtureSampler, ModeData
+
+    generator = torch.Generator().manual_seed(0)
+    per_class = max(per_class, case.shots + case.queries)
+    images = torch.randint(0, 256, (classes * per_class, case.image_size, case.image_size, 3), generator=generator,
+                           dtype=torch.uint8)
+    mode = ModeData.from_arrays("random", "train", images, [per_class] * classes, device=device)
+    return MixtureSampler([mode], case.ways, case.shots, case.queries, seed=0, device=device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _prepare_inputs(batch, case: BenchCase):
+    if case.channels_last:
+        # channels_last applies to 4-d tensors: the (T*B, C, H, W) view of each set
+        def cl(x):
+            t, b = x.shape[:2]
+            return x.reshape(t * b, *x.shape[2:]).contiguous(memory_format=torch.channels_last).reshape(x.shape)
+
+        return cl(batch.support), cl(batch.query)
+    return batch.support, batch.query
+
+
+def _forward(learner, case: BenchCase):
+    if case.compile:
+        return torch.compile(learner, dynamic=False)
+    return learner
+
+
+@contextlib.contextmanager
+def _determinism(case: BenchCase):
+    """The case's algorithm choice (deterministic, or cuDNN autotuning), restored after."""
+    previous = set_determinism(case.deterministic)
+    try:
+        yield
+    finally:
+        restore_determinism(previous)
+
+
+def time_training(case: BenchCase, device: torch.device, warmup: int = 2, repeats: int = 5) -> dict:
+    """Median time of a full meta-training iteration (sample, forward, backward, Adam step)."""
+    with _determinism(case):
+        return _time_training(case, device, warmup, repeats)
+
+
+def _time_training(case: BenchCase, device: torch.device, warmup: int, repeats: int) -> dict:
+    learner = case.build(device)
+    model = _forward(learner, case)
+    sampler = random_sampler(case, device)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    vectorized = case.vectorized
+    graphed = None
+    if case.cuda_graph:
+        from kml.engine.graphs import GraphedStep
+
+        graphed = GraphedStep(learner, ways=case.ways, vectorized=vectorized, precision=case.precision)
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(warmup + repeats):
+        _sync(device)
+        start = time.perf_counter()
+        batch = sampler.sample(case.meta_batch_size)
+        support, query = _prepare_inputs(batch, case)
+        if graphed is not None:  # gradients overwritten in place by the replay
+            graphed(support, batch.support_labels, query, batch.query_labels)
+        else:
+            with autocast_for(case.precision, device):
+                out = model(support, batch.support_labels, query, batch.query_labels, ways=case.ways,
+                            vectorized=vectorized)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+        optimizer.step()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return {
+        **asdict(case),
+        "method": case.method,
+        "kind": "train",
+        "ms_per_iteration": 1000.0 * seconds,
+        "ms_spread": 1000.0 * (max(times) - min(times)),
+        "tasks_per_s": case.meta_batch_size / seconds,
+        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "repeats": repeats,
+    }
+
+
+def time_evaluation(case: BenchCase, device: torch.device, tasks: int = 200, batch_size: int = 20) -> dict:
+    """Evaluation throughput (tasks/s) on the sampler's fixed evaluation tasks, task
+    generation included: learner in eval mode, no outer gradients."""
+    learner = case.build(device).eval()
+    model = _forward(learner, case)
+    sampler = random_sampler(case, device)
+    vectorized = case.vectorized
+
+    def run(num_tasks: int) -> None:
+        with torch.no_grad(), autocast_for(case.precision, device):
+            for batch in sampler.eval_tasks(0, num_tasks, batch_size, seed=1):
+                support, query = _prepare_inputs(batch, case)
+                model(support, batch.support_labels, query, batch.query_labels, ways=case.ways, vectorized=vectorized)
+
+    run(batch_size)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    run(tasks)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return {
+        **asdict(case),
+        "method": case.method,
+        "kind": "eval",
+        "eval_tasks": tasks,
+        "eval_seconds": seconds,
+        "eval_tasks_per_s": tasks / seconds,
+    }
+
+

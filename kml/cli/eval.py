@@ -1,0 +1,36 @@
+"""``kml-eval`` (``python scripts/eval.py``): evaluate a saved run on fixed, seeded tasks.
+
+    kml-eval run_dir=outputs/2026-11-26/10-00-00_5mode_maml-kml
+    kml-eval run_dir=... checkpoint=best eval.tasks_per_mode=600
+    kml-eval run_dir=... mode=gtsrb data.root=/data episode.shots=5    # other tasks than trained on
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from kml.cli import hydra_main
+from kml.config import EvalScriptConfig
+from kml.errors import KmlError
+
+__all__ = ["main"]
+
+
+@hydra_main(config_name="eval", schema=EvalScriptConfig)
+def main(cfg: DictConfig) -> None:
+    from kml.data import tune_cpu_allocator
+    from kml.engine.runs import evaluate_run
+
+    if not cfg.run_dir:
+        raise KmlError("run_dir is required: kml-eval run_dir=<a run directory of kml-train>")
+    tune_cpu_allocator()
+    evaluate_run(
+        cfg.run_dir,
+        checkpoint=cfg.checkpoint,
+        tasks_per_mode=cfg.eval.tasks_per_mode,
+        split=cfg.eval.split,
+        batch_size=cfg.eval.batch_size,
+        device=cfg.device,
+        progress=cfg.progress,
+        output=cfg.output,
+    )

@@ -1,0 +1,27 @@
+"""``kml-reproduce`` (``python scripts/reproduce.py``): run a campaign of experiments, keep
+its records in ``results/`` and write the results report (``docs/results.md``).
+
+    kml-reproduce campaign=synthetic                         # run (or continue) it
+    kml-reproduce campaign=5mode_dev_protonet dry_run=true   # the plan and an estimated time
+    kml-reproduce campaign=5mode_dev_protonet max_runs=1     # one run, then stop
+    kml-reproduce campaign=5mode_dev_protonet report_only=true   # the report from results/ alone
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from kml.cli import hydra_main, terminate_as_interrupt
+from kml.config import ReproduceScriptConfig
+
+__all__ = ["main"]
+
+
+@hydra_main(config_name="reproduce", schema=ReproduceScriptConfig)
+def main(cfg: DictConfig) -> None:
+    from kml.campaign import run_campaign
+    from kml.data import tune_cpu_allocator
+
+    terminate_as_interrupt()
+    tune_cpu_allocator()
+    run_campaign(cfg)

@@ -1,0 +1,81 @@
+"""Every configuration schema of the library, its shared validators, and their
+registration with Hydra (one place for all of them).
+
+- :mod:`kml.config.checks` -- :class:`ConfigError` and the shared validators;
+- :mod:`kml.config.run` -- a meta-training run (``scripts/train.py``);
+- :mod:`kml.config.tools` -- evaluation, comparison, benchmark, campaigns;
+- :mod:`kml.config.transference` -- the transference analysis;
+- :mod:`kml.config.prepare` -- dataset preparation;
+- :mod:`kml.config.store` -- :func:`register_configs`.
+
+The library itself never reads global config: entry points compose a config and
+pass it (or plain values) down.
+"""
+
+from kml.config.checks import ConfigError, unknown_key_message, unknown_keys
+from kml.config.prepare import DataPathsConfig, PrepareDataConfig, resolve_prepare_config
+from kml.config.run import (
+    BackboneConfig,
+    DataConfig,
+    EpisodeConfig,
+    EvalConfig,
+    LearnerConfig,
+    ModeConfig,
+    ModulationConfig,
+    RunConfig,
+    SchedulerConfig,
+    SpecialistConfig,
+    TrainConfig,
+    learner_group_node,
+    validate,
+)
+from kml.config.store import SCHEMAS, register_configs
+from kml.config.tools import (
+    BenchScriptConfig,
+    CampaignBudget,
+    CampaignConfig,
+    CampaignMethod,
+    CampaignTransference,
+    CompareScriptConfig,
+    EvalOverrides,
+    EvalScriptConfig,
+    PaperReference,
+    ReproduceScriptConfig,
+)
+from kml.config.transference import TransferenceScriptConfig, validate_transference_config
+
+__all__ = [
+    "BackboneConfig",
+    "BenchScriptConfig",
+    "CampaignBudget",
+    "CampaignConfig",
+    "CampaignMethod",
+    "CampaignTransference",
+    "CompareScriptConfig",
+    "ConfigError",
+    "DataConfig",
+    "DataPathsConfig",
+    "EpisodeConfig",
+    "EvalConfig",
+    "EvalOverrides",
+    "EvalScriptConfig",
+    "LearnerConfig",
+    "ModeConfig",
+    "ModulationConfig",
+    "PaperReference",
+    "PrepareDataConfig",
+    "ReproduceScriptConfig",
+    "RunConfig",
+    "SCHEMAS",
+    "SchedulerConfig",
+    "SpecialistConfig",
+    "TrainConfig",
+    "TransferenceScriptConfig",
+    "learner_group_node",
+    "register_configs",
+    "resolve_prepare_config",
+    "unknown_key_message",
+    "unknown_keys",
+    "validate",
+    "validate_transference_config",
+]

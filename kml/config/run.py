@@ -1,0 +1,263 @@
+"""The schema of a meta-training run (``configs/config.yaml``): every key of
+``scripts/train.py`` with its default, and :func:`validate`, the range and consistency
+checks (ways >= 2, learning rates > 0, ...).
+
+Defaults come from the learner recipes (:mod:`kml.learners.recipes`); ``learner=maml``
+and ``learner=protonet`` set every ``learner.*`` key and the ``train.*`` budget to that
+learner's recipe (:func:`learner_group_node`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
+from kml.learners.recipes import DEFAULT_LEARNER, MODULATION_DEFAULTS, RECIPES, plain
+
+__all__ = [
+    "EpisodeConfig",
+    "ModeConfig",
+    "BackboneConfig",
+    "SpecialistConfig",
+    "LearnerConfig",
+    "ModulationConfig",
+    "SchedulerConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "DataConfig",
+    "RunConfig",
+    "validate",
+    "learner_group_node",
+]
+
+
+@dataclass
+class EpisodeConfig:
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+
+
+@dataclass
+class ModeConfig:
+    """A task distribution: one dataset or a multimodal mixture."""
+
+    name: str = "synthetic"
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+
+
+_DEFAULT = RECIPES[DEFAULT_LEARNER]  # the schema's defaults: the default learner's recipe
+
+
+@dataclass
+class BackboneConfig:
+    style: str = _DEFAULT.style  # strided (MMAML/KML) | maxpool (classic MAML)
+    channels: list[int] = field(default_factory=lambda: list(_DEFAULT.channels))
+    bn_affine: bool = _DEFAULT.bn_affine
+    pool: str = _DEFAULT.pool  # avg | flatten
+
+
+@dataclass
+class SpecialistConfig:
+    """Overrides for Multi-* specialists (one learner per mode, ``multi=true``)."""
+
+    iterations: Optional[int] = None
+    meta_batch_size: Optional[int] = None
+    inner_lr: Optional[float] = None
+    inner_steps: Optional[int] = None
+    # per-dataset overrides of iterations / meta_batch_size / inner_lr / inner_steps, e.g.
+    # {omniglot: {inner_lr: 0.4, inner_steps: 1, meta_batch_size: 10, iterations: 60000}}
+    per_dataset: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LearnerConfig:
+    """The learner; ``learner=maml|protonet`` sets every field to that learner's recipe
+    (:mod:`kml.learners.recipes`)."""
+
+    name: str = DEFAULT_LEARNER  # maml | protonet
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # MAML only
+    inner_steps: int = _DEFAULT.inner_steps
+    inner_lr: float = _DEFAULT.inner_lr
+    eval_inner_steps: Optional[int] = None
+    first_order: bool = _DEFAULT.first_order
+    grad_clip: Optional[float] = _DEFAULT.grad_clip
+    specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
+
+
+@dataclass
+class ModulationConfig:
+    name: str = "kml"  # none | film | kml
+    task_dim: int = MODULATION_DEFAULTS.task_dim
+    encoder_channels: Optional[list[int]] = None  # default: the backbone's channels
+    hidden: list[int] = field(default_factory=lambda: list(MODULATION_DEFAULTS.hidden))
+    # KML only
+    rank: int = MODULATION_DEFAULTS.rank
+    factorization: str = MODULATION_DEFAULTS.factorization  # channel | published | full
+    identity: bool = MODULATION_DEFAULTS.identity  # W * (1 + M); false: W * M (published code)
+
+
+@dataclass
+class SchedulerConfig:
+    step_size: int = _DEFAULT.scheduler_step_size  # 0: constant learning rate
+    gamma: float = _DEFAULT.scheduler_gamma
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = _DEFAULT.iterations
+    meta_batch_size: int = _DEFAULT.meta_batch_size
+    lr: float = _DEFAULT.lr
+    lr_modulation: Optional[float] = None  # encoder + generators; default: lr
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    vectorized: str = "auto"  # auto | true | false: tasks as one batch, or a per-task loop
+    precision: str = "fp32"  # fp32 | bf16: autocast of forward passes (parameters and inner updates stay fp32)
+    cuda_graphs: str = "auto"  # auto | true | false: replay each iteration as a CUDA graph (auto: one GPU)
+    deterministic: bool = True  # deterministic algorithms (exact reproducibility on CPU)
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    tasks_per_mode: int = 1000
+    batch_size: int = 20  # tasks per evaluation meta-batch
+    seed: int = 2021  # the same evaluation tasks for every method
+    split: str = "test"
+    # validation during training: every val_every iterations (0: off) on val_tasks_per_mode
+    # fixed, seeded tasks per mode of the val split (the same for every method)
+    val_every: int = 0
+    val_tasks_per_mode: int = 200
+    # the checkpoint tested at the end of training: last (the paper's protocol) | best (the
+    # best overall val accuracy, checkpoints/best.pt; needs val_every > 0)
+    checkpoint: str = "last"
+
+
+def _split_choices() -> dict[str, Optional[str]]:
+    """``{dataset: None}`` for every dataset with more than one split scheme."""
+    from kml.data.datasets import REAL_SPECS
+
+    return {name: None for name, spec in REAL_SPECS.items() if len(spec.split_schemes) > 1}
+
+
+@dataclass
+class DataConfig:
+    root: str = "data"
+    image_size: int = 84
+    replacement: bool = False  # sample images with replacement when a class is too small
+    # the split scheme of each dataset that has several (null: its default), e.g.
+    # data.splits.omniglot=lake or data.splits.gtsrb=test_only; prepared with the same split
+    splits: dict[str, Optional[str]] = field(default_factory=lambda: _split_choices())
+    split_seed: int = 0  # the seed the datasets' seeded class splits were prepared with
+
+
+@dataclass
+class RunConfig:
+    mode: ModeConfig = field(default_factory=ModeConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    modulation: ModulationConfig = field(default_factory=ModulationConfig)
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    multi: bool = False  # Multi-* specialists: one learner per mode
+    resume: Optional[str] = None  # run directory to continue
+
+
+def learner_group_node(learner: str) -> dict:
+    """The ``learner=<learner>`` config group option: the learner's recipe as config
+    values (``learner.*`` and its ``train.*`` budget)."""
+    r = RECIPES[learner]
+    return {
+        "learner": {
+            "name": learner,
+            "backbone": {"style": r.style, "channels": list(r.channels), "bn_affine": r.bn_affine, "pool": r.pool},
+            "inner_steps": r.inner_steps,
+            "inner_lr": r.inner_lr,
+            "first_order": r.first_order,
+            "grad_clip": r.grad_clip,
+            "specialist": {
+                "iterations": None,
+                "meta_batch_size": None,
+                "inner_lr": None,
+                "inner_steps": None,
+                **plain(r.specialist),
+            },
+        },
+        "train": {
+            "iterations": r.iterations,
+            "meta_batch_size": r.meta_batch_size,
+            "lr": r.lr,
+            "scheduler": {"step_size": r.scheduler_step_size, "gamma": r.scheduler_gamma},
+        },
+    }
+
+
+def validate(cfg: DictConfig | RunConfig) -> None:
+    """Check ranges and consistency of a composed run config.
+
+    Raises:
+        ConfigError: naming the offending key and the allowed values.
+    """
+    from kml.learners import LEARNERS
+    from kml.modulation import FACTORIZATIONS
+    from kml.nets import MODULATIONS, POOLS, STYLES
+
+    c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    reject_unknown_keys(c, RunConfig)
+    resolves(c)
+    choice(c.learner.name, LEARNERS, "learner.name")
+    choice(c.modulation.name, MODULATIONS, "modulation.name")
+    choice(c.learner.backbone.style, STYLES, "learner.backbone.style")
+    choice(c.learner.backbone.pool, POOLS, "learner.backbone.pool")
+    choice(c.modulation.factorization, FACTORIZATIONS, "modulation.factorization")
+    choice(c.eval.checkpoint, ("last", "best"), "eval.checkpoint")
+    choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
+    choice(c.eval.split, ("train", "val", "test"), "eval.split")
+    choice(c.train.precision, ("fp32", "bf16"), "train.precision")
+    choice(str(c.train.cuda_graphs).lower(), ("auto", "true", "false"), "train.cuda_graphs")
+    at_least(c.episode.ways, 2, "episode.ways")
+    at_least(c.episode.shots, 1, "episode.shots")
+    at_least(c.episode.queries, 1, "episode.queries")
+    at_least(c.train.iterations, 1, "train.iterations")
+    at_least(c.train.meta_batch_size, 1, "train.meta_batch_size")
+    at_least(c.train.lr, 0, "train.lr", strict=True)
+    at_least(c.train.lr_modulation, 0, "train.lr_modulation", strict=True)
+    at_least(c.train.checkpoint_every, 1, "train.checkpoint_every")
+    at_least(c.train.log_every, 1, "train.log_every")
+    at_least(c.train.scheduler.step_size, 0, "train.scheduler.step_size")
+    at_least(c.train.scheduler.gamma, 0, "train.scheduler.gamma", strict=True)
+    at_least(c.learner.inner_steps, 0, "learner.inner_steps")
+    at_least(c.learner.eval_inner_steps, 0, "learner.eval_inner_steps")
+    at_least(c.learner.inner_lr, 0, "learner.inner_lr", strict=True)
+    at_least(c.learner.grad_clip, 0, "learner.grad_clip")
+    at_least(c.modulation.task_dim, 1, "modulation.task_dim")
+    at_least(c.modulation.rank, 1, "modulation.rank")
+    at_least(c.eval.tasks_per_mode, 1, "eval.tasks_per_mode")
+    at_least(c.eval.batch_size, 1, "eval.batch_size")
+    at_least(c.eval.val_every, 0, "eval.val_every")
+    at_least(c.eval.val_tasks_per_mode, 1, "eval.val_tasks_per_mode")
+    if c.eval.checkpoint == "best" and not c.eval.val_every:
+        raise ConfigError(
+            "eval.checkpoint=best tests the checkpoint with the best val accuracy, but validation is off; "
+            "set eval.val_every=<iterations> (e.g. 500) or use eval.checkpoint=last"
+        )
+    at_least(c.data.image_size, 8, "data.image_size")
+    if not c.learner.backbone.channels or any(ch < 1 for ch in c.learner.backbone.channels):
+        raise ConfigError("learner.backbone.channels must be a non-empty list of positive integers")
+    if not c.mode.datasets:
+        raise ConfigError("mode.datasets is empty; list at least one dataset, e.g. mode.datasets=[omniglot]")
+    spec = c.learner.specialist
+    at_least(spec.iterations, 1, "learner.specialist.iterations")
+    at_least(spec.meta_batch_size, 1, "learner.specialist.meta_batch_size")
+    at_least(spec.inner_lr, 0, "learner.specialist.inner_lr", strict=True)
+    at_least(spec.inner_steps, 0, "learner.specialist.inner_steps")
+
+

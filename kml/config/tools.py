@@ -1,0 +1,165 @@
+"""The schemas of the tools around training: ``scripts/eval.py``, ``scripts/compare.py``,
+``scripts/bench.py`` and ``scripts/reproduce.py`` (with the campaign schema of
+``configs/campaign/*.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import MISSING
+
+__all__ = [
+    "EvalOverrides",
+    "EvalScriptConfig",
+    "CompareScriptConfig",
+    "BenchScriptConfig",
+    "CampaignMethod",
+    "CampaignBudget",
+    "CampaignTransference",
+    "PaperReference",
+    "CampaignConfig",
+    "ReproduceScriptConfig",
+]
+
+
+@dataclass
+class EvalOverrides:
+    tasks_per_mode: Optional[int] = None
+    split: Optional[str] = None
+    batch_size: Optional[int] = None
+
+
+@dataclass
+class EvalScriptConfig:
+    """``scripts/eval.py``: evaluate a saved run on its fixed test tasks."""
+
+    run_dir: Optional[str] = None
+    checkpoint: Optional[str] = None  # last (default), an iteration number, or a path
+    eval: EvalOverrides = field(default_factory=EvalOverrides)
+    device: str = "auto"
+    output: Optional[str] = None  # default: <run_dir>/eval_<checkpoint>_<split>.json
+    progress: bool = True
+
+
+@dataclass
+class CompareScriptConfig:
+    """``scripts/compare.py``: the paper-style table of several runs."""
+
+    run_dirs: list[str] = field(default_factory=list)  # run directories or globs
+    baseline: Optional[str] = None  # method name or run directory for paired differences; default: the first run
+    output: str = "comparison.md"
+
+
+@dataclass
+class BenchScriptConfig:
+    """``scripts/bench.py``: speed of meta-training and evaluation (see docs/performance.md).
+
+    ``preset`` picks the defaults of the device: ``cpu`` (small images so the suite
+    takes minutes on a laptop) or ``gpu`` (paper settings, 84x84); ``auto`` by device.
+    Any value set here overrides the preset.
+    """
+
+    device: str = "auto"
+    preset: str = "auto"  # auto | cpu | gpu
+    sections: Optional[list[str]] = None  # paths cuda_graphs determinism eval meta_batch inner_steps peer paper_cpu options eval_1000
+    image_size: Optional[int] = None
+    shots: Optional[list[int]] = None
+    meta_batch_sizes: Optional[list[int]] = None
+    inner_steps: Optional[list[int]] = None
+    repeats: Optional[int] = None
+    warmup: Optional[int] = None
+    eval_tasks: Optional[int] = None
+    output_dir: str = "bench_results"
+
+
+@dataclass
+class CampaignMethod:
+    """One method of a campaign: a learner, a modulation, Multi-* or not, and any extra
+    config overrides of its runs."""
+
+    name: str = MISSING  # the display name, e.g. MProtoNet+KML (and the paired-test label)
+    learner: str = MISSING  # maml | protonet
+    modulation: str = "none"  # none | film | kml
+    multi: bool = False  # Multi-* specialists
+    overrides: list[str] = field(default_factory=list)  # extra overrides of this method's runs
+
+
+@dataclass
+class CampaignBudget:
+    """The budget of every run of a campaign (the train.py overrides it sets)."""
+
+    image_size: int = 84
+    iterations: int = 1000
+    meta_batch_size: Optional[int] = None  # default: the learner's recipe
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    eval_tasks_per_mode: int = 1000
+    val_every: int = 0
+    val_tasks_per_mode: int = 200
+    eval_checkpoint: str = "last"  # last | best
+
+
+@dataclass
+class CampaignTransference:
+    """Transference histograms of some of a campaign's runs at several checkpoints."""
+
+    methods: list[str] = field(default_factory=list)  # method names; empty: no transference
+    source_mode: str = MISSING
+    source_split: str = "train"
+    target_mode: str = MISSING
+    target_split: str = "test"
+    checkpoints: list[int] = field(default_factory=list)
+    sources: int = 300
+    targets: int = 1
+    alpha: float = MISSING  # the source step size (the paper states none: a choice)
+    neutral: float = 0.01  # |LR - 1| <= neutral is neutral transfer (the paper states none: a choice)
+    seed: int = 0
+
+
+@dataclass
+class PaperReference:
+    """The paper's numbers for the closest setting, shown in their own column."""
+
+    setting: str = ""  # e.g. "2Mode, 5-way 1-shot (84x84, 60k iterations)"
+    note: str = ""  # how our setting differs
+    values: dict[str, float] = field(default_factory=dict)  # method name -> accuracy (%)
+
+
+@dataclass
+class CampaignConfig:
+    """A campaign (``configs/campaign/<name>.yaml``): methods x modes x shots x seeds
+    under one budget, the paired comparisons to report and, optionally, transference."""
+
+    name: str = MISSING
+    title: str = ""
+    description: str = ""
+    order: int = 0  # position in docs/results.md
+    modes: list[str] = field(default_factory=list)  # mode configs (configs/mode/<name>.yaml)
+    ways: int = 5
+    shots: list[int] = field(default_factory=lambda: [1])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    methods: list[CampaignMethod] = field(default_factory=list)
+    baseline: str = MISSING  # method name every other method is paired against
+    pairs: list[list[str]] = field(default_factory=list)  # further [method, reference] paired comparisons
+    budget: CampaignBudget = field(default_factory=CampaignBudget)
+    overrides: list[str] = field(default_factory=list)  # train.py overrides of every run
+    paper: PaperReference = field(default_factory=PaperReference)
+    transference: CampaignTransference = field(default_factory=CampaignTransference)
+
+
+@dataclass
+class ReproduceScriptConfig:
+    """``scripts/reproduce.py campaign=<name>``: run a campaign, keep its records, write the report."""
+
+    campaign: CampaignConfig = field(default_factory=CampaignConfig)
+    dry_run: bool = False  # print the plan and an estimated time, run nothing
+    report_only: bool = False  # rebuild the report from the records in results_dir only
+    max_runs: int = 0  # stop after this many runs (0: all); a campaign can continue elsewhere
+    data_root: str = "data"  # prepared datasets
+    work_dir: str = "outputs/campaigns"  # run directories (checkpoints live here, never in results_dir)
+    results_dir: str = "results"  # the small records of finished runs, one folder per campaign
+    report: str = "docs/results.md"  # the report of every campaign in results_dir
+    figures_dir: str = "docs/figures"
+    device: str = "auto"
+    progress: bool = True

@@ -1,0 +1,106 @@
+"""A built wheel, installed on its own, runs the console entry points from any folder:
+the configs ship inside the package and are found through it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs an installed console script with the install target first on the path. An
+# editable install of this checkout (the development environment) registers an import
+# hook that would otherwise win over the target; it is removed so the wheel's own
+# files are the ones imported.
+BOOT = """
+import runpy, sys
+target, script, *args = sys.argv[1:]
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, target)
+if script == "--where":
+    import kml, kml.cli
+    print(kml.__file__)
+    print(kml.cli.CONFIG_DIR)
+    raise SystemExit(0)
+sys.argv = [script, *args]
+runpy.run_path(script, run_name="__main__")
+"""
+
+TINY = [
+    "data.image_size=16",
+    "learner.backbone.channels=[8,8,8,8]",
+    "modulation.encoder_channels=[8,8,8,8]",
+    "modulation.task_dim=8",
+    "episode.ways=3",
+    "episode.queries=2",
+    "train.meta_batch_size=2",
+    "train.checkpoint_every=1",
+    "eval.tasks_per_mode=4",
+    "eval.batch_size=4",
+    "train.progress=false",
+]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The wheel of this checkout, built and installed (``--no-deps``) into a target folder."""
+    root = tmp_path_factory.mktemp("install")
+    wheels, target = root / "wheels", root / "target"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("kml-*.whl")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    return target
+
+
+def _run(target: Path, script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return subprocess.run([sys.executable, "-c", BOOT, str(target), script, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def test_the_wheel_holds_the_configs_and_the_entry_points(installed, tmp_path):
+    where = _run(installed, "--where", cwd=tmp_path)
+    assert where.returncode == 0, where.stderr
+    module, configs = where.stdout.split()
+    assert Path(module).is_relative_to(installed) and Path(configs) == installed / "kml" / "configs"
+    for name in ("config.yaml", "eval.yaml", "transference.yaml", "reproduce.yaml", "mode/5mode.yaml",
+                 "modulation/kml.yaml", "campaign/synthetic.yaml"):
+        assert (installed / "kml" / "configs" / name).is_file(), name
+    scripts = {p.name for p in (installed / "bin").iterdir()}
+    assert {"kml-train", "kml-eval", "kml-compare", "kml-transference", "kml-prepare", "kml-bench",
+            "kml-reproduce"} <= scripts
+
+
+def test_installed_train_eval_and_transference_run_from_any_folder(installed, synthetic_root, tmp_path):
+    bin_dir = installed / "bin"
+    work = tmp_path / "unrelated"
+    work.mkdir()
+    train = _run(installed, str(bin_dir / "kml-train"), f"data.root={synthetic_root}", *TINY, "train.iterations=3",
+                 "hydra.run.dir=run", cwd=work)
+    assert train.returncode == 0, train.stderr
+    results = json.loads((work / "run" / "results.json").read_text())
+    assert results["iterations"] == {"all": 3} and results["method"] == "MProtoNet+KML"
+
+    evaluated = _run(installed, str(bin_dir / "kml-eval"), "run_dir=run", "checkpoint=2", "progress=false", cwd=work)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((work / "run" / "eval_2_test.json").read_text())["checkpoint_iterations"] == {"all": 2}
+
+    transference = _run(installed, str(bin_dir / "kml-transference"), "run_dirs=[run]", "checkpoints=[3]",
+                        "sources=3", "progress=false", "output_dir=tr", cwd=work)
+    assert transference.returncode == 0, transference.stderr
+    record = json.loads((work / "tr" / "transference.json").read_text())
+    assert len(record["runs"][0]["checkpoints"][0]["lr"]) == 3
