@@ -1,4 +1,7 @@
-"""Preparation from tiny archives in the official formats: splits, pixels, bad input, atomicity."""
+"""Preparation in general: split rules, manifests, idempotency, atomicity, bad input.
+
+Each reader on its own tiny official-format archive is tested in ``test_data_readers.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,6 @@ import kml
 from kml.data import DataError, ensure_prepared, get_tasksets, known_names, prepare_dataset, read_manifest
 from kml.data.datasets import REAL_SPECS
 from kml.data.splits import seeded_class_split, split_sizes
-from kml.data.storage import load_split_array
-
-
-def _counts(folder):
-    manifest = read_manifest(folder)
-    return [len(manifest.splits[s].classes) for s in ("train", "val", "test")], manifest
 
 
 def test_split_sizes_and_seeded_split_are_sorted_and_reproducible():
@@ -30,25 +27,6 @@ def test_split_sizes_and_seeded_split_are_sorted_and_reproducible():
     assert a != c  # the seed does
     assert all(part == sorted(part) for part in a.values())
     assert sorted(a["train"] + a["val"] + a["test"]) == names
-
-
-def test_fc100_superclass_split_and_pixels(tmp_path, data_builders):
-    archive = data_builders.cifar100(tmp_path / "src", per_class=(2, 1))
-    folder = prepare_dataset("fc100", tmp_path / "data", 16, source=archive, verbose=False)
-    (n_train, n_val, n_test), manifest = _counts(folder)
-    assert (n_train, n_val, n_test) == (60, 20, 20)
-    # fine class f is in superclass f // 5 in the tiny archive
-    superclasses = {"train": {1, 2, 3, 4, 5, 6, 9, 10, 15, 17, 18, 19}, "val": {8, 11, 13, 16}, "test": {0, 7, 12, 14}}
-    for split, supers in superclasses.items():
-        fines = [int(name[4:]) for name in manifest.splits[split].classes]
-        assert {f // 5 for f in fines} == supers
-        assert manifest.splits[split].counts == [3] * len(fines)  # train + test pickles merged
-    # constant images: red = fine label, green = index within class, blue = 200 (no colour inversion)
-    train = load_split_array(folder, "train", manifest)
-    assert train.shape == (180, 16, 16, 3) and manifest.channels == 3
-    first_fine = int(manifest.splits["train"].classes[0][4:])
-    np.testing.assert_array_equal(train[0], np.broadcast_to([first_fine, 0, 200], (16, 16, 3)))
-    np.testing.assert_array_equal(train[2], np.broadcast_to([first_fine, 2, 200], (16, 16, 3)))
 
 
 def test_fc100_rejects_pickles_that_would_run_code(tmp_path, data_builders):
@@ -66,41 +44,6 @@ def test_fc100_rejects_pickles_that_would_run_code(tmp_path, data_builders):
     with pytest.raises(DataError, match=r"cannot read CIFAR-100 file .*not allowed"):
         prepare_dataset("fc100", tmp_path / "data", 16, source=archive, verbose=False)
     assert not (tmp_path / "data" / "fc100" / "16").exists()
-
-
-def test_aircraft_split_banner_and_slash_variants(tmp_path, data_builders):
-    archive = data_builders.aircraft(tmp_path / "src", per_class=2)
-    folder = prepare_dataset("aircraft", tmp_path / "data", 16, source=archive, verbose=False)
-    counts, manifest = _counts(folder)
-    assert counts == [70, 15, 15]
-    every = [c for s in ("train", "val", "test") for c in manifest.splits[s].classes]
-    assert sorted(every) == sorted(data_builders.aircraft_variants)
-    assert "F-16A/B" in every and "F/A-18" in every  # names with '/' are kept
-    for split in ("train", "val", "test"):
-        assert manifest.splits[split].classes == sorted(manifest.splits[split].classes)
-        assert manifest.splits[split].counts == [2] * len(manifest.splits[split].classes)
-        pixels = load_split_array(folder, split, manifest).astype(int)
-        # the magenta banner (255, 0, 255) is cropped: every pixel is grey (r == g == b)
-        assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 2] == pixels[..., 1]).all()
-    expected = seeded_class_split(data_builders.aircraft_variants, 0)
-    assert {s: manifest.splits[s].classes for s in expected} == expected
-    # another split seed gives another (recorded) split, in its own folder
-    other = prepare_dataset("aircraft", tmp_path / "data", 16, source=archive, split_seed=3, verbose=False)
-    assert other.name == "16-seeded-seed3" and read_manifest(other).split_seed == 3
-    assert read_manifest(other).splits["test"].classes != manifest.splits["test"].classes
-
-
-def test_tinyimagenet_official_64px_layout(tmp_path, data_builders):
-    archive = data_builders.tinyimagenet(tmp_path / "src", classes=20, per_class=3)
-    folder = prepare_dataset("tinyimagenet", tmp_path / "data", 16, source=tmp_path / "src", verbose=False)
-    counts, manifest = _counts(folder)
-    assert counts == [14, 3, 3]
-    assert manifest.extra["words"]["n10000000"] == "thing 0"
-    assert [s for s in manifest.sources if "archive" in s][0]["archive"] == archive.name
-    train = load_split_array(folder, "train", manifest)
-    wnid = manifest.splits["train"].classes[0]
-    c = int(wnid[1:]) - 10000000
-    assert abs(int(train[0].mean()) - 10 * c) <= 2  # constant JPEG value survives decoding + resizing
 
 
 def test_manifest_records_provenance(tmp_path, data_builders):

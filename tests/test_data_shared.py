@@ -1,6 +1,7 @@
-"""The real subsets in ../shared/data prepare with source= and give their documented counts.
+"""The real dataset subsets (``$KML_SHARED_DATA``) prepare with source= and give their documented counts.
 
-Skipped when the folder is absent, unless KML_REQUIRE_SHARED_DATA=1 (CI), which
+Skipped when the folder is absent (the readers are then covered by the tiny official-format
+archives of ``test_data_readers.py``), unless KML_REQUIRE_SHARED_DATA=1 (CI), which
 turns the absence into a failure (see the ``data_shared_dir`` fixture).
 """
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA_SHARED_FOLDERS, DATA_SHARED_SIZE
+from fixtures_data import DATA_SHARED_FOLDERS, DATA_SHARED_SIZE
 from kml.data import DataError, fixed_eval_tasks, get_spec, get_tasksets, prepare_all, read_manifest
 from kml.data.datasets.omniglot import VINYALS_TEST, VINYALS_TRAIN, VINYALS_VAL
 from kml.data.prepare import prepared_path
@@ -140,7 +141,7 @@ def test_five_mode_mixture_from_shared_data(data_shared_root):
 
 
 def test_prepare_all_finds_every_shared_dataset(data_shared_dir, data_shared_root):
-    """``dataset=all source=../shared/data`` finds the five sets (here: already prepared, so no work)."""
+    """``dataset=all source=<folder of the real subsets>`` finds the five sets (here: already prepared, so no work)."""
     done = prepare_all(data_shared_root, SIZE, source=data_shared_dir, verbose=False, include_synthetic=False)
     assert set(DATA_SHARED_FOLDERS) <= set(done)
     for name in DATA_SHARED_FOLDERS:

@@ -178,7 +178,9 @@ def find_source(folder: Path, markers: Sequence[str]) -> Path | None:
     Returns ``folder`` when a file or folder directly inside it matches one of
     the glob ``markers``, else the first (sorted) direct subfolder for which
     that holds, else None. This lets ``source=`` name the dataset's own folder
-    or a parent holding several datasets (like ``../shared/data``).
+    or a parent holding several datasets. When ``folder`` is itself the extracted
+    top folder of an archive (its name is a marker, e.g. ``CUB_200_2011``), its
+    parent is returned, so the dataset's paths keep their top folder.
     """
     folder = Path(folder)
     if folder.is_file():
@@ -194,6 +196,8 @@ def find_source(folder: Path, markers: Sequence[str]) -> Path | None:
 
     if holds(folder):
         return folder
+    if _matches(folder.name, markers):
+        return folder.parent
     for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if holds(child):
             return child

@@ -53,9 +53,14 @@ class MiniImageNet(DatasetSpec):
                 raise DataError(
                     f"{csv_path} is not a Ravi split file (header must be 'filename,label'); use the original CSVs"
                 )
-            for row in rows:
+            for line, row in enumerate(rows, start=2):
                 if not row:
                     continue
+                if len(row) < 2 or not row[1].strip():
+                    raise DataError(
+                        f"line {line} of {csv_path} has no label ({','.join(row)!r}); each row is 'filename,label': "
+                        "use the original CSVs"
+                    )
                 filename, label = row[0].strip(), row[1].strip()
                 if filename not in images:
                     raise DataError(
