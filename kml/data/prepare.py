@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from kml.data.datasets.base import ClassListing, DatasetSpec
 from kml.data.archives import verify_checksum
 from kml.data.download import downloads_dir, fetch
-from kml.data.errors import DataError
+from kml.data.errors import DataError, NotPreparedError
 from kml.data.registry import SPECS, get_spec
 from kml.data.sources import SourceTree, find_source
 from kml.data.storage import (
@@ -202,7 +202,7 @@ def prepare_dataset(
     size = _check_image_size(image_size)
     scheme = resolve_split(spec, split)
     split_seed = int(split_seed)
-    root = Path(root)
+    root = check_root(root)
     variant = variant_name(size, scheme, spec.default_split, split_seed)
     target = prepared_dir(root, name, variant)
     if not force and _matches(read_manifest(target), name, size, scheme, split_seed):
@@ -328,10 +328,27 @@ def ensure_prepared(
         return target
     if spec.synthetic:
         return prepare_dataset(name, root, size, split=scheme, split_seed=split_seed, verbose=verbose)
-    raise DataError(
-        f"dataset {name!r} is not prepared at {target}; run: "
-        f"{prepare_command(name, root, size, scheme, int(split_seed))}"
-    )
+    command = prepare_command(name, root, size, scheme, int(split_seed))
+    raise NotPreparedError(f"dataset {name!r} is not prepared at {target}; run: {command}", name, command)
+
+
+def check_root(root: str | Path) -> Path:
+    """``data.root`` as a folder (it need not exist yet).
+
+    Raises:
+        DataError: ``root`` (or a parent of it) is a file.
+    """
+    root = Path(root)
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == root else f"is under {folder}, which is a file"
+                raise DataError(
+                    f"data.root={root} {where}, not a folder; pass the folder that holds (or will hold) the "
+                    "prepared datasets, e.g. data.root=data"
+                )
+            break
+    return root
 
 
 def prepare_all(

@@ -19,9 +19,9 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from kml.data.episodes import ModeData
-from kml.data.errors import DataError
+from kml.data.errors import DataError, NotPreparedError
 from kml.data.mixture import MixtureSampler, derive_seed
-from kml.data.prepare import ensure_prepared
+from kml.data.prepare import check_root, ensure_prepared
 from kml.data.registry import resolve_names
 from kml.data.storage import SPLITS, read_manifest
 
@@ -67,10 +67,26 @@ def load_modes(
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     resolved = resolve_names(names)
     schemes = dict(split_schemes or {})
-    folders = {
-        name: ensure_prepared(name, root, image_size, schemes.get(name), split_seed, verbose=verbose)
-        for name in resolved
-    }
+    unknown = sorted(set(schemes) - set(resolved))
+    if unknown:
+        raise DataError(
+            f"a split scheme is set for {', '.join(unknown)}, which is not in this mixture ({', '.join(resolved)}); "
+            "set data.splits only for its datasets"
+        )
+    check_root(root)
+    folders, missing = {}, []
+    for name in resolved:  # every dataset that is not prepared is named at once, each with its command
+        try:
+            folders[name] = ensure_prepared(name, root, image_size, schemes.get(name), split_seed, verbose=verbose)
+        except NotPreparedError as err:
+            missing.append(err)
+    if len(missing) == 1:
+        raise missing[0]
+    if missing:
+        raise DataError(
+            f"{len(missing)} datasets of this mixture are not prepared in {root} "
+            f"({', '.join(err.name for err in missing)}); run: " + "; ".join(err.command for err in missing)
+        )
     manifests = {name: read_manifest(folder) for name, folder in folders.items()}
     modes = []
     for name in resolved:
