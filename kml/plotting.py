@@ -13,11 +13,18 @@ from typing import Any
 __all__ = ["subplots", "save_figure"]
 
 
-def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8), **kwargs: Any):
-    """``(figure, axes)`` like ``pyplot.subplots``, on a figure of its own."""
+def subplots(
+    nrows: int = 1,
+    ncols: int = 1,
+    figsize: tuple[float, float] = (6.4, 4.8),
+    layout: str | None = None,
+    **kwargs: Any,
+):
+    """``(figure, axes)`` like ``pyplot.subplots``, on a figure of its own (``layout``:
+    e.g. ``"constrained"``; other keywords go to ``Figure.subplots``)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 

@@ -27,11 +27,21 @@ def test_speedups_pair_each_vectorized_row_with_its_loop_twin_and_each_graph_row
     assert "graph_speedup" not in rows[4]
 
 
-def test_time_training_runs_real_meta_updates_and_restores_the_algorithm_settings():
+def test_time_training_runs_real_meta_updates_and_restores_the_algorithm_settings(monkeypatch):
     case = BenchCase(learner="protonet", modulation="kml", ways=3, queries=2, meta_batch_size=2, image_size=16,
                      deterministic=True)
+    built = []
+    build = BenchCase.build
+    monkeypatch.setattr(BenchCase, "build", lambda self, device: built.append(build(self, device)) or built[-1])
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     row = time_training(case, torch.device("cpu"), warmup=0, repeats=2)
+    # the timed steps are real meta-updates: every learnable group moved off the initialisation
+    torch.manual_seed(0)
+    initial = build(case, torch.device("cpu"))
+    trained = built[-1]
+    moved = {name for (name, p), q in zip(trained.named_parameters(), initial.parameters()) if not torch.equal(p, q)}
+    assert any(n.startswith("backbone.blocks.0.conv.weight") for n in moved)
+    assert any(".generator." in n for n in moved) and any(n.startswith("encoder.") for n in moved)
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
     assert row["method"] == "MProtoNet+KML" and row["repeats"] == 2 and row["deterministic"] is True
     assert row["ms_per_iteration"] > 0

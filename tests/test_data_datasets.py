@@ -56,7 +56,16 @@ def test_manifest_records_provenance(tmp_path, data_builders):
     archives = [entry for entry in data["sources"] if entry.get("archive") == "cifar-100-python.tar.gz"]
     assert len(archives) == 1 and len(archives[0]["sha256"]) == 64
     assert {p.name for p in folder.iterdir()} == {"manifest.json", "train.npy", "val.npy", "test.npy"}
-    assert oct(folder.stat().st_mode & 0o777) != oct(0o700)
+    # the usual permissions of a new folder under this umask (not mkdtemp's private 0o700)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o777 & ~umask)
+    old = os.umask(0o027)  # and it follows the umask in force when preparing
+    try:
+        strict = prepare_dataset("fc100", tmp_path / "strict", 12, source=archive, verbose=False)
+    finally:
+        os.umask(old)
+    assert oct(strict.stat().st_mode & 0o777) == oct(0o750)
 
 
 def test_preparation_is_idempotent_and_force_redoes_it(tmp_path, data_builders):

@@ -86,13 +86,26 @@ def test_unknown_keys_and_bad_values_are_rejected(compose):
         validate(compose(["train.lr=0.0"]))
 
 
-def _check_results_schema(results: dict, modes: list[str], tasks: int) -> None:
+def _check_results_schema(results: dict, modes: list[str], tasks: int, run_dir: Path | None = None) -> None:
     assert set(results) >= {"overall", "per_mode", "method", "config", "eval", "mode", "iterations"}
     assert list(results["per_mode"]) == modes
     for entry in list(results["per_mode"].values()) + [results["overall"]]:
         assert set(entry) >= {"accuracy", "ci95", "tasks"}
         assert 0.0 <= entry["accuracy"] <= 100.0
         assert entry["ci95"] == pytest.approx(1.96 * entry["std"] / math.sqrt(entry["tasks"]))
+    if run_dir is not None:  # against a sample std computed here, from the per-task records
+        import statistics
+
+        records = json.loads((run_dir / "task_accuracies.json").read_text())["modes"]
+        pooled = []
+        for mode, entry in results["per_mode"].items():
+            accuracies = records[mode]["accuracy"]
+            pooled += accuracies
+            expected = 100 * 1.96 * statistics.stdev(accuracies) / math.sqrt(len(accuracies))
+            assert entry["ci95"] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+            assert entry["accuracy"] == pytest.approx(100 * statistics.fmean(accuracies), abs=1e-3)
+        expected = 100 * 1.96 * statistics.stdev(pooled) / math.sqrt(len(pooled))
+        assert results["overall"]["ci95"] == pytest.approx(expected, rel=1e-4, abs=1e-4)
     assert all(e["tasks"] == tasks for e in results["per_mode"].values())
     assert results["overall"]["tasks"] == tasks * len(modes)
     mean = sum(e["accuracy"] for e in results["per_mode"].values()) / len(modes)
@@ -109,7 +122,7 @@ def test_every_method_runs_end_to_end(compose, synthetic_root, tmp_path, learner
     assert saved == json.loads(json.dumps(results))
     assert saved["method"] == method
     modes = ["synthetic_glyphs", "synthetic_textures", "synthetic_shapes"]
-    _check_results_schema(saved, modes, tasks=4)
+    _check_results_schema(saved, modes, tasks=4, run_dir=run_dir)
     assert OmegaConf.load(run_dir / "config.yaml").learner.name == learner
     for name in ("learning_curve.png", "per_mode_accuracy.png", "run_info.json"):
         assert (run_dir / name).is_file(), name

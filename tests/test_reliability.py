@@ -1,4 +1,4 @@
-"""Reliability and safety (issue #6), part 1: every bad input gets one clear ``error:``
+"""Reliability and safety, part 1: every bad input gets one clear ``error:``
 line, a non-zero exit and no traceback, and loses nothing written before; safe
 checkpoints; reproducible runs. Signals and kills are in test_reliability_faults.py.
 
@@ -437,20 +437,35 @@ def test_unwritable_outputs(tmp_path, trained):
     )
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write into read-only folders")
+def _read_only(folder: Path):
+    """Make ``folder`` read-only for this process: chmod for a normal user; for root, who
+    ignores permission bits, the immutable attribute (chattr +i). Returns an undo function,
+    or None where neither is possible."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        return None
+    return lambda: subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
+
 def test_read_only_output_folder(tmp_path):
     folder = tmp_path / "read_only"
     folder.mkdir()
-    folder.chmod(0o555)
+    undo = _read_only(folder)
+    if undo is None:
+        pytest.skip("cannot make a folder read-only for root here (no chattr +i on this file system)")
     try:
         result = cli("train.py", f"hydra.run.dir={folder}/run", cwd=tmp_path)
     finally:
-        folder.chmod(0o755)
+        undo()
+    reason = "Permission denied" if os.geteuid() != 0 else "Operation not permitted"
     _assert_user_error(
         result,
-        f"cannot create the run directory {folder}/run (Permission denied); "
+        f"cannot create the run directory {folder}/run ({reason}); "
         "choose a writable place with hydra.run.dir=/path/to/run (or run from a writable folder)",
     )
+    assert not (folder / "run").exists()
 
 
 # --------------------------------------------------------------- NaN / infinity

@@ -1,4 +1,4 @@
-"""Reliability and safety (issue #6), part 2: faults. Real signals: SIGKILL while a
+"""Reliability and safety, part 2: faults. Real signals: SIGKILL while a
 checkpoint is written, during evaluation and during data preparation; Ctrl-C from
 outside at an arbitrary moment; SIGTERM and a second Ctrl-C; two runs at once. After
 each, nothing corrupt is found and a resumed run ends exactly like an uninterrupted one.

@@ -2,7 +2,8 @@
 
     kml-eval run_dir=outputs/2026-11-26/10-00-00_5mode_maml-kml
     kml-eval run_dir=... checkpoint=best eval.tasks_per_mode=600
-    kml-eval run_dir=... mode=gtsrb data.root=/data episode.shots=5    # other tasks than trained on
+    kml-eval run_dir=... 'mode.datasets=[gtsrb]' data.root=/data    # a mode it was not trained on
+    kml-eval run_dir=... episode.shots=5                             # 5-way 5-shot tasks
 """
 
 from __future__ import annotations
@@ -33,4 +34,10 @@ def main(cfg: DictConfig) -> None:
         device=cfg.device,
         progress=cfg.progress,
         output=cfg.output,
+        datasets=list(cfg.mode.datasets) if cfg.mode.datasets else None,
+        mode_name=cfg.mode.name,
+        data_root=cfg.data.root,
+        ways=cfg.episode.ways,
+        shots=cfg.episode.shots,
+        queries=cfg.episode.queries,
     )

@@ -11,6 +11,9 @@ from omegaconf import MISSING
 
 __all__ = [
     "EvalOverrides",
+    "EvalModeOverrides",
+    "EvalEpisodeOverrides",
+    "EvalDataOverrides",
     "EvalScriptConfig",
     "CompareScriptConfig",
     "BenchScriptConfig",
@@ -31,14 +34,38 @@ class EvalOverrides:
 
 
 @dataclass
+class EvalModeOverrides:
+    """Evaluate on other datasets than the run was trained on (``mode.datasets=[gtsrb]``)."""
+
+    name: Optional[str] = None  # default: the datasets joined by '+'
+    datasets: Optional[list[str]] = None
+
+
+@dataclass
+class EvalEpisodeOverrides:
+    ways: Optional[int] = None
+    shots: Optional[int] = None
+    queries: Optional[int] = None
+
+
+@dataclass
+class EvalDataOverrides:
+    root: Optional[str] = None  # default: the run's data.root
+
+
+@dataclass
 class EvalScriptConfig:
-    """``scripts/eval.py``: evaluate a saved run on its fixed test tasks."""
+    """``kml-eval``: evaluate a saved run on fixed, seeded tasks: its own test tasks by
+    default, or those of another mode, data folder or episode shape."""
 
     run_dir: Optional[str] = None
-    checkpoint: Optional[str] = None  # last (default), an iteration number, or a path
+    checkpoint: Optional[str] = None  # last (default), best, an iteration number, or a path
     eval: EvalOverrides = field(default_factory=EvalOverrides)
+    mode: EvalModeOverrides = field(default_factory=EvalModeOverrides)
+    episode: EvalEpisodeOverrides = field(default_factory=EvalEpisodeOverrides)
+    data: EvalDataOverrides = field(default_factory=EvalDataOverrides)
     device: str = "auto"
-    output: Optional[str] = None  # default: <run_dir>/eval_<checkpoint>_<split>.json
+    output: Optional[str] = None  # default: <run_dir>/eval_<checkpoint>_<split>[_<mode>][_<N>w<K>s].json
     progress: bool = True
 
 

@@ -368,23 +368,59 @@ def evaluate_run(
     progress: bool = True,
     output: str | Path | None = None,
     log=print,
+    *,
+    datasets: list[str] | None = None,
+    mode_name: str | None = None,
+    data_root: str | None = None,
+    ways: int | None = None,
+    shots: int | None = None,
+    queries: int | None = None,
 ) -> dict:
-    """Evaluate a saved run on its fixed evaluation tasks (``scripts/eval.py``).
+    """Evaluate a saved run on fixed, seeded tasks (``kml-eval`` / ``scripts/eval.py``).
 
-    Writes ``<run_dir>/eval_<checkpoint>_<split>.json`` (``checkpoint`` is ``last`` or
-    the iteration), or ``output``; ``output=<run_dir>/results.json`` replaces the
-    run's results and plots.
+    By default these are the run's own evaluation tasks. ``datasets`` (and its
+    ``mode_name``), ``data_root``, ``ways``, ``shots`` and ``queries`` evaluate the
+    trained learner on other tasks: another mode (train on ``5mode``, test on
+    ``gtsrb``), another data folder, or another episode shape (5-way 5-shot). A MAML
+    learner keeps its number of ways (its head has that many outputs); a Multi-* run
+    is evaluated on its own modes (one specialist each).
+
+    Writes ``<run_dir>/eval_<checkpoint>_<split>[_<mode>][_<N>w<K>s].json`` and the
+    per-task records next to it (``..._tasks.json``), or ``output``;
+    ``output=<run_dir>/results.json`` replaces the run's results and plots.
     """
     from kml.engine.checkpoints import load_run, read_run_config
 
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
+    trained_ways = int(cfg.episode.ways)
     if tasks_per_mode is not None:
         cfg.eval.tasks_per_mode = tasks_per_mode
     if split is not None:
         cfg.eval.split = split
     if batch_size is not None:
         cfg.eval.batch_size = batch_size
+    other_mode = bool(datasets) and list(datasets) != list(cfg.mode.datasets)
+    if datasets:
+        if cfg.multi and other_mode:
+            raise KmlError(
+                f"{run_dir} is a Multi-* run (one specialist per trained mode: {', '.join(cfg.mode.datasets)}); "
+                "it can only be evaluated on its own modes: drop mode.datasets"
+            )
+        cfg.mode.datasets = list(datasets)
+        cfg.mode.name = mode_name or "+".join(datasets)
+    elif mode_name:
+        cfg.mode.name = mode_name
+    if data_root is not None:
+        cfg.data.root = data_root
+    for key, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+        if value is not None:
+            cfg.episode[key] = int(value)
+    if cfg.learner.name == "maml" and int(cfg.episode.ways) != trained_ways:
+        raise KmlError(
+            f"episode.ways={cfg.episode.ways}: this MAML learner was trained {trained_ways}-way and its head has "
+            f"{trained_ways} outputs; evaluate it with episode.ways={trained_ways} (ProtoNet learners take any ways)"
+        )
     cfg.train.progress = progress
     cfg.device = device
     validate(cfg)
@@ -396,32 +432,31 @@ def evaluate_run(
     if output is None:
         # never overwrite the training run's own results.json by default
         label = "last" if checkpoint in (None, "last") else Path(str(checkpoint)).stem
-        output = run_dir / f"eval_{label}_{cfg.eval.split}.json"
+        name = f"eval_{label}_{cfg.eval.split}"
+        if other_mode:
+            name += f"_{cfg.mode.name}"
+        if (ways, shots, queries) != (None, None, None):
+            name += f"_{cfg.episode.ways}w{cfg.episode.shots}s" + (f"{cfg.episode.queries}q" if queries else "")
+        output = run_dir / f"{name}.json"
     output = Path(output)
     check_writable(output.parent, fix="pass output=/a/writable/place/eval.json")
     # a missing, corrupt, unsafe or mismatched checkpoint is reported before the data is loaded
     first = load_run(run_dir, checkpoint, device=torch_device)
     tasksets = tasksets_for(cfg, torch_device)
-    modes = list(tasksets.train.mode_names)
-    for mode in modes:
-        if cfg.multi:
-            loaded = load_run(run_dir, checkpoint, device=torch_device, mode=mode)
-        else:
-            loaded = first
-        spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
-        evaluations[mode] = _evaluate_mode(
-            loaded.learner, getattr(tasksets, cfg.eval.split), mode, spec_cfg, vectorized, ctx
+    split_sampler = getattr(tasksets, cfg.eval.split)
+    if split_sampler is None:
+        raise KmlError(
+            f"the {cfg.eval.split} split of {', '.join(cfg.mode.datasets)} has no classes; choose another eval.split"
         )
+    for mode in split_sampler.mode_names:
+        loaded = load_run(run_dir, checkpoint, device=torch_device, mode=mode) if cfg.multi else first
+        spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
+        evaluations[mode] = _evaluate_mode(loaded.learner, split_sampler, mode, spec_cfg, vectorized, ctx)
         iterations[mode if cfg.multi else "all"] = loaded.iteration
-        if not cfg.multi:
-            for other in modes[1:]:
-                evaluations[other] = _evaluate_mode(
-                    loaded.learner, getattr(tasksets, cfg.eval.split), other, cfg, vectorized, ctx
-                )
-            break
     results = _build_results(cfg, evaluations, iterations)
-    results["checkpoint"] = str(loaded.checkpoint)
+    results["checkpoint"] = str(first.checkpoint)
     results["checkpoint_iterations"] = iterations
+    results["train_modes"] = list(first.mode_names)
     if output.resolve() == (run_dir / "results.json").resolve():
         _write_outputs(run_dir, cfg, results, evaluations)
     else:
