@@ -4,6 +4,7 @@ dataset once into uint8 arrays (see ``docs/data.md``).
     kml-prepare dataset=omniglot
     kml-prepare dataset=miniimagenet source=/downloads/mini-imagenet image_size=84
     kml-prepare dataset=all source=/downloads
+    kml-prepare dataset=folder source=/my/images name=mydata          # a folder of your own images
 """
 
 from __future__ import annotations
@@ -21,11 +22,23 @@ __all__ = ["main", "run"]
 def run(raw: DictConfig) -> dict[str, Path]:
     """Prepare what ``raw`` (a composed ``prepare_data`` config) names; ``{dataset: folder}``."""
     from kml.config import resolve_prepare_config
-    from kml.data import SYNTHETIC_MIXTURE, prepare_all, prepare_dataset
+    from kml.data import SYNTHETIC_MIXTURE, prepare_all, prepare_dataset, prepare_folder
 
     cfg = resolve_prepare_config(raw)
     common = dict(image_size=cfg.image_size, split_seed=cfg.split_seed, force=cfg.force, verbose=cfg.verbose)
     workers = cfg.workers or None
+    if cfg.dataset == "folder":
+        folder = prepare_folder(
+            cfg.source,
+            cfg.name,
+            cfg.data.root,
+            train_fraction=cfg.train_fraction,
+            val_fraction=cfg.val_fraction,
+            layout=cfg.layout,
+            workers=workers,
+            **common,
+        )
+        return {cfg.name: folder}
     if cfg.dataset == "all":
         return prepare_all(cfg.data.root, source=cfg.source, workers=workers, **common)
     names = SYNTHETIC_MIXTURE if cfg.dataset == "synthetic" else (cfg.dataset,)

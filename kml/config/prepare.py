@@ -23,8 +23,11 @@ class PrepareDataConfig:
     """``python scripts/prepare_data.py dataset=<name> [source=<archive or folder>] ...``.
 
     Attributes:
-        dataset: a dataset name, a synthetic mode, or ``all`` (every dataset
-            found in ``source`` / the downloads folder, plus the synthetic modes).
+        dataset: a dataset name, a synthetic mode, ``all`` (every dataset
+            found in ``source`` / the downloads folder, plus the synthetic modes),
+            ``folder`` (a folder of your own images, with ``source`` and ``name``),
+            or the name of a folder dataset already prepared in ``data.root``
+            (prepared again from its recorded source).
         source: local archive or folder to read instead of downloading.
         data: ``data.root``, the folder of prepared datasets.
         image_size: side of the stored square images.
@@ -35,6 +38,12 @@ class PrepareDataConfig:
         download: download official archives when no source is given.
         workers: decoding threads (0: automatic).
         verbose: progress bar and messages.
+        name: ``dataset=folder``: the name to prepare the folder under.
+        layout: ``dataset=folder``: ``auto``, ``classes`` (``<source>/<class>/*``)
+            or ``splits`` (``<source>/{train,val,test}/<class>/*``).
+        train_fraction, val_fraction: ``dataset=folder``, ``classes`` layout: the
+            share of the classes in train and val (None: 0.7 and 0.15); test gets
+            the rest.
     """
 
     dataset: str = MISSING
@@ -47,6 +56,40 @@ class PrepareDataConfig:
     download: bool = True
     workers: int = 0
     verbose: bool = True
+    name: Optional[str] = None
+    layout: str = "auto"
+    train_fraction: Optional[float] = None
+    val_fraction: Optional[float] = None
+
+
+#: the options that only go with ``dataset=folder``
+FOLDER_OPTIONS = ("name", "train_fraction", "val_fraction")
+
+
+def check_folder_options(cfg: PrepareDataConfig) -> None:
+    """``dataset=folder`` has a source and a name and no split; the folder options go with
+    ``dataset=folder`` only (DataError naming the fix otherwise)."""
+    command = "python scripts/prepare_data.py dataset=folder source=<folder> name=<name>"
+    if cfg.dataset == "folder":
+        missing = [option for option in ("source", "name") if getattr(cfg, option) in (None, "")]
+        if missing:
+            raise DataError(
+                f"dataset=folder needs {' and '.join(missing)}=; run: {command} "
+                "(source: your images, one folder per class)"
+            )
+        if cfg.split not in (None, ""):
+            raise DataError(
+                f"split={cfg.split} does not apply to dataset=folder (its splits come from its layout); leave it out"
+            )
+        return
+    given = [option for option in FOLDER_OPTIONS if getattr(cfg, option) is not None]
+    if cfg.layout != "auto":
+        given.append("layout")
+    if given:
+        raise DataError(
+            f"{given[0]}= only goes with dataset=folder (a folder of your own images: {command}); "
+            f"leave it out for dataset={cfg.dataset}"
+        )
 
 
 def resolve_prepare_config(cfg: Any) -> PrepareDataConfig:
@@ -56,7 +99,9 @@ def resolve_prepare_config(cfg: Any) -> PrepareDataConfig:
         merged = OmegaConf.merge(schema, cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg))
         if OmegaConf.is_missing(merged, "dataset"):
             raise DataError("no dataset given; run: python scripts/prepare_data.py dataset=<name> (or dataset=all)")
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        resolved: PrepareDataConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as error:
         message = str(error).splitlines()[0]
         raise DataError(f"invalid prepare_data config: {message}; see configs/prepare_data.yaml") from None
+    check_folder_options(resolved)
+    return resolved

@@ -10,16 +10,26 @@ Quick start (see ``docs/data.md``)::
 Datasets: ``omniglot``, ``miniimagenet``, ``fc100``, ``cub``, ``aircraft``,
 ``gtsrb``, ``tinyimagenet`` (prepare with ``scripts/prepare_data.py``), and the
 embedded synthetic modes ``synthetic_glyphs``, ``synthetic_textures``,
-``synthetic_shapes`` (the mixture ``synthetic``), generated on first use.
+``synthetic_shapes`` (the mixture ``synthetic``), generated on first use, and
+folders of your own images prepared with ``prepare_folder`` (or
+``scripts/prepare_data.py dataset=folder source=<folder> name=<name>``).
 """
 
 from kml.data.archives import file_digest, safe_extract, verify_checksum
+from kml.data.datasets.folder import FolderSpec
 from kml.data.episodes import EpisodeBatch, ModeData, TaskDraw, draw_tasks, gather_tasks
 from kml.data.errors import DataError
 from kml.data.mixture import MixtureSampler, derive_seed, fixed_eval_tasks
 from kml.data.perf import tune_cpu_allocator
-from kml.data.prepare import ensure_prepared, prepare_all, prepare_command, prepare_dataset, prepared_path
-from kml.data.registry import MIXTURES, SPECS, get_spec, known_names, resolve_names
+from kml.data.prepare import (
+    ensure_prepared,
+    prepare_all,
+    prepare_command,
+    prepare_dataset,
+    prepare_folder,
+    prepared_path,
+)
+from kml.data.registry import MIXTURES, SPECS, check_folder_name, get_spec, known_names, resolve_names
 from kml.data.storage import Manifest, read_manifest
 from kml.data.synthetic import SYNTHETIC_MIXTURE
 from kml.data.tasksets import TaskSets, get_tasksets, load_modes
@@ -27,6 +37,7 @@ from kml.data.tasksets import TaskSets, get_tasksets, load_modes
 __all__ = [
     "DataError",
     "EpisodeBatch",
+    "FolderSpec",
     "Manifest",
     "MIXTURES",
     "MixtureSampler",
@@ -35,6 +46,7 @@ __all__ = [
     "SYNTHETIC_MIXTURE",
     "TaskDraw",
     "TaskSets",
+    "check_folder_name",
     "derive_seed",
     "draw_tasks",
     "ensure_prepared",
@@ -48,6 +60,7 @@ __all__ = [
     "prepare_all",
     "prepare_command",
     "prepare_dataset",
+    "prepare_folder",
     "prepared_path",
     "read_manifest",
     "resolve_names",

@@ -28,8 +28,12 @@ def prepare_image(
     grayscale: bool = False,
     crop_bottom: int = 0,
     invert: bool = False,
+    fix: str = "replace that file (or download the archive again) and rerun the preparation",
 ) -> np.ndarray:
-    """Decode and preprocess one image to uint8 ``(size, size, 1 or 3)``."""
+    """Decode and preprocess one image to uint8 ``(size, size, 1 or 3)``.
+
+    ``name`` names the file and ``fix`` says what to do in the error raised when
+    it cannot be decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -41,8 +45,7 @@ def prepare_image(
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         reason = "not a recognised image format" if isinstance(error, UnidentifiedImageError) else str(error)
         raise DataError(
-            f"corrupted or unreadable image {name!r} ({reason}); replace that file (or download the archive "
-            "again) and rerun the preparation"
+            f"corrupted or unreadable image {name!r} ({reason}); {fix}"
         ) from error
     if crop_bottom:
         crop = int(round(crop_bottom * image.size[1] / original_height))

@@ -6,6 +6,8 @@ progress bar, and writes ``<root>/cub/84/{train,val,test}.npy`` plus
 ``manifest.json`` atomically (see :mod:`kml.data.storage`). Calling it again
 is a no-op unless ``force=True``. Synthetic modes are generated instead of
 read; :func:`ensure_prepared` does that automatically on first use.
+``prepare_folder("/my/images", "mydata", root="data")`` prepares a folder of
+your own images the same way (see :mod:`kml.data.datasets.folder`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kml.data.datasets.base import ClassListing, DatasetSpec
+from kml.data.datasets.folder import FolderSpec, prepare_folder_command
 from kml.data.archives import verify_checksum
 from kml.data.download import downloads_dir, fetch
 from kml.data.errors import DataError, NotPreparedError
-from kml.data.registry import SPECS, get_spec
+from kml.data.registry import SPECS, check_folder_name, get_spec
 from kml.data.sources import SourceTree, find_source
 from kml.data.storage import (
     SPLITS,
@@ -33,7 +36,6 @@ from kml.data.storage import (
     prepared_dir,
     preparation_lock,
     read_manifest,
-    variant_name,
     write_manifest,
 )
 from kml.data.synthetic.base import SyntheticSpec
@@ -68,14 +70,16 @@ def resolve_split(spec: DatasetSpec, split: str | None) -> str:
 
 def prepared_path(name: str, root: str | Path, image_size: int, split: str | None = None, split_seed: int = 0) -> Path:
     """Folder where ``name`` prepared at ``image_size`` with this split lives."""
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     scheme = resolve_split(spec, split)
-    return prepared_dir(root, name, variant_name(image_size, scheme, spec.default_split, split_seed))
+    return prepared_dir(root, name, spec.variant(image_size, scheme, split_seed))
 
 
 def prepare_command(name: str, root: str | Path, image_size: int, split: str | None = None, split_seed: int = 0) -> str:
     """The shell command that prepares ``name`` with these settings."""
-    spec = get_spec(name)
+    spec = get_spec(name, root)
+    if isinstance(spec, FolderSpec):
+        return prepare_folder_command(name, root, image_size, spec.split_seed_for(spec.default_split, split_seed), spec)
     parts = [f"python scripts/prepare_data.py dataset={name}", f"data.root={root}", f"image_size={image_size}"]
     scheme = resolve_split(spec, split)
     if scheme != spec.default_split:
@@ -197,13 +201,31 @@ def prepare_dataset(
         download: fetch official archives when ``source`` is not given.
         workers: decoding threads (default: up to 4, one per core).
         verbose: print progress (tqdm bar and messages on stderr).
+
+    A folder dataset already prepared in ``root`` (see :func:`prepare_folder`) is
+    prepared again from its recorded source, layout and fractions (or from ``source``).
     """
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     size = _check_image_size(image_size)
     scheme = resolve_split(spec, split)
+    if isinstance(spec, FolderSpec):
+        fractions = spec.fractions or (None, None, None)
+        return prepare_folder(
+            spec.source if source in (None, "") else source,
+            name,
+            root,
+            size,
+            split_seed=split_seed,
+            train_fraction=fractions[0],
+            val_fraction=fractions[1],
+            layout=spec.layout,
+            force=force,
+            workers=workers,
+            verbose=verbose,
+        )
     split_seed = int(split_seed)
     root = check_root(root)
-    variant = variant_name(size, scheme, spec.default_split, split_seed)
+    variant = spec.variant(size, scheme, split_seed)
     target = prepared_dir(root, name, variant)
     if not force and _matches(read_manifest(target), name, size, scheme, split_seed):
         _say(f"{name}: already prepared at {target}", verbose)
@@ -230,6 +252,92 @@ def prepare_dataset(
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     _say(f"{name}: prepared at {target}", verbose)
+    return target
+
+
+def prepare_folder(
+    source: str | Path,
+    name: str,
+    root: str | Path = "data",
+    image_size: int = 84,
+    split_seed: int = 0,
+    train_fraction: float | None = None,
+    val_fraction: float | None = None,
+    layout: str = "auto",
+    force: bool = False,
+    workers: int | None = None,
+    verbose: bool = True,
+) -> Path:
+    """Prepare a folder of your own images as dataset ``name``; return its prepared folder.
+
+    The result is stored like a built-in dataset's (``<root>/<name>/<variant>/``,
+    uint8 ``(N, image_size, image_size, 3)`` arrays and ``manifest.json``), and
+    ``name`` then works wherever a dataset name does when ``root`` is the data root
+    (:func:`kml.data.get_tasksets`, ``mode.datasets=[omniglot,<name>]``, ...).
+
+    Args:
+        source: ``<source>/<class>/*.jpg`` or ``<source>/{train,val,test}/<class>/*.jpg``
+            (see :mod:`kml.data.datasets.folder`).
+        name: the dataset name (a safe folder name, not a built-in dataset or mixture).
+        root: ``data.root``.
+        image_size: side of the stored square images.
+        split_seed: seed of the class split (``classes`` layout; given splits ignore it).
+        train_fraction, val_fraction: class fractions of the ``classes`` layout
+            (None: 0.7 and 0.15); the test split gets the rest.
+        layout: ``auto``, ``classes`` or ``splits``.
+        force: prepare again even if prepared; also needed to reuse ``name`` for
+            another source, layout or fractions (the variants prepared from the old
+            ones are then removed).
+        workers: decoding threads (default: up to 4, one per core).
+        verbose: print progress (tqdm bar and messages on stderr).
+
+    Raises:
+        DataError: a bad name, source, layout, fraction or image (named), or a name
+            already used in ``root`` for another folder. Nothing is left behind.
+    """
+    name = check_folder_name(name)
+    size = _check_image_size(image_size)
+    root = check_root(root)
+    spec = FolderSpec.from_source(name, source, layout, train_fraction, val_fraction)
+    base = root / name
+    spec.check_apart(root)
+    scheme = spec.default_split
+    split_seed = spec.split_seed_for(scheme, split_seed)
+    variant = spec.variant(size, scheme, split_seed)
+    target = prepared_dir(root, name, variant)
+    stale = spec.stale_variants(root, force)
+
+    def done() -> bool:
+        manifest = read_manifest(target)
+        return _matches(manifest, name, size, scheme, split_seed) and spec.same_preparation(manifest)
+
+    if not force and done():
+        _say(f"{name}: already prepared at {target}", verbose)
+        return target
+    listing = spec.listing(split_seed)  # every source error is raised before anything is written
+    listing.check(spec.title, spec.allow_empty_splits(scheme))
+    created = not base.exists()
+    try:
+        with preparation_lock(root, name, variant):
+            if not force and done():
+                _say(f"{name}: already prepared at {target} (by another process)", verbose)
+                return target
+            workers = workers or min(4, max(1, _cpu_count()))
+
+            def load(item: str) -> np.ndarray:
+                return spec.load_image(item, size)
+
+            sources = [{"folder": str(spec.source)}]
+            _write_prepared(spec, listing, target, size, scheme, split_seed, sources, load, workers, verbose)
+    except BaseException:
+        if created and base.is_dir() and not any(base.iterdir()):
+            base.rmdir()
+        raise
+    for folder in stale:
+        if folder != target:
+            shutil.rmtree(folder, ignore_errors=True)
+    counts = " / ".join(str(len(listing.splits[split])) for split in SPLITS)
+    _say(f"{name}: prepared at {target} ({counts} classes, layout {spec.layout})", verbose)
     return target
 
 
@@ -320,11 +428,11 @@ def ensure_prepared(
     A real dataset that is not prepared raises :class:`DataError` naming the
     command that prepares it.
     """
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     size = _check_image_size(image_size)
     scheme = resolve_split(spec, split)
-    target = prepared_dir(root, name, variant_name(size, scheme, spec.default_split, int(split_seed)))
-    if _matches(read_manifest(target), name, size, scheme, int(split_seed)):
+    target = prepared_dir(root, name, spec.variant(size, scheme, split_seed))
+    if _matches(read_manifest(target), name, size, scheme, spec.split_seed_for(scheme, split_seed)):
         return target
     if spec.synthetic:
         return prepare_dataset(name, root, size, split=scheme, split_seed=split_seed, verbose=verbose)

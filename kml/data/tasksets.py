@@ -7,7 +7,8 @@
 
 In the spirit of learn2learn's ``get_tasksets``. Real datasets must be
 prepared first (the error names the command); synthetic modes are generated
-and cached on first use.
+and cached on first use. A folder dataset of your own prepared in ``root``
+(:func:`kml.data.prepare_folder`) is named like any other dataset.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def load_modes(
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    resolved = resolve_names(names)
+    resolved = resolve_names(names, root)
     schemes = dict(split_schemes or {})
     unknown = sorted(set(schemes) - set(resolved))
     if unknown:
@@ -120,8 +121,9 @@ def get_tasksets(
     """Train/val/test samplers for a dataset or a mixture.
 
     Args:
-        name_or_names: a dataset name (``"omniglot"``), the mixture
-            ``"synthetic"``, a comma-separated string or a list of names.
+        name_or_names: a dataset name (``"omniglot"``, or a folder dataset prepared
+            in ``root``), the mixture ``"synthetic"``, a comma-separated string or a
+            list of names.
         ways, shots, queries: N, K and Q of every task.
         root: ``data.root`` holding prepared datasets (synthetic ones are
             generated there on first use).

@@ -27,7 +27,7 @@ from kml.data.download import RemoteFile
 from kml.data.errors import DataError
 from kml.data.imaging import prepare_image
 from kml.data.sources import SourceTree
-from kml.data.storage import SPLITS
+from kml.data.storage import SPLITS, variant_name
 
 
 @dataclass
@@ -91,6 +91,15 @@ class DatasetSpec(abc.ABC):
     def allow_empty_splits(self, split: str) -> tuple[str, ...]:
         """Splits allowed to have no classes under split scheme ``split``."""
         return ()
+
+    def split_seed_for(self, scheme: str, split_seed: int) -> int:
+        """The split seed a preparation with split scheme ``scheme`` is filed under (``split_seed``)."""
+        return int(split_seed)
+
+    def variant(self, image_size: int, scheme: str, split_seed: int) -> str:
+        """Folder name of this dataset prepared at ``image_size`` with ``scheme`` and ``split_seed``
+        (see :func:`kml.data.storage.variant_name`)."""
+        return variant_name(image_size, scheme, self.default_split, self.split_seed_for(scheme, split_seed))
 
     def __repr__(self) -> str:
         return f"<dataset {self.name}>"
