@@ -249,3 +249,21 @@ def test_eval_on_another_mode_and_episode_shape(compose, synthetic_root, tmp_pat
     run_training(maml, tmp_path / "maml", log=lambda *a: None)
     with pytest.raises(KmlError, match=r"episode.ways=5: this MAML learner was trained 3-way .* episode.ways=3"):
         evaluate_run(tmp_path / "maml", ways=5, progress=False, log=lambda *a: None)
+
+
+@pytest.mark.parametrize("learner", ["maml", "protonet"])
+def test_learner_backbone_bias_false_drops_them_with_the_same_predictions(compose, learner):
+    cfg = compose([f"learner={learner}", "modulation=kml", "learner.backbone.bias=false", "data.image_size=16",
+                   "learner.backbone.channels=[4,6,6,8]", "modulation.task_dim=6", "learner.inner_steps=2"])
+    without = build_learner_from_config(cfg).double()
+    names = {n for n, _ in without.named_parameters()}
+    assert not any(n.endswith("conv.bias") or ".g3." in n for n in names if n.startswith("backbone."))
+    torch.manual_seed(9)
+    full = build_learner(learner, "kml", ways=5, channels=(4, 6, 6, 8), image_size=16, task_dim=6,
+                         inner_steps=2).double()
+    perturb(full.parameters(), 0.3)
+    kept = {k: v for k, v in full.state_dict().items() if k in without.state_dict()}
+    without.load_state_dict(kept)
+    support, s_labels, query, q_labels = tiny_episode(tasks=2, ways=5, shots=1, size=16, seed=10, dtype=torch.float64)
+    torch.testing.assert_close(without(support, s_labels, query, q_labels).logits,
+                               full(support, s_labels, query, q_labels).logits, atol=1e-9, rtol=1e-9)

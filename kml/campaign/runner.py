@@ -175,7 +175,7 @@ def estimate_seconds(run: PlannedRun, device: torch.device, cache: dict) -> floa
     if cfg.multi:
         from kml.data import resolve_names
 
-        learners = [(d, specialist_config(cfg, d)) for d in resolve_names(list(cfg.mode.datasets))]
+        learners = [(d, specialist_config(cfg, d)) for d in resolve_names(list(cfg.mode.datasets), root=cfg.data.root)]
     total = 0.0
     for dataset, learner_cfg in learners:
         key = json.dumps(
@@ -217,7 +217,8 @@ def _transference_runs(campaign: DictConfig, plan: list[PlannedRun]) -> list[Pla
         for run in plan:
             if run.method != method:
                 continue
-            datasets = resolve_names(list(compose_run_config(run.train_overrides()).mode.datasets))
+            run_cfg = compose_run_config(run.train_overrides())
+            datasets = resolve_names(list(run_cfg.mode.datasets), root=run_cfg.data.root)
             if t.source_mode in datasets and t.target_mode in datasets:
                 chosen.append(run)
                 break
@@ -328,6 +329,13 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
     campaign_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(campaign_dir / "campaign.yaml", OmegaConf.to_yaml(campaign, resolve=True))
     machine = machine_description(device)
+
+    def transference_when_ready() -> None:
+        """The transference step, as soon as the runs it analyses are recorded."""
+        if campaign.transference.methods and all(r.status() == RECORDED for r in _transference_runs(campaign, plan)):
+            run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log)
+
+    transference_when_ready()
     done = 0
     for run in plan:
         status = run.status()
@@ -344,7 +352,6 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         record_run(run, seconds, machine)
         log(f"{run.run_id}: recorded in {run.record_dir}")
         done += 1
-    if all(r.status() == RECORDED for r in plan):
-        run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log)
+        transference_when_ready()
     report = write_report(results_dir, Path(cfg.report), Path(cfg.figures_dir), log=log)
     return {"plan": [(r.run_id, r.status()) for r in plan], "report": str(report)}

@@ -57,6 +57,9 @@ class BackboneConfig:
     style: str = _DEFAULT.style  # strided (MMAML/KML) | maxpool (classic MAML)
     channels: list[int] = field(default_factory=lambda: list(_DEFAULT.channels))
     bn_affine: bool = _DEFAULT.bn_affine
+    # conv biases and KML's db(v): exactly cancelled by the batch-statistics BN after each
+    # conv; true keeps the paper's and the published code's parameters, false drops them
+    bias: bool = _DEFAULT.bias
     pool: str = _DEFAULT.pool  # avg | flatten
 
 
@@ -178,7 +181,8 @@ def learner_group_node(learner: str) -> dict:
     return {
         "learner": {
             "name": learner,
-            "backbone": {"style": r.style, "channels": list(r.channels), "bn_affine": r.bn_affine, "pool": r.pool},
+            "backbone": {"style": r.style, "channels": list(r.channels), "bn_affine": r.bn_affine, "pool": r.pool,
+                         "bias": r.bias},
             "inner_steps": r.inner_steps,
             "inner_lr": r.inner_lr,
             "first_order": r.first_order,

@@ -59,6 +59,7 @@ def build_learner_from_config(cfg: DictConfig, dataset: str | None = None) -> Me
         channels=list(backbone.channels),
         style=backbone.style,
         bn_affine=backbone.bn_affine,
+        bias=backbone.bias,
         pool=backbone.pool,
         task_dim=modulation.task_dim,
         encoder_channels=list(modulation.encoder_channels) if modulation.encoder_channels else None,

@@ -74,6 +74,7 @@ def build_learner(
     channels: Sequence[int] | None = None,
     style: str | None = None,
     bn_affine: bool | None = None,
+    bias: bool | None = None,
     pool: str | None = None,
     task_dim: int = MODULATION_DEFAULTS.task_dim,
     encoder_channels: Sequence[int] | None = None,
@@ -95,7 +96,7 @@ def build_learner(
         modulation: ``"none"``, ``"film"`` or ``"kml"``.
         ways: classes per task (MAML's head).
         in_channels, image_size: the images.
-        channels, style, bn_affine, pool: the :class:`~kml.nets.Conv4` backbone.
+        channels, style, bn_affine, pool, bias: the :class:`~kml.nets.Conv4` backbone.
             Default: the learner's recipe (MAML: strided 32-64-128-256, BN without
             affine parameters, average pool; ProtoNet: the same with affine BN and
             flattened features), the same values as ``learner=maml|protonet`` on the
@@ -131,6 +132,7 @@ def build_learner(
         channels,
         style=r.style if style is None else style,
         bn_affine=r.bn_affine if bn_affine is None else bn_affine,
+        bias=r.bias if bias is None else bias,
         pool=r.pool if pool is None else pool,
         num_classes=ways if learner == "maml" else None,
         image_size=image_size,

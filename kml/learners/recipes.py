@@ -33,7 +33,7 @@ class Recipe:
     """Backbone, inner loop and training budget of one learner.
 
     Attributes:
-        style, channels, bn_affine, pool: the :class:`~kml.nets.Conv4` backbone.
+        style, channels, bn_affine, pool, bias: the :class:`~kml.nets.Conv4` backbone.
         inner_steps, inner_lr, first_order, grad_clip: MAML's inner loop (unused by ProtoNet).
         iterations, meta_batch_size, lr, scheduler_step_size, scheduler_gamma: outer training.
         specialist: overrides for Multi-* specialists (``iterations``, ``meta_batch_size``,
@@ -49,6 +49,7 @@ class Recipe:
     lr: float
     scheduler_step_size: int
     scheduler_gamma: float = 0.5
+    bias: bool = True
     inner_steps: int = 5
     inner_lr: float = 0.05
     first_order: bool = False
