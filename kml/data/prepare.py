@@ -472,7 +472,7 @@ def prepare_all(
     """Prepare every dataset found (nothing is downloaded) plus the synthetic modes.
 
     A real dataset is "found" when its files are in ``source`` (or a direct
-    subfolder of it, as in ``../shared/data``), or, without ``source``, when
+    subfolder of it: a folder holding several datasets), or, without ``source``, when
     its official archives are in ``<root>/downloads/<name>/``. Returns the
     prepared folders by name.
     """

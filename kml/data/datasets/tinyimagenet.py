@@ -2,8 +2,8 @@
 
 Source: ``tiny-imagenet-200.zip`` (official, MD5-verified) or any
 ``tiny-imagenet-*.zip`` / extracted ``tiny-imagenet-200/`` folder with the
-official layout ``train/<wnid>/images/*.JPEG`` (the 32x32 development subset
-in ``../shared/data/tinyimagenet32`` has it). Only the labelled training
+official layout ``train/<wnid>/images/*.JPEG`` (32x32 copies in that layout work
+too). Only the labelled training
 images are used. Classes (wnids) are split 70 / 15 / 15 % (140 / 30 / 30)
 with the split seed, sorted.
 
