@@ -267,3 +267,28 @@ def test_learner_backbone_bias_false_drops_them_with_the_same_predictions(compos
     support, s_labels, query, q_labels = tiny_episode(tasks=2, ways=5, shots=1, size=16, seed=10, dtype=torch.float64)
     torch.testing.assert_close(without(support, s_labels, query, q_labels).logits,
                                full(support, s_labels, query, q_labels).logits, atol=1e-9, rtol=1e-9)
+
+
+def test_modulation_statistics_see_identity_at_init_task_dependence_after_and_inert_biases():
+    from kml.analysis.modulation import bias_inertness, modulation_statistics
+    from kml.data import EpisodeBatch
+
+    torch.manual_seed(11)
+    tensors = tiny_episode(tasks=3, ways=3, shots=2, size=16, seed=12)
+    batch = EpisodeBatch(*tensors, ways=3)
+    for kind in ("kml", "film"):
+        net = build_learner("protonet", kind, ways=3, channels=(4, 6, 6, 8), image_size=16, task_dim=6)
+        fresh = modulation_statistics(net, [("m", batch)])["m"]
+        assert fresh["tasks"] == 3 and len(fresh["blocks"]) == 4
+        if kind == "kml":  # the identity modulation at initialisation
+            assert all(b["m_abs_mean"] == 0 and b["db_abs_mean"] == 0 for b in fresh["blocks"])
+        else:
+            assert all(b["scale_mean"] == 1 and b["scale_negative_share"] == 0 for b in fresh["blocks"])
+        perturb(net.backbone.generator_parameters(), 0.5)
+        trained = modulation_statistics(net, [("m", batch)])["m"]
+        spread = "m_task_spread" if kind == "kml" else "scale_task_spread"
+        assert all(b[spread] > 0 for b in trained["blocks"])  # depends on the task now
+        assert trained["embedding"]["task_spread"] > 0
+        assert bias_inertness(net, batch) < 1e-9
+    plain = build_learner("protonet", "none", ways=3, channels=(4, 6, 6, 8), image_size=16)
+    assert "blocks" not in modulation_statistics(plain, [("m", batch)])["m"]
