@@ -14,7 +14,6 @@ biases and db(v) are zeroed (kml.analysis.modulation). Prints a summary and writ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
