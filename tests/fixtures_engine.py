@@ -12,13 +12,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 
-#: overrides that make a run tiny: 16x16 images, 8-channel networks, 3-way tasks
+#: the tiny model of every test (build_learner keywords): 16x16 images, a 4-6-6-8 Conv-4,
+#: a 6-d task embedding, 3-way tasks; 16x16 inputs keep batch statistics away from
+#: degenerate 1x1 batches
+TINY_MODEL = dict(channels=(4, 6, 6, 8), image_size=16, task_dim=6, ways=3)
+
+#: the same model as run-config overrides, with a tiny budget: 4 iterations of 3 tasks,
+#: 1 shot and 2 queries, 4 test tasks per mode
 TINY = [
-    "data.image_size=16",
-    "learner.backbone.channels=[8,8,8,8]",
-    "modulation.encoder_channels=[8,8,8,8]",
-    "modulation.task_dim=8",
-    "episode.ways=3",
+    f"data.image_size={TINY_MODEL['image_size']}",
+    "learner.backbone.channels=[" + ",".join(map(str, TINY_MODEL["channels"])) + "]",
+    f"modulation.task_dim={TINY_MODEL['task_dim']}",
+    f"episode.ways={TINY_MODEL['ways']}",
     "episode.shots=1",
     "episode.queries=2",
     "learner.inner_steps=1",
@@ -58,6 +63,26 @@ def compose():
             return hydra_compose(config_name=config_name, overrides=list(overrides))
 
     return _compose
+
+
+@pytest.fixture
+def tiny_learner():
+    """``tiny_learner(learner, modulation, seed=0, perturbation=0.2, **overrides)``: the tiny
+    model (:data:`TINY_MODEL`, ``overrides`` on top) in float64, seeded, with its
+    generators moved off their identity initialisation by ``perturbation``."""
+    import torch
+
+    from helpers import perturb
+    from kml.learners import build_learner
+
+    def make(learner, modulation, seed=0, perturbation=0.2, **overrides):
+        torch.manual_seed(seed)
+        net = build_learner(learner, modulation, **{**TINY_MODEL, **overrides}).double()
+        if modulation != "none" and perturbation:
+            perturb(net.backbone.generator_parameters(), perturbation, seed=seed + 1)
+        return net
+
+    return make
 
 
 def run_script(name: str, *args: str, cwd: Path, timeout: float = 300, check: bool = True, env=None):

@@ -8,19 +8,14 @@ import shutil
 
 import pytest
 
-from fixtures_engine import run_script
+from fixtures_engine import TINY, run_script
 from kml.campaign.plan import NEW, PARTIAL, RECORD_FILES, RECORDED, plan_campaign
 from kml.campaign.runner import run_campaign
 from kml.errors import KmlError
 
-TINY_RUN = [
-    "'learner.backbone.channels=[8,8,8,8]'",
-    "'modulation.encoder_channels=[8,8,8,8]'",
-    "'modulation.task_dim=8'",
-    "'episode.queries=2'",
-    "'train.meta_batch_size=3'",
-    "'eval.batch_size=4'",
-]
+# the tests' tiny model and episodes as campaign-wide train.py overrides (quoted: they hold '=')
+TINY_RUN = [f"'{o}'" for o in TINY if o.startswith(("learner.backbone.", "modulation.", "episode.queries",
+                                                     "train.meta_batch_size", "eval.batch_size"))]
 
 
 def tiny_campaign(root, tmp_path, **extra):
@@ -59,7 +54,7 @@ def test_plan_names_runs_and_their_train_overrides(reproduce, synthetic_root, tm
     assert all(r.status() == NEW for r in plan)
     kml = plan[2]
     assert "modulation=kml" in kml.overrides and "train.iterations=4" in kml.overrides
-    assert "eval.val_every=2" in kml.overrides and "learner.backbone.channels=[8,8,8,8]" in kml.overrides
+    assert "eval.val_every=2" in kml.overrides and "learner.backbone.channels=[4,6,6,8]" in kml.overrides
     assert kml.command().startswith("python scripts/train.py mode=synthetic learner=protonet modulation=kml")
     assert f"data.root={synthetic_root}" in kml.train_overrides()
 
@@ -133,3 +128,17 @@ def test_campaign_errors_are_one_line(reproduce, synthetic_root, tmp_path):
         run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path, report_only="true")))
     proc = run_script("reproduce.py", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "campaign" in proc.stderr
+
+
+def test_diagnostics_step_is_recorded_and_reported(reproduce, synthetic_root, tmp_path):
+    overrides = [*tiny_campaign(synthetic_root, tmp_path), "campaign.diagnostics.methods=[MProtoNet,MProtoNet+KML]",
+                 "campaign.diagnostics.checkpoints=[2,4]", "campaign.diagnostics.tasks_per_mode=2"]
+    run_campaign(reproduce(overrides), log=lambda *a: None)
+    record = json.loads((tmp_path / "results" / "synthetic" / "modulation_diagnostics.json").read_text())
+    assert [(e["label"], e["iteration"]) for e in record["runs"]] == [
+        ("MProtoNet", 2), ("MProtoNet", 4), ("MProtoNet+KML", 2), ("MProtoNet+KML", 4)]
+    kml = record["runs"][-1]["modes"]["synthetic_glyphs"]["blocks"]
+    assert [b["kind"] for b in kml] == ["kml"] * 4 and all(b["m_abs_mean"] > 0 for b in kml)
+    assert record["runs"][0]["bias_zeroed_logit_change"] < 1e-9
+    report = (tmp_path / "docs" / "results.md").read_text()
+    assert "### What the modulation does" in report and "| MProtoNet+KML | 4 | synthetic_glyphs |" in report

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_engine import TINY as TINY_RUN
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Runs an installed console script with the install target first on the path. An
@@ -31,19 +33,8 @@ sys.argv = [script, *args]
 runpy.run_path(script, run_name="__main__")
 """
 
-TINY = [
-    "data.image_size=16",
-    "learner.backbone.channels=[8,8,8,8]",
-    "modulation.encoder_channels=[8,8,8,8]",
-    "modulation.task_dim=8",
-    "episode.ways=3",
-    "episode.queries=2",
-    "train.meta_batch_size=2",
-    "train.checkpoint_every=1",
-    "eval.tasks_per_mode=4",
-    "eval.batch_size=4",
-    "train.progress=false",
-]
+# the tests' tiny run, with a checkpoint at every iteration (for kml-eval checkpoint=2)
+TINY = [*TINY_RUN, "train.checkpoint_every=1"]
 
 
 @pytest.fixture(scope="module")

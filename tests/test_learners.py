@@ -4,10 +4,10 @@ differences, ProtoNet by hand, learning a fixed episode, inner-loop details."""
 import pytest
 import torch
 
-from helpers import perturb, tiny_episode
+from fixtures_engine import TINY_MODEL
+from helpers import tiny_episode
 from kml.learners import MAML, ProtoNet, build_learner, method_name
 
-TINY = dict(channels=(4, 6, 6, 8), image_size=12, task_dim=6, ways=3)
 
 VARIANTS = [
     ("maml", "none", False),
@@ -22,18 +22,19 @@ VARIANTS = [
 ]
 
 
-def make(learner, modulation, first_order=False, seed=0, **overrides):
-    torch.manual_seed(seed)
-    options = dict(TINY, inner_steps=2, inner_lr=0.3, first_order=first_order)
-    options.update(overrides)
-    net = build_learner(learner, modulation, **options).double()
-    if modulation != "none":
-        perturb(net.backbone.generator_parameters(), 0.2, seed=seed + 1)
-    return net
+@pytest.fixture
+def make(tiny_learner):
+    """The tiny learner with a 2-step inner loop of lr 0.3 (MAML), generators perturbed."""
+
+    def build(learner, modulation, first_order=False, seed=0, **overrides):
+        return tiny_learner(learner, modulation, seed=seed, **{"inner_steps": 2, "inner_lr": 0.3,
+                                                               "first_order": first_order, **overrides})
+
+    return build
 
 
 @pytest.mark.parametrize("learner,modulation,first_order", VARIANTS)
-def test_batched_path_equals_loop_path_loss_and_meta_gradients(learner, modulation, first_order):
+def test_batched_path_equals_loop_path_loss_and_meta_gradients(learner, modulation, first_order, make):
     net = make(learner, modulation, first_order)
     episode = [t.double() if t.is_floating_point() else t for t in tiny_episode(tasks=3, ways=3, seed=1)]
     params = [p for p in net.parameters()]
@@ -72,7 +73,7 @@ def _directional_fd(net, episode, direction, eps=1e-6):
 
 
 @pytest.mark.parametrize("modulation", ["none", "kml"])
-def test_maml_second_order_meta_gradient_matches_finite_differences(modulation):
+def test_maml_second_order_meta_gradient_matches_finite_differences(modulation, make):
     # 24x24 inputs (a 2x2 last block) and 2 shots keep BN statistics away from degenerate
     # batches, where a constant channel normalises to exactly 0 and sits on ReLU's kink
     net = make("maml", modulation, first_order=False, seed=3, channels=(4, 4, 4, 4), image_size=24, inner_lr=0.05)
@@ -91,7 +92,7 @@ def test_maml_second_order_meta_gradient_matches_finite_differences(modulation):
     assert max((a - b).abs().max().item() for a, b in zip(grads, fo_grads)) > 1e-4
 
 
-def test_first_order_meta_gradient_is_query_gradient_at_adapted_weights():
+def test_first_order_meta_gradient_is_query_gradient_at_adapted_weights(make):
     net = make("maml", "none", first_order=True, seed=6)
     support, s_labels, query, q_labels = [
         t.double() if t.is_floating_point() else t for t in tiny_episode(tasks=1, ways=3, seed=7)
@@ -108,7 +109,7 @@ def test_first_order_meta_gradient_is_query_gradient_at_adapted_weights():
 
 def test_protonet_logits_match_hand_computation():
     torch.manual_seed(8)
-    net = build_learner("protonet", "none", **TINY).double()
+    net = build_learner("protonet", "none", **TINY_MODEL).double()
     support, s_labels, query, q_labels = [
         t.double() if t.is_floating_point() else t for t in tiny_episode(tasks=2, ways=3, shots=2, queries=2, seed=9)
     ]
@@ -144,7 +145,7 @@ def test_learner_fits_one_fixed_episode(learner, modulation):
     assert final.accuracy.item() == 1.0
 
 
-def test_inner_gradient_clamp_bounds_each_update():
+def test_inner_gradient_clamp_bounds_each_update(make):
     net = make("maml", "none", seed=12, inner_steps=3, inner_lr=0.5, grad_clip=1e-3)
     support, s_labels, _, _ = tiny_episode(tasks=2, ways=3, seed=13)
     fast = net.adapt(support.double(), s_labels, None)
@@ -154,7 +155,7 @@ def test_inner_gradient_clamp_bounds_each_update():
     assert set(fast) == {n for n, _ in net.backbone.named_parameters()}  # backbone only
 
 
-def test_modulation_computed_once_and_encoder_not_adapted(monkeypatch):
+def test_modulation_computed_once_and_encoder_not_adapted(monkeypatch, make):
     net = make("maml", "kml", seed=14)
     calls = []
     original = net.encoder.forward
@@ -164,7 +165,7 @@ def test_modulation_computed_once_and_encoder_not_adapted(monkeypatch):
     assert len(calls) == 1
 
 
-def test_evaluation_without_grad_matches_grad_mode_and_keeps_no_graph():
+def test_evaluation_without_grad_matches_grad_mode_and_keeps_no_graph(make):
     net = make("maml", "film", seed=16)
     net.eval()
     episode = [t.double() if t.is_floating_point() else t for t in tiny_episode(tasks=2, ways=3, seed=17)]
@@ -187,7 +188,7 @@ def test_method_names_and_wrong_heads():
 
 
 @pytest.mark.parametrize("learner,modulation", [("maml", "kml"), ("maml", "film"), ("protonet", "kml"), ("protonet", "none")])
-def test_per_task_meta_parameters_through_functional_call(learner, modulation):
+def test_per_task_meta_parameters_through_functional_call(learner, modulation, make):
     """Every meta-parameter may carry a leading task dimension (one parameter vector
     per task): the batched run equals running each task with its own parameters."""
     net = make(learner, modulation, seed=18)

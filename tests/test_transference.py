@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import perturb, tiny_episode
+from helpers import tiny_episode
 from kml.learners import build_learner
 from kml.analysis.transference import (
     NEGATIVE,
@@ -29,8 +29,6 @@ from kml.analysis.transference import (
     transference,
 )
 
-# 16x16 images and 2 shots keep BN statistics away from degenerate 1x1, 3-sample batches
-TINY = dict(channels=(4, 6, 6, 8), image_size=16, task_dim=6, ways=3, inner_steps=2, inner_lr=0.05)
 VARIANTS = [("maml", "none"), ("maml", "kml"), ("protonet", "none"), ("protonet", "kml")]
 
 
@@ -44,12 +42,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make(learner, modulation, seed=0, **overrides):
-    torch.manual_seed(seed)
-    net = build_learner(learner, modulation, **dict(TINY, **overrides)).double()
-    if modulation != "none":
-        perturb(net.backbone.generator_parameters(), 0.2, seed=seed + 1)
-    return net
+@pytest.fixture
+def make(tiny_learner):
+    """The tiny learner with a 2-step inner loop of lr 0.05 (MAML), generators perturbed."""
+    return lambda learner, modulation, seed=0, **kw: tiny_learner(
+        learner, modulation, seed=seed, **{"inner_steps": 2, "inner_lr": 0.05, **kw}
+    )
 
 
 def episodes(tasks, seed, modes=None):
@@ -61,7 +59,7 @@ def episodes(tasks, seed, modes=None):
 
 
 @pytest.mark.parametrize("learner,modulation", VARIANTS)
-def test_alpha_zero_gives_lr_exactly_one(learner, modulation):
+def test_alpha_zero_gives_lr_exactly_one(learner, modulation, make):
     net = make(learner, modulation)
     sources, targets = episodes(5, seed=1), episodes(2, seed=2)
     for result in (
@@ -78,7 +76,7 @@ def test_alpha_zero_gives_lr_exactly_one(learner, modulation):
 
 
 @pytest.mark.parametrize("learner,modulation", VARIANTS)
-def test_batched_equals_loop_reference_in_float64(learner, modulation):
+def test_batched_equals_loop_reference_in_float64(learner, modulation, make):
     net = make(learner, modulation, seed=3)
     sources, targets = episodes(5, seed=4), episodes(2, seed=5)
     loop = transference(net, sources, targets, 0.05, vectorized=False)
@@ -93,7 +91,7 @@ def test_batched_equals_loop_reference_in_float64(learner, modulation):
     torch.testing.assert_close(s_batched.lr, s_loop.lr, rtol=1e-8, atol=0)
 
 
-def test_per_source_gradients_are_each_tasks_own_meta_gradient():
+def test_per_source_gradients_are_each_tasks_own_meta_gradient(make):
     """MAML+KML, second order: slice i of the batched gradient is autograd of task i alone."""
     net = make("maml", "kml", seed=6)
     sources = episodes(3, seed=7)
@@ -108,7 +106,7 @@ def test_per_source_gradients_are_each_tasks_own_meta_gradient():
 
 
 @pytest.mark.parametrize("learner,modulation", [("maml", "kml"), ("protonet", "kml"), ("protonet", "none")])
-def test_self_transference_small_alpha_is_below_one_at_first_order(learner, modulation):
+def test_self_transference_small_alpha_is_below_one_at_first_order(learner, modulation, make):
     """LR_ii = 1 - alpha |g_i|^2 / L_i + O(alpha^2) < 1."""
     net = make(learner, modulation, seed=8)
     tasks = episodes(4, seed=9)
@@ -146,7 +144,7 @@ def test_shares_add_up_and_the_neutral_band_classifies():
         transfer_shares(lr, neutral=-0.1)
 
 
-def test_mode_matrix_against_the_loop():
+def test_mode_matrix_against_the_loop(make):
     net = make("protonet", "kml", seed=10)
     sources = episodes(5, seed=11, modes=["glyphs", "shapes", "glyphs", "shapes", "shapes"])
     targets = episodes(3, seed=12, modes=["shapes", "glyphs", "shapes"])

@@ -84,7 +84,9 @@ def validate_campaign(campaign: DictConfig) -> None:
                 f"campaign method {method.name}: learner={method.learner} modulation={method.modulation} is not a "
                 "method; use learner maml|protonet and modulation none|film|kml"
             )
-    for name in [campaign.baseline, *(n for pair in campaign.pairs for n in pair), *campaign.transference.methods]:
+    named = [campaign.baseline, *(n for pair in campaign.pairs for n in pair), *campaign.transference.methods]
+    named += list(campaign.get("diagnostics", {}).get("methods", []))
+    for name in named:
         if name not in names:
             raise ConfigError(f"campaign {campaign.name} refers to method {name!r}, which it does not list ({', '.join(names)})")
     for pair in campaign.pairs:

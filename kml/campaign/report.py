@@ -39,6 +39,7 @@ class CampaignRecords:
     runs: list[RunRecord] = field(default_factory=list)
     records: dict[str, dict] = field(default_factory=dict)  # run folder name -> record.json
     transference: dict | None = None
+    diagnostics: dict | None = None
 
     def method_order(self) -> list[str]:
         return [m["name"] for m in self.spec.get("methods", [])]
@@ -62,6 +63,9 @@ def load_campaigns(results_dir: Path) -> list[CampaignRecords]:
         transference = folder / "transference.json"
         if transference.is_file():
             c.transference = json.loads(transference.read_text())
+        diagnostics = folder / "modulation_diagnostics.json"
+        if diagnostics.is_file():
+            c.diagnostics = json.loads(diagnostics.read_text())
         campaigns.append(c)
     campaigns.sort(key=lambda c: (c.spec.get("order", 0), c.name))
     return campaigns
@@ -315,6 +319,43 @@ def transference_section(c: CampaignRecords, report: Path, figures_dir: Path) ->
     return "\n".join(lines)
 
 
+def diagnostics_section(c: CampaignRecords) -> str:
+    """The modulation diagnostics as a table: per method, checkpoint and mode, the feature
+    norm, the task embedding's spread across tasks and, per block, FiLM's scale (mean,
+    minimum, share negative) or KML's |W_hat/W - 1| (and its spread across tasks)."""
+    d = c.diagnostics
+    lines = [
+        "### What the modulation does",
+        "",
+        f"On the first {d['runs'][0]['tasks_per_mode']} test tasks of each mode "
+        "(`kml.analysis.modulation`, `tools/modulation_diagnostics.py`): the norm of the query "
+        "features, the spread across tasks of the task embedding, and per block FiLM's scale "
+        "`1 + dgamma(v)` as mean (min, share < 0) or KML's `|W_hat / W - 1|` as mean (spread "
+        "across tasks). *zeroed biases*: the largest relative change of the logits when every conv "
+        "bias and `db(v)` is set to zero.",
+        "",
+        "| method | iteration | mode | feature norm | v spread | block 1 | block 2 | block 3 | block 4 | zeroed biases |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in d["runs"]:
+        for mode, stats in entry["modes"].items():
+            cells = []
+            for block in stats.get("blocks", []):
+                if block["kind"] == "film":
+                    cells.append(f"{block['scale_mean']:.2f} ({block['scale_min']:.2f}, "
+                                 f"{100 * block['scale_negative_share']:.0f}%)")
+                else:
+                    cells.append(f"{block['m_abs_mean']:.3f} ({block['m_task_spread']:.3f})")
+            cells += ["-"] * (4 - len(cells))
+            spread = stats.get("embedding", {}).get("task_spread")
+            lines.append(
+                f"| {entry['label']} | {entry['iteration']} | {mode} | {stats['feature_norm']:.2f} | "
+                + (f"{spread:.3f}" if spread is not None else "-") + " | " + " | ".join(cells[:4])
+                + f" | {entry['bias_zeroed_logit_change']:.1e} |"
+            )
+    return "\n".join(lines)
+
+
 def _machine_text(machine: dict) -> str:
     if not machine:
         return "an unrecorded machine"
@@ -369,6 +410,8 @@ def campaign_section(c: CampaignRecords, report: Path, figures_dir: Path) -> tup
                                     "overall": {_name(c, r): r.results["overall"] for r in runs}})
     if c.transference:
         lines += [transference_section(c, report, figures_dir), ""]
+    if c.diagnostics:
+        lines += [diagnostics_section(c), ""]
     if notes.is_file():
         lines += [notes.read_text().strip(), ""]
     lines += _budget_lines(c, budget)

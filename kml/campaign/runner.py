@@ -25,6 +25,7 @@ from kml.io import atomic_write_json, atomic_write_text
 __all__ = ["run_campaign", "record_run", "estimate_seconds", "machine_description", "TRANSFERENCE_RECORD"]
 
 TRANSFERENCE_RECORD = "transference.json"
+DIAGNOSTICS_RECORD = "modulation_diagnostics.json"
 
 
 def machine_description(device: torch.device) -> dict:
@@ -290,6 +291,44 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
     return path
 
 
+# ------------------------------------------------------------------ diagnostics
+def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, log=print) -> Path | None:
+    """Modulation diagnostics (:mod:`kml.analysis.modulation`) of the campaign's
+    diagnostics methods, recorded in ``results/<campaign>/modulation_diagnostics.json``
+    (skipped when that record exists)."""
+    from kml.analysis.modulation import bias_inertness, modulation_statistics
+    from kml.data import fixed_eval_tasks
+    from kml.engine.checkpoints import load_run
+    from kml.engine.from_config import tasksets_for
+
+    d = campaign.diagnostics
+    path = results_dir / campaign.name / DIAGNOSTICS_RECORD
+    if path.is_file():
+        log(f"diagnostics: recorded in {path}")
+        return path
+    runs = [next(r for r in plan if r.method == method) for method in d.methods]
+    started = time.perf_counter()
+    entries = []
+    for run in runs:
+        for checkpoint in list(d.checkpoints) or ["last"]:
+            loaded = load_run(run.run_dir, checkpoint)
+            test = tasksets_for(loaded.config, "cpu").test
+            batches = list(fixed_eval_tasks(test, d.tasks_per_mode, d.tasks_per_mode, seed=int(loaded.config.eval.seed)))
+            entries.append({
+                "label": run.method,
+                "run_id": run.run_id,
+                "iteration": loaded.iteration,
+                "tasks_per_mode": int(d.tasks_per_mode),
+                "bias_zeroed_logit_change": max(bias_inertness(loaded.learner, b) for _, b in batches),
+                "modes": modulation_statistics(loaded.learner, batches),
+            })
+            log(f"diagnostics: {run.method} @ {loaded.iteration}")
+    atomic_write_json(path, {"campaign": campaign.name, "settings": OmegaConf.to_container(d, resolve=True),
+                             "seconds": time.perf_counter() - started, "runs": entries})
+    log(f"diagnostics: recorded in {path}")
+    return path
+
+
 # ------------------------------------------------------------------ the campaign
 def run_campaign(cfg: DictConfig, log=print) -> dict:
     """``scripts/reproduce.py``: plan, run (or ``dry_run``), record and report a campaign.
@@ -331,9 +370,12 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
     machine = machine_description(device)
 
     def transference_when_ready() -> None:
-        """The transference step, as soon as the runs it analyses are recorded."""
+        """The transference and diagnostics steps, as soon as the runs they analyse are recorded."""
         if campaign.transference.methods and all(r.status() == RECORDED for r in _transference_runs(campaign, plan)):
             run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log)
+        diagnosed = [next(r for r in plan if r.method == m) for m in campaign.diagnostics.methods]
+        if diagnosed and all(r.status() == RECORDED for r in diagnosed):
+            run_diagnostics(campaign, plan, results_dir, log)
 
     transference_when_ready()
     done = 0

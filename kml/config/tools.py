@@ -20,6 +20,7 @@ __all__ = [
     "CampaignMethod",
     "CampaignBudget",
     "CampaignTransference",
+    "CampaignDiagnostics",
     "PaperReference",
     "CampaignConfig",
     "ReproduceScriptConfig",
@@ -145,6 +146,15 @@ class CampaignTransference:
 
 
 @dataclass
+class CampaignDiagnostics:
+    """Modulation diagnostics (kml.analysis.modulation) of some runs at several checkpoints."""
+
+    methods: list[str] = field(default_factory=list)  # method names; empty: none
+    checkpoints: list[int] = field(default_factory=list)  # empty: the last checkpoint
+    tasks_per_mode: int = 20
+
+
+@dataclass
 class PaperReference:
     """The paper's numbers for the closest setting, shown in their own column."""
 
@@ -173,6 +183,7 @@ class CampaignConfig:
     overrides: list[str] = field(default_factory=list)  # train.py overrides of every run
     paper: PaperReference = field(default_factory=PaperReference)
     transference: CampaignTransference = field(default_factory=CampaignTransference)
+    diagnostics: CampaignDiagnostics = field(default_factory=CampaignDiagnostics)
 
 
 @dataclass
