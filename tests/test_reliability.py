@@ -175,6 +175,34 @@ def test_dataset_not_prepared(tmp_path):
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
+def test_every_unprepared_dataset_of_a_mixture_is_named_at_once(tmp_path):
+    root = tmp_path / "data"
+    result = cli("train.py", "mode=5mode", f"data.root={root}", *TINY, "hydra.run.dir=run", cwd=tmp_path)
+    command = "python scripts/prepare_data.py dataset={} data.root=" + f"{root} image_size=16"
+    _assert_user_error(
+        result,
+        f"5 datasets of this mixture are not prepared in {root} (omniglot, miniimagenet, fc100, cub, aircraft); run: "
+        + "; ".join(command.format(name) for name in ("omniglot",)) + "; "
+        + command.format("miniimagenet") + " source=<folder holding the files>; "
+        + "; ".join(command.format(name) for name in ("fc100", "cub", "aircraft")),
+    )
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_data_root_that_is_a_file(tmp_path):
+    afile = tmp_path / "a_file"
+    afile.write_text("")
+    for root in (afile, afile / "below"):
+        result = cli("train.py", f"data.root={root}", *TINY, "hydra.run.dir=run", cwd=tmp_path)
+        where = "is a file" if root == afile else f"is under {afile}, which is a file"
+        _assert_user_error(
+            result,
+            f"data.root={root} {where}, not a folder; pass the folder that holds (or will hold) the prepared "
+            "datasets, e.g. data.root=data",
+        )
+    assert afile.read_text() == "" and not (tmp_path / "run" / "config.yaml").exists()
+
+
 @pytest.fixture
 def aircraft_root(tmp_path, data_builders) -> Path:
     """FGVC-Aircraft prepared at 16 px from a tiny official-layout archive."""

@@ -1,4 +1,4 @@
-"""The schema of ``scripts/prepare_data.py`` (``configs/prepare_data.yaml``)."""
+"""The schema of ``kml-prepare`` / ``scripts/prepare_data.py`` (``kml/configs/prepare_data.yaml``)."""
 
 from __future__ import annotations
 
@@ -46,20 +46,21 @@ class PrepareDataConfig:
             the rest.
     """
 
-    dataset: str = MISSING
-    source: Optional[str] = None
-    data: DataPathsConfig = field(default_factory=DataPathsConfig)
+    dataset: str = MISSING  # a dataset, a synthetic mode, synthetic, all, folder, or a prepared folder dataset
+    source: Optional[str] = None  # local archive or folder; null downloads the official archive (checksum-verified)
+    data: DataPathsConfig = field(default_factory=DataPathsConfig)  # prepared arrays go to <root>/<dataset>/<variant>/
     image_size: int = 84
-    split: Optional[str] = None
+    split: Optional[str] = None  # null: the dataset's default; omniglot: vinyals | lake; gtsrb: seeded | test_only
     split_seed: int = 0
-    force: bool = False
+    force: bool = False  # prepare again even if already prepared
     download: bool = True
-    workers: int = 0
+    workers: int = 0  # decoding threads, 0 = automatic
     verbose: bool = True
-    name: Optional[str] = None
-    layout: str = "auto"
-    train_fraction: Optional[float] = None
-    val_fraction: Optional[float] = None
+    # dataset=folder only
+    name: Optional[str] = None  # the name to use it under: mode.datasets=[omniglot,<name>]
+    layout: str = "auto"  # auto | classes (<source>/<class>/*) | splits (<source>/{train,val,test}/<class>/*)
+    train_fraction: Optional[float] = None  # classes layout: share of the classes in train (null = 0.7)
+    val_fraction: Optional[float] = None  # classes layout: share in val (null = 0.15); test gets the rest
 
 
 #: the options that only go with ``dataset=folder``
