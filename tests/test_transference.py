@@ -286,7 +286,11 @@ def test_script_command_line_and_user_errors(tiny_runs):
     report = json.loads((plain / "transference" / "transference.json").read_text())
     (record,) = report["runs"]
     assert record["run_dir"] == str(plain)
-    assert record["alpha"] == pytest.approx(1e-3)  # the run's train.lr
+    assert record["alpha"] == pytest.approx(0.025)  # the default source step (our choice)
+    run_script("transference.py", f"run_dirs=[{plain}]", "checkpoints=[4]", "sources=2", "alpha=null",
+               "progress=false", "output_dir=lr_alpha", cwd=root, env={"OMP_NUM_THREADS": "1"})
+    own = json.loads((root / "lr_alpha" / "transference.json").read_text())["runs"][0]
+    assert own["alpha"] == pytest.approx(1e-3)  # alpha=null: the run's train.lr
     assert (record["source_split"], record["target_mode"]) == ("val", "synthetic_shapes")
     assert [e["iteration"] for e in record["checkpoints"]] == [4]
     assert "| ProtoNet | 4 |" in proc.stdout

@@ -20,6 +20,8 @@ __all__ = [
     "paired_table",
     "write_comparison",
     "format_p",
+    "modes_of",
+    "read_run_record",
 ]
 
 TASK_ACCURACIES = "task_accuracies.json"
@@ -77,7 +79,8 @@ def collect_results(patterns: list[str]) -> list[tuple[Path, dict]]:
     return [(r.path, r.results) for r in collect_runs(patterns)]
 
 
-def _modes(runs: list[RunRecord]) -> list[str]:
+def modes_of(runs: list[RunRecord]) -> list[str]:
+    """The modes of several runs' results, in order of first appearance."""
     modes: list[str] = []
     for run in runs:
         for m in run.results["per_mode"]:
@@ -90,7 +93,7 @@ def comparison_table(runs: list[RunRecord] | list[tuple[Path, dict]]) -> str:
     """Paper-style markdown table: one row per run (method), a column per mode and
     overall, entries ``accuracy +- ci95`` in percent."""
     runs = [r if isinstance(r, RunRecord) else RunRecord(r[0], r[1], None) for r in runs]
-    modes = _modes(runs)
+    modes = modes_of(runs)
     rows = ["| method | setup | " + " | ".join(modes) + " | overall |", "|" + "---|" * (len(modes) + 3)]
     for run in runs:
         cells = []

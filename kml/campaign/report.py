@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from kml.analysis.comparison import RunRecord, format_p, read_run_record
+from kml.analysis.comparison import RunRecord, format_p, modes_of, read_run_record
 from kml.analysis.paired import PairingError, compare_task_records
 from kml.errors import KmlError
 from kml.io import atomic_write_text
@@ -98,11 +98,7 @@ def _paper_value(c: CampaignRecords, method: str) -> float | None:
 
 # ------------------------------------------------------------------ tables
 def accuracy_table(c: CampaignRecords, runs: list[RunRecord]) -> str:
-    modes: list[str] = []
-    for run in runs:
-        for m in run.results["per_mode"]:
-            if m not in modes:
-                modes.append(m)
+    modes = modes_of(runs)
     paper = c.spec.get("paper") or {}
     paper_col = bool(paper.get("values"))
     header = "| method | " + " | ".join(modes) + " | **overall** | tested |" + (" paper |" if paper_col else "")
@@ -199,11 +195,7 @@ def paired_section(c: CampaignRecords, runs: list[RunRecord]) -> tuple[str, list
 
 # ------------------------------------------------------------------ figures
 def accuracy_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title: str) -> Path:
-    modes: list[str] = []
-    for run in runs:
-        for m in run.results["per_mode"]:
-            if m not in modes:
-                modes.append(m)
+    modes = modes_of(runs)
     groups = modes + ["overall"]
     width = 0.8 / max(1, len(runs))
     fig, ax = subplots(figsize=(max(7.0, 1.3 * len(groups) * max(1, len(runs)) / 2 + 3), 4.2))
@@ -231,20 +223,12 @@ def accuracy_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title
 
 def _metrics(run: RunRecord) -> dict[str, list[dict]]:
     """Metric records of a run (per specialist for Multi-* runs)."""
-    def read(path: Path) -> list[dict]:
-        out = []
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-        return out
+    from kml.engine.reporting import read_metrics
 
     specialists = run.path / "specialists"
     if specialists.is_dir():
-        return {p.name: read(p / "metrics.jsonl") for p in sorted(specialists.iterdir()) if p.is_dir()}
-    return {"": read(run.path / "metrics.jsonl")}
+        return {p.name: read_metrics(p) for p in sorted(specialists.iterdir()) if p.is_dir()}
+    return {"": read_metrics(run.path)}
 
 
 def curves_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title: str) -> Path | None:
