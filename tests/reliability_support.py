@@ -81,6 +81,12 @@ runpy.run_path({script!r}, run_name="__main__")
 '''
 
 
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_driver(tmp_path: Path, script: str, args: list[str], patch: str = "", name: str = "driver") -> tuple[subprocess.Popen, Path]:
     """Start ``scripts/<script> args`` in a subprocess after running ``patch`` (Python
     source that may call ``hang()``); returns the process and the marker file that
@@ -91,7 +97,10 @@ def start_driver(tmp_path: Path, script: str, args: list[str], patch: str = "", 
     driver.write_text(source)
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
     proc = subprocess.Popen(
-        [sys.executable, str(driver)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(driver)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # Ctrl-C as in a terminal, even when the tests themselves run in the background
+        # (where SIGINT starts out ignored and Python installs no handler for it)
+        preexec_fn=_default_sigint,
     )
     return proc, marker
 

@@ -151,6 +151,15 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path, synthetic_root,
     _assert_same_run(run, reference)
 
 
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT raising KeyboardInterrupt, as in a terminal (in a background job it starts out
+    ignored and Python installs no handler for it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _signal_at_sample(monkeypatch, at_call: int, signals: list[int]) -> None:
     """Send ``signals`` to this process from inside the ``at_call``-th episode sampling
     (that is, in the middle of an iteration)."""
@@ -183,7 +192,7 @@ def test_sigterm_finishes_the_iteration_saves_and_resumes_exactly(tmp_path, synt
     _assert_same_run(run, reference)
 
 
-def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, synthetic_root, monkeypatch):
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, synthetic_root, monkeypatch, terminal_sigint):
     run = tmp_path / "run"
     _signal_at_sample(monkeypatch, 3, [signal.SIGINT, signal.SIGINT])
     result = cli("train.py", *_args(synthetic_root), f"hydra.run.dir={run}", cwd=tmp_path)
