@@ -221,6 +221,30 @@ def accuracy_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title
     return path
 
 
+def paired_figure(entries: list[dict], path: Path, title: str) -> Path:
+    """The paired differences with their 95% CIs, per mode and overall, one bar per comparison."""
+    modes: list[str] = []
+    for e in entries:
+        for m in e["per_mode"]:
+            if m not in modes:
+                modes.append(m)
+    groups = modes + ["overall"]
+    width = 0.8 / max(1, len(entries))
+    fig, ax = subplots(figsize=(max(7.0, 0.5 * len(groups) * len(entries) + 3), 4.2))
+    x = np.arange(len(groups))
+    for k, e in enumerate(entries):
+        stats = [e["per_mode"].get(m) for m in modes] + [e["overall"]]
+        offset = (k - (len(entries) - 1) / 2) * width
+        ax.bar(x + offset, [s["difference"] if s else np.nan for s in stats], width,
+               yerr=[s["ci95"] if s else 0 for s in stats], capsize=2, color=f"C{k}", label=f"{e['a']} − {e['b']}")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, groups, rotation=15)
+    ax.set(ylabel="paired difference (accuracy points) ± 95% CI", title=f"paired differences: {title}")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path, dpi=110)
+
+
 def _metrics(run: RunRecord) -> dict[str, list[dict]]:
     """Metric records of a run (per specialist for Multi-* runs)."""
     from kml.engine.reporting import read_metrics
@@ -345,7 +369,7 @@ def _machine_text(machine: dict) -> str:
         return "an unrecorded machine"
     if machine.get("gpu"):
         return f"{machine['gpu']} (torch {machine.get('torch')})"
-    return f"{machine.get('cpu')}, {machine.get('torch_threads')} torch threads (torch {machine.get('torch')})"
+    return f"CPU {machine.get('cpu')} ({machine.get('cpu_count')} cores, torch threads: {machine.get('torch_threads')}, torch {machine.get('torch')})"
 
 
 # ------------------------------------------------------------------ sections
@@ -377,16 +401,19 @@ def campaign_section(c: CampaignRecords, report: Path, figures_dir: Path) -> tup
             "",
         ]
         stem = f"results_{c.name}_{mode}_{shots}shot_seed{seed}"
-        path = accuracy_figure(c, runs, figures_dir / f"{stem}_accuracy.png", f"{spec.get('title') or c.name}: {title}")
+        path = accuracy_figure(c, runs, figures_dir / f"{stem}_accuracy.png", title)
         lines += [f"![accuracy]({_rel(path, report)})", ""]
         table, entries = paired_section(c, runs)
-        lines += [
-            "Paired differences on the identical test tasks (accuracy points, mean of per-task differences ± "
-            "1.96 sd / sqrt(n); p: two-sided paired t-test):",
-            "",
-            table,
-            "",
-        ]
+        if entries:
+            lines += [
+                "Paired differences on the identical test tasks (accuracy points, mean of per-task differences ± "
+                "1.96 sd / sqrt(n); p: two-sided paired t-test):",
+                "",
+                table,
+                "",
+            ]
+            path = paired_figure(entries, figures_dir / f"{stem}_paired.png", title)
+            lines += [f"![paired differences]({_rel(path, report)})", ""]
         curves = curves_figure(c, runs, figures_dir / f"{stem}_curves.png", title)
         if curves is not None:
             lines += [f"![training and validation curves]({_rel(curves, report)})", ""]
@@ -416,7 +443,8 @@ def _budget_lines(c: CampaignRecords, budget: dict) -> list[str]:
            if budget.get("val_every") else "")
         + f", tested checkpoint: {budget.get('eval_checkpoint', 'last')}.",
         f"- Hardware: {'; '.join(sorted(machines)) or 'unrecorded'}"
-        + (f"; {sum(seconds) / 3600:.1f} h of training and testing in all." if seconds else "."),
+        + (f"; {sum(seconds) / 3600:.1f} h of training and testing recorded (the last session of each run)."
+           if seconds else "."),
         f"- Regenerate or continue: `python scripts/reproduce.py campaign={c.name}` (add `data_root=<prepared data>`); "
         f"this report alone: `python scripts/reproduce.py campaign={c.name} report_only=true`.",
         "",
