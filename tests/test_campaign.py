@@ -142,3 +142,24 @@ def test_diagnostics_step_is_recorded_and_reported(reproduce, synthetic_root, tm
     assert record["runs"][0]["bias_zeroed_logit_change"] < 1e-9
     report = (tmp_path / "docs" / "results.md").read_text()
     assert "### What the modulation does" in report and "| MProtoNet+KML | 4 | synthetic_glyphs |" in report
+
+
+def test_transference_step_with_an_alpha_sweep_is_recorded_and_reported(reproduce, synthetic_root, tmp_path):
+    overrides = [*tiny_campaign(synthetic_root, tmp_path), "campaign.transference.methods=[ProtoNet,MProtoNet+KML]",
+                 "campaign.transference.source_mode=synthetic_glyphs", "campaign.transference.target_mode=synthetic_textures",
+                 "campaign.transference.checkpoints=[2,4]", "campaign.transference.sources=3",
+                 "campaign.transference.alpha=0.05", "campaign.transference.alpha_sweep=[0.01,0.05]",
+                 "campaign.transference.sweep_checkpoint=2"]
+    run_campaign(reproduce(overrides), log=lambda *a: None)
+    record = json.loads((tmp_path / "results" / "synthetic" / "transference.json").read_text())
+    assert [r["label"] for r in record["runs"]] == ["ProtoNet", "MProtoNet+KML"]
+    assert [e["iteration"] for e in record["runs"][0]["checkpoints"]] == [2, 4]
+    assert sum(len(row) for row in record["runs"][0]["checkpoints"][0]["lr"]) == 3  # 3 sources x 1 target
+    sweep = {(e["label"], e["alpha"]): e for e in record["alpha_sweep"]}
+    assert set(sweep) == {(m, a) for m in ("ProtoNet", "MProtoNet+KML") for a in (0.01, 0.05)}
+    # the sweep at the main alpha and checkpoint repeats the main result
+    main = record["runs"][1]["checkpoints"][0]
+    assert sweep[("MProtoNet+KML", 0.05)]["positive"] == pytest.approx(main["shares"]["positive"])
+    report = (tmp_path / "docs" / "results.md").read_text()
+    assert "### Transference" in report and "| 0.01 | ProtoNet |" in report
+    assert (tmp_path / "docs" / "figures" / "results_synthetic_transference_synthetic_1shot_mprotonet-kml_seed0.png").is_file()

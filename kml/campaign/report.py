@@ -322,6 +322,20 @@ def transference_section(c: CampaignRecords, report: Path, figures_dir: Path) ->
     for label, path in figures:
         lines.append(f"![LR histograms of {label}]({_rel(path, report)})")
         lines.append("")
+    if t.get("alpha_sweep"):
+        lines += [
+            f"How the histograms depend on the source step alpha (iteration {t['alpha_sweep'][0]['iteration']}, "
+            "same sources and target):",
+            "",
+            "| alpha | method | LR min - max | LR 5th - 95th percentile | positive / neutral / negative (%) |",
+            "|---|---|---|---|---|",
+        ]
+        for e in t["alpha_sweep"]:
+            lines.append(
+                f"| {e['alpha']:g} | {e['label']} | {e['min']:.3f} - {e['max']:.3f} | {e['p5']:.3f} - {e['p95']:.3f} | "
+                f"{e['positive']:.0f} / {e['neutral']:.0f} / {e['negative']:.0f} |"
+            )
+        lines.append("")
     machine = t.get("machine", {})
     lines.append(f"Computed in {t.get('seconds', 0):.0f} s on {_machine_text(machine)}.")
     return "\n".join(lines)

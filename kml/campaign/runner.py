@@ -206,6 +206,19 @@ def _duration(seconds: float) -> str:
 
 
 # ------------------------------------------------------------------ transference
+def lr_summary(lr, neutral: float) -> dict:
+    """Range, 5th/95th percentiles, mean and positive / neutral / negative shares (%) of LR values."""
+    import numpy as np
+
+    from kml.analysis.transference import transfer_shares
+
+    values = np.asarray(lr, dtype=np.float64).reshape(-1)
+    shares = transfer_shares(values, neutral)
+    return {
+        "min": float(values.min()), "max": float(values.max()),
+        "p5": float(np.percentile(values, 5)), "p95": float(np.percentile(values, 95)), "mean": float(values.mean()),
+        "positive": shares.positive, "neutral": shares.neutral, "negative": shares.negative,
+    }
 def _transference_runs(campaign: DictConfig, plan: list[PlannedRun]) -> list[PlannedRun]:
     """The run of each transference method: the first planned run whose mode mixture
     holds both the source and the target mode."""
@@ -277,6 +290,15 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
         record = analyse_run(run.run_dir, cfg, device, log)
         record.update(label=run.method, run_id=run.run_id)
         records.append(record)
+    sweep = []
+    if t.alpha_sweep:
+        checkpoint = int(t.sweep_checkpoint if t.sweep_checkpoint is not None else list(t.checkpoints)[-1])
+        for alpha in t.alpha_sweep:
+            swept = OmegaConf.merge(cfg, {"alpha": float(alpha), "checkpoints": [checkpoint]})
+            for run in runs:
+                entry = analyse_run(run.run_dir, swept, device, log)["checkpoints"][0]
+                sweep.append({"label": run.method, "alpha": float(alpha), "iteration": entry["iteration"],
+                              **lr_summary(entry["lr"], float(t.neutral))})
     atomic_write_json(
         path,
         {
@@ -285,6 +307,7 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
             "seconds": time.perf_counter() - started,
             "machine": machine_description(device),
             "runs": records,
+            "alpha_sweep": sweep,
         },
     )
     log(f"transference: recorded in {path}")

@@ -143,6 +143,10 @@ class CampaignTransference:
     alpha: float = MISSING  # the source step size (the paper states none: a choice)
     neutral: float = 0.01  # |LR - 1| <= neutral is neutral transfer (the paper states none: a choice)
     seed: int = 0
+    # how the histograms depend on alpha: these step sizes at one checkpoint (the last of
+    # checkpoints unless sweep_checkpoint is set); recorded as LR quantiles and shares
+    alpha_sweep: list[float] = field(default_factory=list)
+    sweep_checkpoint: Optional[int] = None
 
 
 @dataclass
