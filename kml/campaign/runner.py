@@ -10,6 +10,7 @@ committed in between.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import time
@@ -38,8 +39,6 @@ def machine_description(device: torch.device) -> dict:
                 break
     except OSError:
         pass
-    import os
-
     return {
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
@@ -105,17 +104,22 @@ def _seconds_per_iteration(cfg: DictConfig, device: torch.device, repeats: int =
     from kml.engine.from_config import build_learner_from_config
     from kml.engine.optim import build_optimizers
 
-    torch.manual_seed(0)
-    learner = build_learner_from_config(cfg).to(device)
+    with torch.random.fork_rng(devices=[]):  # timing must not move the caller's random state
+        torch.manual_seed(0)
+        learner = build_learner_from_config(cfg).to(device)
     optimizers = build_optimizers(learner, cfg)
     ways, shots, queries = int(cfg.episode.ways), int(cfg.episode.shots), int(cfg.episode.queries)
     size = int(cfg.data.image_size)
     vectorized = use_vectorized(cfg.train.vectorized, device, size)
 
+    generator = torch.Generator(device=device).manual_seed(0)
+
     def batch(tasks: int):
-        support = torch.rand(tasks, ways * shots, 3, size, size, device=device)
-        query = torch.rand(tasks, ways * queries, 3, size, size, device=device)
-        labels = lambda k: torch.arange(ways, device=device).repeat_interleave(k).expand(tasks, -1)  # noqa: E731
+        def labels(per_class: int):
+            return torch.arange(ways, device=device).repeat_interleave(per_class).expand(tasks, -1)
+
+        support = torch.rand(tasks, ways * shots, 3, size, size, device=device, generator=generator)
+        query = torch.rand(tasks, ways * queries, 3, size, size, device=device, generator=generator)
         return support, labels(shots), query, labels(queries)
 
     def sync():
