@@ -97,6 +97,16 @@ def test_run_skip_resume_record_and_report(reproduce, synthetic_root, tmp_path):
     assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_seed0_accuracy.png").is_file()
 
 
+def test_only_methods_runs_just_those_methods(reproduce, synthetic_root, tmp_path):
+    # one process per method (e.g. several on one GPU): each runs its own runs only
+    out = run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path, only_methods='["MProtoNet+KML"]')),
+                       log=lambda *a: None)
+    assert [s for _, s in out["plan"]] == [NEW, NEW, RECORDED]
+    assert not (tmp_path / "work" / "synthetic" / "synthetic_1shot_protonet_seed0").exists()
+    with pytest.raises(KmlError, match=r"only_methods names \['KML'\].*ProtoNet, MProtoNet, MProtoNet\+KML"):
+        run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path, only_methods="[KML]")))
+
+
 def test_report_only_rebuilds_from_records_without_checkpoints(reproduce, synthetic_root, tmp_path):
     run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path)), log=lambda *a: None)
     report = tmp_path / "docs" / "results.md"

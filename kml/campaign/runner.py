@@ -373,6 +373,13 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         report = write_report(results_dir, Path(cfg.report), Path(cfg.figures_dir), log=log)
         return {"plan": [(r.run_id, r.status()) for r in plan], "report": str(report)}
 
+    only = list(cfg.only_methods)
+    unknown = [name for name in only if name not in {m.name for m in campaign.methods}]
+    if unknown:
+        raise KmlError(
+            f"only_methods names {unknown}, which campaign {campaign.name} does not list; "
+            f"use names of its methods: {', '.join(m.name for m in campaign.methods)}"
+        )
     device = resolve_device(cfg.device)
     statuses = {r.run_id: r.status() for r in plan}
     if cfg.dry_run:
@@ -410,6 +417,8 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         status = run.status()
         if status == RECORDED:
             log(f"{run.run_id}: recorded, skipped")
+            continue
+        if only and run.method not in only:
             continue
         if cfg.max_runs and done >= cfg.max_runs:
             log(f"max_runs={cfg.max_runs} reached; the next call continues with {run.run_id}")

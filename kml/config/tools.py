@@ -198,6 +198,9 @@ class ReproduceScriptConfig:
     dry_run: bool = False  # print the plan and an estimated time, run nothing
     report_only: bool = False  # rebuild the report from the records in results_dir only
     max_runs: int = 0  # stop after this many runs (0: all); a campaign can continue elsewhere
+    # run only the runs of these methods (names as in campaign.methods; []: all), e.g. one
+    # process per method on one GPU, or a campaign split across machines
+    only_methods: list[str] = field(default_factory=list)
     data_root: str = "data"  # prepared datasets
     work_dir: str = "outputs/campaigns"  # run directories (checkpoints live here, never in results_dir)
     results_dir: str = "results"  # the small records of finished runs, one folder per campaign
