@@ -68,6 +68,9 @@ def test_run_skip_resume_record_and_report(reproduce, synthetic_root, tmp_path):
     record = tmp_path / "results" / "synthetic" / "synthetic_1shot_protonet_seed0"
     assert {p.name for p in record.iterdir()} == {*RECORD_FILES, "record.json"}  # never checkpoints
     assert json.loads((record / "record.json").read_text())["method"] == "ProtoNet"
+    for path in record.iterdir():  # committed records name no folder of this machine
+        assert str(tmp_path) not in path.read_text(), path.name
+    assert "root: data\n" in (record / "config.yaml").read_text()
     assert (tmp_path / "results" / "synthetic" / "campaign.yaml").is_file()
 
     # an interrupted run (a checkpoint, no results) is resumed, not restarted

@@ -23,7 +23,7 @@ from kml.campaign.plan import FINISHED, NEW, PARTIAL, RECORD_FILES, RECORDED, Pl
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text
 
-__all__ = ["run_campaign", "record_run", "estimate_seconds", "machine_description", "TRANSFERENCE_RECORD"]
+__all__ = ["run_campaign", "record_run", "machine_paths", "estimate_seconds", "machine_description", "TRANSFERENCE_RECORD"]
 
 TRANSFERENCE_RECORD = "transference.json"
 DIAGNOSTICS_RECORD = "modulation_diagnostics.json"
@@ -50,20 +50,48 @@ def machine_description(device: torch.device) -> dict:
     }
 
 
-def record_run(run: PlannedRun, seconds: float | None, machine: dict) -> Path:
-    """Copy a finished run's small records (never checkpoints) to ``run.record_dir``."""
+def machine_paths(cfg: DictConfig) -> dict[str, str]:
+    """The folders of this machine that a campaign's records would otherwise name, each
+    with the portable path a record says instead (the defaults of ``reproduce.py``)."""
+    portable = {"data_root": "data", "work_dir": "outputs/campaigns", "results_dir": "results",
+                "report": "docs/results.md", "figures_dir": "docs/figures"}
+    paths = {}
+    for key, placeholder in portable.items():
+        given = str(cfg[key])
+        paths[given] = placeholder
+        paths[str(Path(given).resolve())] = placeholder
+    paths[os.getcwd() + os.sep] = ""  # the checkout the campaign runs from
+    return {path: placeholder for path, placeholder in paths.items() if path not in ("", placeholder)}
+
+
+def _portable(text: str, paths: dict[str, str]) -> str:
+    """``text`` with each machine path replaced by its portable path, longest first."""
+    for path in sorted(paths, key=len, reverse=True):
+        text = text.replace(path, paths[path])
+    return text
+
+
+def record_run(run: PlannedRun, seconds: float | None, machine: dict, paths: dict[str, str] | None = None) -> Path:
+    """Copy a finished run's small records (never checkpoints) to ``run.record_dir``, with
+    the machine's folders in them (``paths``, see :func:`machine_paths`) made portable, so
+    committed records name no one's file system."""
+    paths = paths or {}
     run.record_dir.mkdir(parents=True, exist_ok=True)
+
+    def copy(source: Path, target: Path) -> None:
+        atomic_write_text(target, _portable(source.read_text(), paths))
+
     for name in RECORD_FILES:
         source = run.run_dir / name
         if source.is_file():
-            shutil.copyfile(source, run.record_dir / name)
+            copy(source, run.record_dir / name)
     specialists = run.run_dir / "specialists"
     if specialists.is_dir():
         for folder in sorted(p for p in specialists.iterdir() if p.is_dir()):
             if (folder / "metrics.jsonl").is_file():
                 target = run.record_dir / "specialists" / folder.name
                 target.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / "metrics.jsonl", target / "metrics.jsonl")
+                copy(folder / "metrics.jsonl", target / "metrics.jsonl")
     atomic_write_json(
         run.record_dir / "record.json",
         {
@@ -249,7 +277,7 @@ def _transference_runs(campaign: DictConfig, plan: list[PlannedRun]) -> list[Pla
 
 
 def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, device, progress: bool,
-                     log=print) -> Path | None:
+                     log=print, paths: dict[str, str] | None = None) -> Path | None:
     """LR_{i->j} at the campaign's checkpoints for its transference methods, recorded in
     ``results/<campaign>/transference.json`` (skipped when that record exists)."""
     from kml.config import TransferenceScriptConfig
@@ -292,7 +320,7 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
     records = []
     for run in runs:
         record = analyse_run(run.run_dir, cfg, device, log)
-        record.update(label=run.method, run_id=run.run_id)
+        record.update(label=run.method, run_id=run.run_id, run_dir=_portable(str(record["run_dir"]), paths or {}))
         records.append(record)
     sweep = []
     if t.alpha_sweep:
@@ -402,11 +430,12 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
     campaign_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(campaign_dir / "campaign.yaml", OmegaConf.to_yaml(campaign, resolve=True))
     machine = machine_description(device)
+    paths = machine_paths(cfg)
 
     def transference_when_ready() -> None:
         """The transference and diagnostics steps, as soon as the runs they analyse are recorded."""
         if campaign.transference.methods and all(r.status() == RECORDED for r in _transference_runs(campaign, plan)):
-            run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log)
+            run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log, paths)
         diagnosed = [next(r for r in plan if r.method == m) for m in campaign.diagnostics.methods]
         if diagnosed and all(r.status() == RECORDED for r in diagnosed):
             run_diagnostics(campaign, plan, results_dir, log)
@@ -427,7 +456,7 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         if status in (NEW, PARTIAL):
             log(f"\n{run.run_id}: {run.command()}")
             seconds = _execute(run, log)
-        record_run(run, seconds, machine)
+        record_run(run, seconds, machine, paths)
         log(f"{run.run_id}: recorded in {run.record_dir}")
         done += 1
         transference_when_ready()
