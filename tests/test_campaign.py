@@ -157,7 +157,8 @@ def test_diagnostics_step_is_recorded_and_reported(reproduce, synthetic_root, tm
     assert "### What the modulation does" in report and "| MProtoNet+KML | 4 | synthetic_glyphs |" in report
 
 
-def test_transference_step_with_an_alpha_sweep_is_recorded_and_reported(reproduce, synthetic_root, tmp_path):
+def test_transference_step_with_an_alpha_sweep_is_recorded_and_reported(reproduce, synthetic_root, tmp_path,
+                                                                      monkeypatch):
     overrides = [*tiny_campaign(synthetic_root, tmp_path), "campaign.transference.methods=[ProtoNet,MProtoNet+KML]",
                  "campaign.transference.source_mode=synthetic_glyphs", "campaign.transference.target_mode=synthetic_textures",
                  "campaign.transference.checkpoints=[2,4]", "campaign.transference.sources=3",
@@ -176,3 +177,16 @@ def test_transference_step_with_an_alpha_sweep_is_recorded_and_reported(reproduc
     report = (tmp_path / "docs" / "results.md").read_text()
     assert "### Transference" in report and "| 0.01 | ProtoNet |" in report
     assert (tmp_path / "docs" / "figures" / "results_synthetic_transference_synthetic_1shot_mprotonet-kml_seed0.png").is_file()
+
+    # every LR computation is kept with its run: a killed step continues without recomputing
+    kept = tmp_path / "work" / "synthetic" / "synthetic_1shot_protonet_seed0" / "transference"
+    assert len(list(kept.glob("*.json"))) == 3  # checkpoints 2 and 4 at alpha 0.05, checkpoint 2 at 0.01
+    (tmp_path / "results" / "synthetic" / "transference.json").unlink()
+
+    def no_recomputation(*args, **kwargs):
+        raise AssertionError("a kept LR computation was recomputed")
+
+    monkeypatch.setattr("kml.analysis.transference_runs.analyse_run", no_recomputation)
+    run_campaign(reproduce(overrides), log=lambda *a: None)
+    again = json.loads((tmp_path / "results" / "synthetic" / "transference.json").read_text())
+    assert again["runs"] == record["runs"] and again["alpha_sweep"] == record["alpha_sweep"]

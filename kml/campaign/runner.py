@@ -23,7 +23,7 @@ from kml.campaign.plan import FINISHED, NEW, PARTIAL, RECORD_FILES, RECORDED, Pl
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text
 
-__all__ = ["run_campaign", "record_run", "machine_paths", "estimate_seconds", "machine_description", "TRANSFERENCE_RECORD"]
+__all__ = ["run_campaign", "record_run", "machine_paths", "transference_entry", "estimate_seconds", "machine_description", "TRANSFERENCE_RECORD"]
 
 TRANSFERENCE_RECORD = "transference.json"
 DIAGNOSTICS_RECORD = "modulation_diagnostics.json"
@@ -276,13 +276,58 @@ def _transference_runs(campaign: DictConfig, plan: list[PlannedRun]) -> list[Pla
     return chosen
 
 
+def _transference_settings(t: DictConfig, progress: bool) -> DictConfig:
+    """The campaign's transference settings as a ``scripts/transference.py`` config."""
+    from kml.config import TransferenceScriptConfig
+
+    cfg = OmegaConf.structured(TransferenceScriptConfig)
+    cfg.merge_with(
+        {
+            "checkpoints": list(t.checkpoints),
+            "source_mode": t.source_mode,
+            "source_split": t.source_split,
+            "target_mode": t.target_mode,
+            "target_split": t.target_split,
+            "sources": t.sources,
+            "targets": t.targets,
+            "alpha": t.alpha,
+            "neutral": t.neutral,
+            "seed": t.seed,
+            "progress": progress,
+        }
+    )
+    return cfg
+
+
+def transference_entry(run: PlannedRun, iteration: int, cfg: DictConfig, device, log=print) -> dict:
+    """LR of ``run``'s checkpoint at ``iteration`` under ``cfg`` (its alpha), as
+    ``{"record": <the run's record without checkpoints>, "entry": <that checkpoint's>}``.
+
+    Each result is kept in ``<run_dir>/transference/`` under a key of its settings, so an
+    interrupted transference step continues where it stopped, and checkpoints can be
+    analysed while the run is still training."""
+    import hashlib
+
+    from kml.analysis.transference_runs import analyse_run
+
+    settings = {k: cfg[k] for k in ("source_mode", "source_split", "target_mode", "target_split", "sources",
+                                    "targets", "alpha", "neutral", "seed")}
+    key = hashlib.sha256(json.dumps({**settings, "iteration": int(iteration)}, sort_keys=True).encode()).hexdigest()
+    cache = run.run_dir / "transference" / f"{iteration:08d}_{key[:16]}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    record = analyse_run(run.run_dir, OmegaConf.merge(cfg, {"checkpoints": [int(iteration)]}), device, log)
+    entry = record.pop("checkpoints")[0]
+    result = {"record": record, "entry": entry}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cache, result)
+    return result
+
+
 def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, device, progress: bool,
                      log=print, paths: dict[str, str] | None = None) -> Path | None:
     """LR_{i->j} at the campaign's checkpoints for its transference methods, recorded in
     ``results/<campaign>/transference.json`` (skipped when that record exists)."""
-    from kml.config import TransferenceScriptConfig
-    from kml.analysis.transference_runs import analyse_run
-
     t = campaign.transference
     if not t.methods:
         return None
@@ -299,36 +344,22 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
                 f"{run.run_dir / 'checkpoints'}; run the campaign's runs on this machine (or set "
                 "campaign.transference.methods=[] to skip it)"
             )
-    cfg = OmegaConf.structured(TransferenceScriptConfig)
-    cfg.merge_with(
-        {
-            "run_dirs": [str(run.run_dir) for run in runs],
-            "checkpoints": list(t.checkpoints),
-            "source_mode": t.source_mode,
-            "source_split": t.source_split,
-            "target_mode": t.target_mode,
-            "target_split": t.target_split,
-            "sources": t.sources,
-            "targets": t.targets,
-            "alpha": t.alpha,
-            "neutral": t.neutral,
-            "seed": t.seed,
-            "progress": progress,
-        }
-    )
-    started = time.perf_counter()
+    cfg = _transference_settings(t, progress)
     records = []
     for run in runs:
-        record = analyse_run(run.run_dir, cfg, device, log)
+        parts = [transference_entry(run, int(i), cfg, device, log) for i in t.checkpoints]
+        record = {**parts[0]["record"], "checkpoints": [part["entry"] for part in parts]}
         record.update(label=run.method, run_id=run.run_id, run_dir=_portable(str(record["run_dir"]), paths or {}))
         records.append(record)
+    seconds = sum(float(e.get("seconds", 0.0)) for r in records for e in r["checkpoints"])
     sweep = []
     if t.alpha_sweep:
         checkpoint = int(t.sweep_checkpoint if t.sweep_checkpoint is not None else list(t.checkpoints)[-1])
         for alpha in t.alpha_sweep:
-            swept = OmegaConf.merge(cfg, {"alpha": float(alpha), "checkpoints": [checkpoint]})
+            swept = OmegaConf.merge(cfg, {"alpha": float(alpha)})
             for run in runs:
-                entry = analyse_run(run.run_dir, swept, device, log)["checkpoints"][0]
+                entry = transference_entry(run, checkpoint, swept, device, log)["entry"]
+                seconds += float(entry.get("seconds", 0.0)) if float(alpha) != float(t.alpha) else 0.0
                 sweep.append({"label": run.method, "alpha": float(alpha), "iteration": entry["iteration"],
                               **lr_summary(entry["lr"], float(t.neutral))})
     atomic_write_json(
@@ -336,7 +367,7 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
         {
             "campaign": campaign.name,
             "settings": OmegaConf.to_container(t, resolve=True),
-            "seconds": time.perf_counter() - started,
+            "seconds": seconds,  # of the LR computations (each is kept in <run_dir>/transference/)
             "machine": machine_description(device),
             "runs": records,
             "alpha_sweep": sweep,
