@@ -56,6 +56,7 @@ mapfile -t methods < <(echo "$settings" | tail -n +2)
 
 start=$SECONDS
 echo "== preparing the datasets at ${image_size}x${image_size} in $DATA"
+shopt -s nullglob
 for source in "$archives"/*/; do
   dataset=$(basename "$source")
   (OMP_NUM_THREADS=4 "$PYTHON" scripts/prepare_data.py dataset="$dataset" source="$source" data.root="$DATA" \
