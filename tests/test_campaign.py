@@ -190,3 +190,18 @@ def test_transference_step_with_an_alpha_sweep_is_recorded_and_reported(reproduc
     run_campaign(reproduce(overrides), log=lambda *a: None)
     again = json.loads((tmp_path / "results" / "synthetic" / "transference.json").read_text())
     assert again["runs"] == record["runs"] and again["alpha_sweep"] == record["alpha_sweep"]
+
+
+def test_the_committed_records_regenerate_the_committed_report(reproduce, tmp_path):
+    # docs/results.md is what report_only=true builds from results/ alone: no run directory,
+    # checkpoint or dataset is needed, and nobody edits the report by hand
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    report = tmp_path / "docs" / "results.md"
+    run_campaign(reproduce(["campaign=synthetic", "report_only=true", f"results_dir={repo / 'results'}",
+                            f"report={report}", f"figures_dir={tmp_path / 'docs' / 'figures'}",
+                            "work_dir=/nonexistent", "data_root=/nonexistent"]), log=lambda *a: None)
+    assert report.read_text() == (repo / "docs" / "results.md").read_text()
+    assert {p.name for p in (tmp_path / "docs" / "figures").iterdir()} <= {
+        p.name for p in (repo / "docs" / "figures").iterdir()}
