@@ -9,21 +9,37 @@ committed in between.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kml.campaign.plan import FINISHED, NEW, PARTIAL, RECORD_FILES, RECORDED, PlannedRun, plan_campaign
+from kml.campaign.plan import (
+    FINISHED,
+    NEW,
+    PARTIAL,
+    RECORD_FILES,
+    RECORDED,
+    PlannedRun,
+    plan_campaign,
+)
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text
 
-__all__ = ["run_campaign", "record_run", "machine_paths", "transference_entry", "estimate_seconds", "machine_description", "TRANSFERENCE_RECORD"]
+__all__ = [
+    "TRANSFERENCE_RECORD",
+    "estimate_seconds",
+    "machine_description",
+    "machine_paths",
+    "record_run",
+    "run_campaign",
+    "transference_entry",
+]
 
 TRANSFERENCE_RECORD = "transference.json"
 DIAGNOSTICS_RECORD = "modulation_diagnostics.json"
@@ -251,6 +267,8 @@ def lr_summary(lr, neutral: float) -> dict:
         "p5": float(np.percentile(values, 5)), "p95": float(np.percentile(values, 95)), "mean": float(values.mean()),
         "positive": shares.positive, "neutral": shares.neutral, "negative": shares.negative,
     }
+
+
 def _transference_runs(campaign: DictConfig, plan: list[PlannedRun]) -> list[PlannedRun]:
     """The run of each transference method: the first planned run whose mode mixture
     holds both the source and the target mode."""
@@ -306,8 +324,6 @@ def transference_entry(run: PlannedRun, iteration: int, cfg: DictConfig, device,
     Each result is kept in ``<run_dir>/transference/`` under a key of its settings, so an
     interrupted transference step continues where it stopped, and checkpoints can be
     analysed while the run is still training."""
-    import hashlib
-
     from kml.analysis.transference_runs import analyse_run
 
     settings = {k: cfg[k] for k in ("source_mode", "source_split", "target_mode", "target_split", "sources",
@@ -345,29 +361,34 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
                 "campaign.transference.methods=[] to skip it)"
             )
     cfg = _transference_settings(t, progress)
+    computed: dict[tuple, float] = {}  # seconds of each distinct LR computation (the sweep may repeat one)
+
+    def entry(run: PlannedRun, iteration: int, settings: DictConfig) -> dict:
+        part = transference_entry(run, iteration, settings, device, log)
+        computed[(run.run_id, iteration, float(settings.alpha))] = float(part["entry"].get("seconds", 0.0))
+        return part
+
     records = []
     for run in runs:
-        parts = [transference_entry(run, int(i), cfg, device, log) for i in t.checkpoints]
+        parts = [entry(run, int(i), cfg) for i in t.checkpoints]
         record = {**parts[0]["record"], "checkpoints": [part["entry"] for part in parts]}
         record.update(label=run.method, run_id=run.run_id, run_dir=_portable(str(record["run_dir"]), paths or {}))
         records.append(record)
-    seconds = sum(float(e.get("seconds", 0.0)) for r in records for e in r["checkpoints"])
     sweep = []
     if t.alpha_sweep:
         checkpoint = int(t.sweep_checkpoint if t.sweep_checkpoint is not None else list(t.checkpoints)[-1])
         for alpha in t.alpha_sweep:
             swept = OmegaConf.merge(cfg, {"alpha": float(alpha)})
             for run in runs:
-                entry = transference_entry(run, checkpoint, swept, device, log)["entry"]
-                seconds += float(entry.get("seconds", 0.0)) if float(alpha) != float(t.alpha) else 0.0
-                sweep.append({"label": run.method, "alpha": float(alpha), "iteration": entry["iteration"],
-                              **lr_summary(entry["lr"], float(t.neutral))})
+                result = entry(run, checkpoint, swept)["entry"]
+                sweep.append({"label": run.method, "alpha": float(alpha), "iteration": result["iteration"],
+                              **lr_summary(result["lr"], float(t.neutral))})
     atomic_write_json(
         path,
         {
             "campaign": campaign.name,
             "settings": OmegaConf.to_container(t, resolve=True),
-            "seconds": seconds,  # of the LR computations (each is kept in <run_dir>/transference/)
+            "seconds": sum(computed.values()),  # of the LR computations (each is kept in <run_dir>/transference/)
             "machine": machine_description(device),
             "runs": records,
             "alpha_sweep": sweep,
