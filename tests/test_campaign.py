@@ -108,6 +108,15 @@ def test_only_methods_runs_just_those_methods(reproduce, synthetic_root, tmp_pat
     assert not (tmp_path / "work" / "synthetic" / "synthetic_1shot_protonet_seed0").exists()
     with pytest.raises(KmlError, match=r"only_methods names \['KML'\].*ProtoNet, MProtoNet, MProtoNet\+KML"):
         run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path, only_methods="[KML]")))
+    # the plan of such a process times and lists only its own runs
+    lines: list[str] = []
+    out = run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path, only_methods='["MProtoNet"]', dry_run="true")),
+                       log=lines.append)
+    text = "\n".join(lines)
+    assert "| synthetic_1shot_protonet_seed0 | new, not in only_methods | - |" in text
+    assert "| synthetic_1shot_mprotonet-kml_seed0 | recorded, not in only_methods | - |" in text
+    assert "  synthetic_1shot_mprotonet_seed0: python scripts/train.py" in text
+    assert "  synthetic_1shot_protonet_seed0:" not in text and out["seconds"] > 0
 
 
 def test_report_only_rebuilds_from_records_without_checkpoints(reproduce, synthetic_root, tmp_path):

@@ -466,14 +466,18 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         cache: dict = {}
         rows = ["| run | status | estimated time |", "|---|---|---|"]
         total = 0.0
+        selected = [run for run in plan if not only or run.method in only]
         for run in plan:
+            if run not in selected:
+                rows.append(f"| {run.run_id} | {statuses[run.run_id]}, not in only_methods | - |")
+                continue
             seconds = estimate_seconds(run, device, cache)
             total += seconds
             rows.append(f"| {run.run_id} | {statuses[run.run_id]} | {_duration(seconds) if seconds else '-'} |")
         log(f"campaign {campaign.name}: {len(plan)} runs on {device}\n")
         log("\n".join(rows))
         log(f"\nestimated time left on this machine: {_duration(total)} (from a short timing of each learner)")
-        for run in plan:
+        for run in selected:
             if statuses[run.run_id] != RECORDED:
                 log(f"  {run.run_id}: {run.command()}")
         return {"plan": list(statuses.items()), "report": None, "seconds": total}

@@ -199,7 +199,7 @@ class ReproduceScriptConfig:
     report_only: bool = False  # rebuild the report from the records in results_dir only
     max_runs: int = 0  # stop after this many runs (0: all); a campaign can continue elsewhere
     # run only the runs of these methods (names as in campaign.methods; []: all), e.g. one
-    # process per method on one GPU, or a campaign split across machines
+    # process per method on one GPU, or a campaign split across machines; dry_run times only these
     only_methods: list[str] = field(default_factory=list)
     data_root: str = "data"  # prepared datasets
     work_dir: str = "outputs/campaigns"  # run directories (checkpoints live here, never in results_dir)
