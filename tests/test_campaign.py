@@ -155,8 +155,16 @@ def test_campaign_errors_are_one_line(reproduce, synthetic_root, tmp_path):
 def test_diagnostics_step_is_recorded_and_reported(reproduce, synthetic_root, tmp_path):
     overrides = [*tiny_campaign(synthetic_root, tmp_path), "campaign.diagnostics.methods=[MProtoNet,MProtoNet+KML]",
                  "campaign.diagnostics.checkpoints=[2,4]", "campaign.diagnostics.tasks_per_mode=2"]
+    # a method is diagnosed as soon as its run is recorded, and never again
+    run_campaign(reproduce([*overrides, 'only_methods=["MProtoNet+KML"]']), log=lambda *a: None)
+    path = tmp_path / "results" / "synthetic" / "modulation_diagnostics.json"
+    first = json.loads(path.read_text())
+    assert [(e["label"], e["iteration"]) for e in first["runs"]] == [("MProtoNet+KML", 2), ("MProtoNet+KML", 4)]
+    first["runs"][0]["kept"] = True
+    path.write_text(json.dumps(first))
     run_campaign(reproduce(overrides), log=lambda *a: None)
-    record = json.loads((tmp_path / "results" / "synthetic" / "modulation_diagnostics.json").read_text())
+    record = json.loads(path.read_text())
+    assert record["runs"][2].get("kept") and record["seconds"] > first["seconds"]
     assert [(e["label"], e["iteration"]) for e in record["runs"]] == [
         ("MProtoNet", 2), ("MProtoNet", 4), ("MProtoNet+KML", 2), ("MProtoNet+KML", 4)]
     kml = record["runs"][-1]["modes"]["synthetic_glyphs"]["blocks"]

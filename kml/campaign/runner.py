@@ -401,8 +401,13 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
 # ------------------------------------------------------------------ diagnostics
 def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, log=print) -> Path | None:
     """Modulation diagnostics (:mod:`kml.analysis.modulation`) of the campaign's
-    diagnostics methods, recorded in ``results/<campaign>/modulation_diagnostics.json``
-    (skipped when that record exists)."""
+    diagnostics methods, recorded in ``results/<campaign>/modulation_diagnostics.json``.
+
+    Each method is diagnosed as soon as its run is recorded and added to the record in the
+    order of ``diagnostics.methods``; methods already in the record are not recomputed, so
+    a campaign whose last runs are still training already has the diagnostics of the others.
+    Returns the record's path, or ``None`` when no diagnosed run is recorded yet.
+    """
     from kml.analysis.modulation import bias_inertness, modulation_statistics
     from kml.data import fixed_eval_tasks
     from kml.engine.checkpoints import load_run
@@ -410,13 +415,17 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
 
     d = campaign.diagnostics
     path = results_dir / campaign.name / DIAGNOSTICS_RECORD
-    if path.is_file():
-        log(f"diagnostics: recorded in {path}")
-        return path
+    record = json.loads(path.read_text()) if path.is_file() else {"runs": [], "seconds": 0.0}
+    done = {entry["label"] for entry in record["runs"]}
     runs = [next(r for r in plan if r.method == method) for method in d.methods]
+    todo = [run for run in runs if run.method not in done and run.status() == RECORDED]
+    if not todo:
+        if done:
+            log(f"diagnostics: {', '.join(sorted(done))} recorded in {path}")
+        return path if done else None
     started = time.perf_counter()
-    entries = []
-    for run in runs:
+    entries = list(record["runs"])
+    for run in todo:
         for checkpoint in list(d.checkpoints) or ["last"]:
             loaded = load_run(run.run_dir, checkpoint)
             test = tasksets_for(loaded.config, "cpu").test
@@ -430,8 +439,10 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
                 "modes": modulation_statistics(loaded.learner, batches),
             })
             log(f"diagnostics: {run.method} @ {loaded.iteration}")
+    order = {method: i for i, method in enumerate(d.methods)}
+    entries.sort(key=lambda entry: order.get(entry["label"], len(order)))  # stable: checkpoints keep their order
     atomic_write_json(path, {"campaign": campaign.name, "settings": OmegaConf.to_container(d, resolve=True),
-                             "seconds": time.perf_counter() - started, "runs": entries})
+                             "seconds": float(record["seconds"]) + time.perf_counter() - started, "runs": entries})
     log(f"diagnostics: recorded in {path}")
     return path
 
@@ -492,8 +503,7 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         """The transference and diagnostics steps, as soon as the runs they analyse are recorded."""
         if campaign.transference.methods and all(r.status() == RECORDED for r in _transference_runs(campaign, plan)):
             run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log, paths)
-        diagnosed = [next(r for r in plan if r.method == m) for m in campaign.diagnostics.methods]
-        if diagnosed and all(r.status() == RECORDED for r in diagnosed):
+        if campaign.diagnostics.methods:
             run_diagnostics(campaign, plan, results_dir, log)
 
     transference_when_ready()

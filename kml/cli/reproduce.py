@@ -4,7 +4,7 @@ its records in ``results/`` and write the results report (``docs/results.md``).
     kml-reproduce campaign=synthetic                         # run (or continue) it
     kml-reproduce campaign=5mode_dev_protonet dry_run=true   # the plan and an estimated time
     kml-reproduce campaign=5mode_dev_protonet max_runs=1     # one run, then stop
-    kml-reproduce campaign=2mode_protonet_paper 'only_methods=[ProtoNet]'   # one method's runs
+    kml-reproduce campaign=2mode_protonet_84 'only_methods=[ProtoNet]'     # one method's runs
     kml-reproduce campaign=5mode_dev_protonet report_only=true   # the report from results/ alone
 """
 
