@@ -133,6 +133,12 @@ def test_report_only_rebuilds_from_records_without_checkpoints(reproduce, synthe
     paired = {(e["a"], e["b"]): e for e in summary[0]["settings"][0]["paired"]}
     assert set(paired) == {("MProtoNet", "ProtoNet"), ("MProtoNet+KML", "ProtoNet"), ("MProtoNet+KML", "MProtoNet")}
     assert paired[("MProtoNet+KML", "ProtoNet")]["overall"]["tasks"] == 12
+    # the headline table repeats the paired contrasts of the main methods; no Multi-* method here
+    glance = next(line for line in before.splitlines() if line.startswith("| [synthetic, 1-shot]"))
+    cells = [cell.strip() for cell in glance.strip("|").split("|")]
+    cell = lambda a, b: f"{paired[(a, b)]['overall']['difference']:+.2f} ± {paired[(a, b)]['overall']['ci95']:.2f}"
+    assert cells[2:] == [cell("MProtoNet+KML", "ProtoNet"), cell("MProtoNet+KML", "MProtoNet"),
+                         cell("MProtoNet", "ProtoNet"), "-"]
 
 
 def test_dry_run_estimates_and_runs_nothing(synthetic_root, tmp_path):

@@ -1,7 +1,9 @@
 """The results report (``docs/results.md`` and its figures), built from the committed
 records in ``results/`` alone: no checkpoint and no dataset is needed to rebuild it.
 
-For every campaign and setting (mode mixture, shots, seed): the table of methods per
+First, one table of the headline paired contrasts (KML − none, KML − FiLM, FiLM − none,
+KML − Multi) of every campaign setting. Then, for every campaign and setting (mode
+mixture, shots, seed): the table of methods per
 mode and overall with 95% CIs and the paper's numbers in their own column; each
 method's paired difference from the baseline (and the campaign's extra pairs) on the
 identical test tasks, with a sentence saying which way it goes; a bar chart with the
@@ -473,6 +475,68 @@ def _budget_lines(c: CampaignRecords, budget: dict) -> list[str]:
     return lines
 
 
+# the headline contrasts: (label, method kind a, method kind b)
+GLANCE = (("KML − none", "kml", "none"), ("KML − FiLM", "kml", "film"), ("FiLM − none", "film", "none"),
+          ("KML − Multi", "kml", "multi"))
+
+
+def method_kinds(c: CampaignRecords) -> dict[str, str]:
+    """The campaign's main method of each kind (``none``, ``film``, ``kml``, ``multi``): the
+    first listed method with that modulation (or ``multi: true``). Variants listed after it
+    (e.g. another modulation learning rate) are not the headline method."""
+    kinds: dict[str, str] = {}
+    for method in c.spec.get("methods", []):
+        kind = "multi" if method.get("multi") else method.get("modulation", "none")
+        kinds.setdefault(kind, method["name"])
+    return kinds
+
+
+def glance_section(campaigns: list[CampaignRecords]) -> tuple[str, list[dict]]:
+    """One row per campaign setting: the paired overall differences KML − none, KML − FiLM,
+    FiLM − none and KML − Multi-* on the identical test tasks, with the paper's difference
+    of the same two methods (from its column, where the campaign lists it) in brackets."""
+    rows = [
+        "| setting | budget | " + " | ".join(label for label, _, _ in GLANCE) + " |",
+        "|---|---|" + "---|" * len(GLANCE),
+    ]
+    entries = []
+    for c in campaigns:
+        kinds = method_kinds(c)
+        budget = c.spec.get("budget", {})
+        for (mode, shots, seed), runs in _settings(c).items():
+            by_name = {_name(c, r): r for r in runs}
+            title = c.spec.get("title") or c.name
+            cells, entry = [], {"campaign": c.name, "mode": mode, "shots": shots, "seed": seed}
+            for label, kind_a, kind_b in GLANCE:
+                a, b = by_name.get(kinds.get(kind_a)), by_name.get(kinds.get(kind_b))
+                if a is None or b is None or a.tasks is None or b.tasks is None:
+                    cells.append("-")
+                    continue
+                o = compare_task_records(a.tasks, b.tasks)["overall"]
+                pa, pb = _paper_value(c, _name(c, a)), _paper_value(c, _name(c, b))
+                paper = pa - pb if pa is not None and pb is not None else None
+                cells.append(f"{_signed(o['difference'])} ± {o['ci95']:.2f}" + (f" ({_signed(paper)})" if paper is not None else ""))
+                entry[label] = {"a": _name(c, a), "b": _name(c, b), "difference": o["difference"], "ci95": o["ci95"],
+                                "p_value": o["p_value"], "tasks": o["tasks"], "paper": paper}
+            rows.append(
+                f"| [{mode}, {shots}-shot]({'#' + _anchor(title)}) ({c.name}) | "
+                f"{budget.get('image_size')}px, {budget.get('iterations')} it. | " + " | ".join(cells) + " |"
+            )
+            entries.append(entry)
+    text = "\n".join([
+        "## At a glance",
+        "",
+        "Paired overall differences in accuracy points (mean of per-task differences ± 1.96 sd / sqrt(n) "
+        "on the identical test tasks) between each campaign's main methods: KML (MProtoNet+KML or "
+        "MMAML+KML), FiLM (MProtoNet or MMAML), none (ProtoNet or MAML) and Multi (one specialist per "
+        "mode). In brackets: the difference of the same two methods in the paper's column, in the "
+        "paper's own setting, which differs from ours as each section says.",
+        "",
+        *rows,
+    ])
+    return text, entries
+
+
 _INTRO = """# Results
 
 The tables below are produced by this library's own training and evaluation code and
@@ -512,7 +576,8 @@ def write_report(results_dir: Path, report: Path, figures_dir: Path, log=print) 
         sections.append(text)
         summaries.append(summary)
     toc = [f"- [{c.spec.get('title') or c.name}](#{_anchor(c.spec.get('title') or c.name)})" for c in campaigns]
-    atomic_write_text(report, _INTRO + "\n" + "\n".join(toc) + "\n\n" + "\n".join(sections))
+    glance, _ = glance_section(campaigns)
+    atomic_write_text(report, _INTRO + "\n" + "\n".join(toc) + "\n\n" + glance + "\n\n" + "\n".join(sections))
     atomic_write_text(report.with_suffix(".json"), json.dumps(summaries, indent=1) + "\n")
     log(f"report written to {report} (figures in {figures_dir})")
     return report
