@@ -4,11 +4,14 @@ and the report rebuilt from committed records with no checkpoints present."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from fixtures_engine import TINY, run_script
+from fixtures_engine import SCRIPTS, TINY, run_script
 from kml.campaign.plan import NEW, PARTIAL, RECORD_FILES, RECORDED, plan_campaign
 from kml.campaign.runner import run_campaign
 from kml.errors import KmlError
@@ -228,3 +231,30 @@ def test_the_committed_records_regenerate_the_committed_report(reproduce, tmp_pa
     assert report.read_text() == (repo / "docs" / "results.md").read_text()
     assert {p.name for p in (tmp_path / "docs" / "figures").iterdir()} <= {
         p.name for p in (repo / "docs" / "figures").iterdir()}
+
+
+def test_gpu_campaign_script_trains_each_method_in_its_own_process_then_reports(synthetic_root, tmp_path):
+    # tools/gpu_campaign.sh on the CPU: no archive to prepare (the synthetic modes are
+    # already there), one process per method, then the report pass over their records
+    repo = SCRIPTS.parent
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    overrides = [o for o in tiny_campaign(synthetic_root, tmp_path) if o.startswith("campaign.")]
+    env = dict(os.environ, OUT=str(tmp_path / "out"), DATA=str(synthetic_root), WORK=str(tmp_path / "work"),
+               PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(repo / "tools" / "gpu_campaign.sh"), "synthetic", str(archives), *overrides],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for method in ("ProtoNet", "MProtoNet", "MProtoNet+KML"):
+        assert f"{method}: exit 0" in proc.stdout
+    out = tmp_path / "out"
+    recorded = sorted(p.parent.name for p in (out / "results" / "synthetic").glob("*/results.json"))
+    assert recorded == ["synthetic_1shot_mprotonet-kml_seed0", "synthetic_1shot_mprotonet_seed0",
+                        "synthetic_1shot_protonet_seed0"]
+    report = (out / "results.md").read_text()
+    assert "| MProtoNet+KML − ProtoNet |" in report and (out / "figures").is_dir()
+    assert not (repo / "gpu_campaign").exists()
+    # a missing archives folder is one line and exit 2
+    proc = subprocess.run(["bash", str(repo / "tools" / "gpu_campaign.sh"), "synthetic", str(tmp_path / "none")],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "folder" in proc.stderr
