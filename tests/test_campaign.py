@@ -137,7 +137,7 @@ def test_report_only_rebuilds_from_records_without_checkpoints(reproduce, synthe
     assert set(paired) == {("MProtoNet", "ProtoNet"), ("MProtoNet+KML", "ProtoNet"), ("MProtoNet+KML", "MProtoNet")}
     assert paired[("MProtoNet+KML", "ProtoNet")]["overall"]["tasks"] == 12
     # the headline table repeats the paired contrasts of the main methods; no Multi-* method here
-    glance = next(line for line in before.splitlines() if line.startswith("| [synthetic, 1-shot]"))
+    glance = next(line for line in before.splitlines() if line.startswith("| [synthetic, 1-shot, seed 0]"))
     cells = [cell.strip() for cell in glance.strip("|").split("|")]
     cell = lambda a, b: f"{paired[(a, b)]['overall']['difference']:+.2f} ± {paired[(a, b)]['overall']['ci95']:.2f}"
     assert cells[2:] == [cell("MProtoNet+KML", "ProtoNet"), cell("MProtoNet+KML", "MProtoNet"),
@@ -181,6 +181,40 @@ def test_diagnostics_step_is_recorded_and_reported(reproduce, synthetic_root, tm
     assert record["runs"][0]["bias_zeroed_logit_change"] < 1e-9
     report = (tmp_path / "docs" / "results.md").read_text()
     assert "### What the modulation does" in report and "| MProtoNet+KML | 4 | synthetic_glyphs |" in report
+
+
+def test_diagnostics_skip_runs_trained_elsewhere_redo_other_settings_and_merge(reproduce, synthetic_root, tmp_path,
+                                                                             monkeypatch):
+    import kml.analysis.modulation as modulation
+
+    overrides = [*tiny_campaign(synthetic_root, tmp_path), "campaign.diagnostics.methods=[MProtoNet,MProtoNet+KML]",
+                 "campaign.diagnostics.checkpoints=[4]", "campaign.diagnostics.tasks_per_mode=1"]
+    run_campaign(reproduce(overrides), log=lambda *a: None)
+    path = tmp_path / "results" / "synthetic" / "modulation_diagnostics.json"
+    path.unlink()
+    # a run recorded on another machine (no checkpoints here) is skipped with a line, not an error
+    shutil.rmtree(tmp_path / "work" / "synthetic" / "synthetic_1shot_mprotonet_seed0")
+    # and a process diagnosing another method at the same time keeps its entry
+    other = {"label": "Elsewhere", "run_id": "x", "iteration": 4, "tasks_per_mode": 1, "modes": {},
+             "bias_zeroed_logit_change": 0.0}
+    statistics = modulation.modulation_statistics
+
+    def meanwhile(*args, **kwargs):
+        path.write_text(json.dumps({"settings": {"checkpoints": [4], "tasks_per_mode": 1}, "seconds": 1.0,
+                                    "runs": [other]}))
+        return statistics(*args, **kwargs)
+
+    monkeypatch.setattr(modulation, "modulation_statistics", meanwhile)
+    lines: list[str] = []
+    run_campaign(reproduce(overrides), log=lines.append)
+    assert any("synthetic_1shot_mprotonet_seed0 is recorded but its checkpoints [4] are not in" in line for line in lines)
+    record = json.loads(path.read_text())
+    assert [e["label"] for e in record["runs"]] == ["MProtoNet+KML", "Elsewhere"]
+    # other checkpoints or task counts: the old entries are recomputed, not mixed in
+    monkeypatch.setattr(modulation, "modulation_statistics", statistics)
+    run_campaign(reproduce([*overrides[:-1], "campaign.diagnostics.tasks_per_mode=2"]), log=lambda *a: None)
+    record = json.loads(path.read_text())
+    assert [(e["label"], e["tasks_per_mode"]) for e in record["runs"]] == [("MProtoNet+KML", 2)]
 
 
 def test_transference_step_with_an_alpha_sweep_is_recorded_and_reported(reproduce, synthetic_root, tmp_path,
@@ -240,6 +274,7 @@ def test_gpu_campaign_script_trains_each_method_in_its_own_process_then_reports(
     archives = tmp_path / "archives"
     archives.mkdir()
     overrides = [o for o in tiny_campaign(synthetic_root, tmp_path) if o.startswith("campaign.")]
+    default_out_existed = (repo / "gpu_campaign").exists()
     env = dict(os.environ, OUT=str(tmp_path / "out"), DATA=str(synthetic_root), WORK=str(tmp_path / "work"),
                PYTHON=sys.executable)
     proc = subprocess.run(["bash", str(repo / "tools" / "gpu_campaign.sh"), "synthetic", str(archives), *overrides],
@@ -253,7 +288,7 @@ def test_gpu_campaign_script_trains_each_method_in_its_own_process_then_reports(
                         "synthetic_1shot_protonet_seed0"]
     report = (out / "results.md").read_text()
     assert "| MProtoNet+KML − ProtoNet |" in report and (out / "figures").is_dir()
-    assert not (repo / "gpu_campaign").exists()
+    assert (repo / "gpu_campaign").exists() == default_out_existed  # everything went to $OUT
     # a missing archives folder is one line and exit 2
     proc = subprocess.run(["bash", str(repo / "tools" / "gpu_campaign.sh"), "synthetic", str(tmp_path / "none")],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=60)

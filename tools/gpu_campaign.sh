@@ -37,7 +37,7 @@ export PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
-# the campaign's image size and method names, from its config inside the package
+# the campaign's image size, number of runs and method names, from its config inside the package
 settings=$("$PYTHON" - "$campaign" <<'PY'
 import sys
 from importlib.resources import files
@@ -47,12 +47,14 @@ if not path.is_file():
     sys.exit(f"error: no campaign {sys.argv[1]!r} in kml/configs/campaign/")
 campaign = OmegaConf.load(str(path))
 print(campaign.budget.image_size)
+print(len(campaign.methods) * len(campaign.modes) * len(campaign.shots) * len(campaign.seeds))
 for method in campaign.methods:
     print(method.name)
 PY
 ) || exit 2
-image_size=$(echo "$settings" | head -1)
-mapfile -t methods < <(echo "$settings" | tail -n +2)
+image_size=$(echo "$settings" | sed -n 1p)
+planned=$(echo "$settings" | sed -n 2p)
+mapfile -t methods < <(echo "$settings" | tail -n +3)
 
 start=$SECONDS
 echo "== preparing the datasets at ${image_size}x${image_size} in $DATA"
@@ -86,7 +88,7 @@ echo "== diagnostics and report"
 start=$SECONDS
 finished=$(ls "$OUT/results/$campaign"/*/results.json 2>/dev/null | wc -l)
 # with every run recorded this pass only adds the diagnostics; otherwise it reports what finished
-only_report=$([ "$finished" -ge "${#methods[@]}" ] && echo false || echo true)
+only_report=$([ "$finished" -ge "$planned" ] && echo false || echo true)
 "$PYTHON" scripts/reproduce.py "${common[@]}" report_only=$only_report report="$OUT/results.md" \
   figures_dir="$OUT/figures" >"$OUT/logs/report.log" 2>&1
 status=$?

@@ -399,34 +399,57 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
 
 
 # ------------------------------------------------------------------ diagnostics
+def _read_diagnostics(path: Path, settings: dict) -> list[dict]:
+    """The entries of a diagnostics record made with the checkpoints and task count of
+    ``settings`` (none otherwise: such entries are recomputed, not mixed with new ones)."""
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    same = all((record.get("settings") or {}).get(key) == settings[key] for key in ("checkpoints", "tasks_per_mode"))
+    return list(record.get("runs", [])) if same else []
+
+
 def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, log=print) -> Path | None:
     """Modulation diagnostics (:mod:`kml.analysis.modulation`) of the campaign's
     diagnostics methods, recorded in ``results/<campaign>/modulation_diagnostics.json``.
 
-    Each method is diagnosed as soon as its run is recorded and added to the record in the
-    order of ``diagnostics.methods``; methods already in the record are not recomputed, so
-    a campaign whose last runs are still training already has the diagnostics of the others.
+    Each method is diagnosed as soon as its run is recorded and its checkpoints are on
+    this machine (a run recorded elsewhere is skipped with a line until they are), and
+    added to the record in the order of ``diagnostics.methods``. A method whose entries
+    match its run and the diagnostics settings is not recomputed. The record is re-read
+    just before it is written, so processes that diagnose different methods at the same
+    time (one per method) keep each other's entries.
     Returns the record's path, or ``None`` when no diagnosed run is recorded yet.
     """
     from kml.analysis.modulation import bias_inertness, modulation_statistics
     from kml.data import fixed_eval_tasks
-    from kml.engine.checkpoints import load_run
+    from kml.engine.checkpoints import CheckpointError, load_run, resolve_checkpoint
     from kml.engine.from_config import tasksets_for
 
     d = campaign.diagnostics
+    settings = OmegaConf.to_container(d, resolve=True)
+    checkpoints = list(d.checkpoints) or ["last"]
     path = results_dir / campaign.name / DIAGNOSTICS_RECORD
-    record = json.loads(path.read_text()) if path.is_file() else {"runs": [], "seconds": 0.0}
-    done = {entry["label"] for entry in record["runs"]}
+    done = {(entry["label"], entry["run_id"]) for entry in _read_diagnostics(path, settings)}
     runs = [next(r for r in plan if r.method == method) for method in d.methods]
-    todo = [run for run in runs if run.method not in done and run.status() == RECORDED]
+    todo = []
+    for run in runs:
+        if (run.method, run.run_id) in done or run.status() != RECORDED:
+            continue
+        try:
+            for checkpoint in checkpoints:
+                resolve_checkpoint(run.run_dir, checkpoint)
+        except CheckpointError:
+            log(f"diagnostics: {run.run_id} is recorded but its checkpoints {checkpoints} are not in {run.run_dir}; "
+                "skipped (diagnose it where it was trained)")
+            continue
+        todo.append(run)
     if not todo:
-        if done:
-            log(f"diagnostics: {', '.join(sorted(done))} recorded in {path}")
         return path if done else None
     started = time.perf_counter()
-    entries = list(record["runs"])
+    entries = []
     for run in todo:
-        for checkpoint in list(d.checkpoints) or ["last"]:
+        for checkpoint in checkpoints:
             loaded = load_run(run.run_dir, checkpoint)
             test = tasksets_for(loaded.config, "cpu").test
             batches = list(fixed_eval_tasks(test, d.tasks_per_mode, d.tasks_per_mode, seed=int(loaded.config.eval.seed)))
@@ -439,10 +462,16 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
                 "modes": modulation_statistics(loaded.learner, batches),
             })
             log(f"diagnostics: {run.method} @ {loaded.iteration}")
+    seconds = time.perf_counter() - started
+    # merge with what is on disk now: another process may have added its methods meanwhile
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    kept = _read_diagnostics(path, settings)
+    ours = {(entry["label"], entry["run_id"]) for entry in entries}
+    merged = [entry for entry in kept if (entry["label"], entry["run_id"]) not in ours] + entries
     order = {method: i for i, method in enumerate(d.methods)}
-    entries.sort(key=lambda entry: order.get(entry["label"], len(order)))  # stable: checkpoints keep their order
-    atomic_write_json(path, {"campaign": campaign.name, "settings": OmegaConf.to_container(d, resolve=True),
-                             "seconds": float(record["seconds"]) + time.perf_counter() - started, "runs": entries})
+    merged.sort(key=lambda entry: order.get(entry["label"], len(order)))  # stable: checkpoints keep their order
+    seconds += float(previous.get("seconds", 0.0)) if kept else 0.0
+    atomic_write_json(path, {"campaign": campaign.name, "settings": settings, "seconds": seconds, "runs": merged})
     log(f"diagnostics: recorded in {path}")
     return path
 
