@@ -523,7 +523,7 @@ def glance_section(campaigns: list[CampaignRecords]) -> str:
                 f"| [{mode}, {shots}-shot, seed {seed}]({'#' + _anchor(title)}) ({c.name}) | "
                 f"{budget.get('image_size')}px, {budget.get('iterations')} it. | " + " | ".join(cells) + " |"
             )
-    text = "\n".join([
+    return "\n".join([
         "## At a glance",
         "",
         "Paired overall differences in accuracy points (mean of per-task differences ± 1.96 sd / sqrt(n) "
@@ -534,7 +534,6 @@ def glance_section(campaigns: list[CampaignRecords]) -> str:
         "",
         *rows,
     ])
-    return text
 
 
 _INTRO = """# Results

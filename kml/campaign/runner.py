@@ -399,14 +399,15 @@ def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: 
 
 
 # ------------------------------------------------------------------ diagnostics
-def _read_diagnostics(path: Path, settings: dict) -> list[dict]:
+def _read_diagnostics(path: Path, settings: dict) -> tuple[list[dict], float]:
     """The entries of a diagnostics record made with the checkpoints and task count of
-    ``settings`` (none otherwise: such entries are recomputed, not mixed with new ones)."""
+    ``settings``, and the seconds they took (none otherwise: such entries are recomputed,
+    not mixed with new ones)."""
     if not path.is_file():
-        return []
+        return [], 0.0
     record = json.loads(path.read_text())
     same = all((record.get("settings") or {}).get(key) == settings[key] for key in ("checkpoints", "tasks_per_mode"))
-    return list(record.get("runs", [])) if same else []
+    return (list(record.get("runs", [])), float(record.get("seconds", 0.0))) if same else ([], 0.0)
 
 
 def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, log=print) -> Path | None:
@@ -430,7 +431,7 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
     settings = OmegaConf.to_container(d, resolve=True)
     checkpoints = list(d.checkpoints) or ["last"]
     path = results_dir / campaign.name / DIAGNOSTICS_RECORD
-    done = {(entry["label"], entry["run_id"]) for entry in _read_diagnostics(path, settings)}
+    done = {(entry["label"], entry["run_id"]) for entry in _read_diagnostics(path, settings)[0]}
     runs = [next(r for r in plan if r.method == method) for method in d.methods]
     todo = []
     for run in runs:
@@ -462,15 +463,13 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
                 "modes": modulation_statistics(loaded.learner, batches),
             })
             log(f"diagnostics: {run.method} @ {loaded.iteration}")
-    seconds = time.perf_counter() - started
     # merge with what is on disk now: another process may have added its methods meanwhile
-    previous = json.loads(path.read_text()) if path.is_file() else {}
-    kept = _read_diagnostics(path, settings)
+    kept, seconds = _read_diagnostics(path, settings)
     ours = {(entry["label"], entry["run_id"]) for entry in entries}
     merged = [entry for entry in kept if (entry["label"], entry["run_id"]) not in ours] + entries
     order = {method: i for i, method in enumerate(d.methods)}
     merged.sort(key=lambda entry: order.get(entry["label"], len(order)))  # stable: checkpoints keep their order
-    seconds += float(previous.get("seconds", 0.0)) if kept else 0.0
+    seconds += time.perf_counter() - started
     atomic_write_json(path, {"campaign": campaign.name, "settings": settings, "seconds": seconds, "runs": merged})
     log(f"diagnostics: recorded in {path}")
     return path
@@ -508,7 +507,7 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         total = 0.0
         selected = [run for run in plan if not only or run.method in only]
         for run in plan:
-            if run not in selected:
+            if only and run.method not in only:
                 rows.append(f"| {run.run_id} | {statuses[run.run_id]}, not in only_methods | - |")
                 continue
             seconds = estimate_seconds(run, device, cache)
