@@ -218,7 +218,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_pat
     proc = subprocess.Popen([sys.executable, str(SCRIPTS / "train.py"), *args, f"hydra.run.dir={killed}"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not (killed / "checkpoints" / "iter_00000003.pt").exists():
+    # last.pt is written after iter_00000003.pt (see save_checkpoint): wait for it
+    while not (killed / "checkpoints" / "last.pt").exists():
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)

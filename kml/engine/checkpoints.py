@@ -69,6 +69,10 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], keep_iteration: 
 
     ``state`` must hold an ``"iteration"`` and only tensors, containers and
     primitives (``weights_only``-loadable).
+
+    The numbered file is written first: a run killed between the two writes keeps
+    the previous ``last.pt``, and resuming from it writes ``iter_<n>.pt`` again, so
+    no numbered checkpoint is ever missing from a resumed run.
     """
     data = _encode(state)
     folder = checkpoint_dir(run_dir)
