@@ -42,12 +42,14 @@ settings=$("$PYTHON" - "$campaign" <<'PY'
 import sys
 from importlib.resources import files
 from omegaconf import OmegaConf
+from kml.campaign.plan import plan_campaign
+from kml.config import CampaignConfig
 path = files("kml") / "configs" / "campaign" / f"{sys.argv[1]}.yaml"
 if not path.is_file():
     sys.exit(f"error: no campaign {sys.argv[1]!r} in kml/configs/campaign/")
-campaign = OmegaConf.load(str(path))
+campaign = OmegaConf.merge(OmegaConf.structured(CampaignConfig), OmegaConf.load(str(path)))
 print(campaign.budget.image_size)
-print(len(campaign.methods) * len(campaign.modes) * len(campaign.shots) * len(campaign.seeds))
+print(len(plan_campaign(campaign, "outputs", "results")))  # the runs the campaign plans
 for method in campaign.methods:
     print(method.name)
 PY

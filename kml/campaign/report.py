@@ -502,9 +502,9 @@ def glance_section(campaigns: list[CampaignRecords]) -> str:
     for c in campaigns:
         kinds = method_kinds(c)
         budget = c.spec.get("budget", {})
+        title = c.spec.get("title") or c.name
         for (mode, shots, seed), runs in _settings(c).items():
             by_name = {_name(c, r): r for r in runs}
-            title = c.spec.get("title") or c.name
             cells = []
             for label, kind_a, kind_b in GLANCE:
                 a, b = by_name.get(kinds.get(kind_a)), by_name.get(kinds.get(kind_b))

@@ -501,13 +501,13 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         )
     device = resolve_device(cfg.device)
     statuses = {r.run_id: r.status() for r in plan}
+    selected = {r.run_id for r in plan if not only or r.method in only}
     if cfg.dry_run:
         cache: dict = {}
         rows = ["| run | status | estimated time |", "|---|---|---|"]
         total = 0.0
-        selected = [run for run in plan if not only or run.method in only]
         for run in plan:
-            if only and run.method not in only:
+            if run.run_id not in selected:
                 rows.append(f"| {run.run_id} | {statuses[run.run_id]}, not in only_methods | - |")
                 continue
             seconds = estimate_seconds(run, device, cache)
@@ -516,8 +516,8 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         log(f"campaign {campaign.name}: {len(plan)} runs on {device}\n")
         log("\n".join(rows))
         log(f"\nestimated time left on this machine: {_duration(total)} (from a short timing of each learner)")
-        for run in selected:
-            if statuses[run.run_id] != RECORDED:
+        for run in plan:
+            if run.run_id in selected and statuses[run.run_id] != RECORDED:
                 log(f"  {run.run_id}: {run.command()}")
         return {"plan": list(statuses.items()), "report": None, "seconds": total}
 
@@ -541,7 +541,7 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
         if status == RECORDED:
             log(f"{run.run_id}: recorded, skipped")
             continue
-        if only and run.method not in only:
+        if run.run_id not in selected:
             continue
         if cfg.max_runs and done >= cfg.max_runs:
             log(f"max_runs={cfg.max_runs} reached; the next call continues with {run.run_id}")
