@@ -15,7 +15,16 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
-from kml.learners.recipes import DEFAULT_LEARNER, MODULATION_DEFAULTS, RECIPES, plain
+from kml.learners.recipes import (
+    BATCH_NORMS,
+    DEFAULT_LEARNER,
+    MODULATION_DEFAULTS,
+    PROTOCOLS,
+    PROTOTYPE_REFINEMENTS,
+    QUERY_MODULATIONS,
+    RECIPES,
+    plain,
+)
 
 __all__ = [
     "EpisodeConfig",
@@ -24,6 +33,7 @@ __all__ = [
     "SpecialistConfig",
     "LearnerConfig",
     "ModulationConfig",
+    "ProtocolConfig",
     "SchedulerConfig",
     "TrainConfig",
     "EvalConfig",
@@ -90,6 +100,18 @@ class LearnerConfig:
     first_order: bool = _DEFAULT.first_order
     grad_clip: Optional[float] = _DEFAULT.grad_clip
     specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
+    # ProtoNet only (kml.learners.ProtoNet); the defaults are the paper's text
+    query_modulation: str = QUERY_MODULATIONS[0]  # support | query (published code: query images' embedding)
+    prototype_refinement: str = PROTOTYPE_REFINEMENTS[0]  # none | soft | published
+    batch_norm: str = BATCH_NORMS[0]  # separate | joint (support and query normalised together)
+
+
+@dataclass
+class ProtocolConfig:
+    """The ``protocol=paper|published`` group: which protocol the ProtoNet family follows
+    (``configs/protocol/<name>.yaml`` sets the learner and modulation keys it implies)."""
+
+    name: str = PROTOCOLS[0]
 
 
 @dataclass
@@ -165,6 +187,7 @@ class RunConfig:
     mode: ModeConfig = field(default_factory=ModeConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     modulation: ModulationConfig = field(default_factory=ModulationConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -222,6 +245,11 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     choice(c.learner.backbone.style, STYLES, "learner.backbone.style")
     choice(c.learner.backbone.pool, POOLS, "learner.backbone.pool")
     choice(c.modulation.factorization, FACTORIZATIONS, "modulation.factorization")
+    choice(c.learner.query_modulation, QUERY_MODULATIONS, "learner.query_modulation")
+    choice(c.learner.prototype_refinement, PROTOTYPE_REFINEMENTS, "learner.prototype_refinement")
+    choice(c.learner.batch_norm, BATCH_NORMS, "learner.batch_norm")
+    choice(c.protocol.name, PROTOCOLS, "protocol")
+    _check_protocol(c)
     choice(c.eval.checkpoint, ("last", "best"), "eval.checkpoint")
     choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
     choice(c.eval.split, ("train", "val", "test"), "eval.split")
@@ -265,3 +293,23 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     at_least(spec.inner_steps, 0, "learner.specialist.inner_steps")
 
 
+def _check_protocol(c: DictConfig) -> None:
+    """The protocol options are the ProtoNet family's; joint BN takes one modulation."""
+    if c.learner.name != "protonet":
+        if c.protocol.name != PROTOCOLS[0]:
+            raise ConfigError(
+                f"protocol={c.protocol.name} is the published KML code's protocol, which exists for the ProtoNet "
+                f"family only; use learner=protonet, or drop protocol={c.protocol.name} for learner={c.learner.name}"
+            )
+        for key, default in (("query_modulation", QUERY_MODULATIONS[0]),
+                             ("prototype_refinement", PROTOTYPE_REFINEMENTS[0]), ("batch_norm", BATCH_NORMS[0])):
+            if c.learner[key] != default:
+                raise ConfigError(
+                    f"learner.{key}={c.learner[key]} is a ProtoNet option; learner={c.learner.name} takes only "
+                    f"learner.{key}={default}"
+                )
+    if c.learner.batch_norm == "joint" and c.learner.query_modulation == "query":
+        raise ConfigError(
+            "learner.batch_norm=joint normalises support and query in one pass with the support set's modulation; "
+            "it cannot be combined with learner.query_modulation=query: drop one of the two"
+        )

@@ -72,6 +72,9 @@ def build_learner_from_config(cfg: DictConfig, dataset: str | None = None) -> Me
         first_order=cfg.learner.first_order,
         grad_clip=cfg.learner.grad_clip,
         eval_inner_steps=cfg.learner.eval_inner_steps,
+        query_modulation=cfg.learner.query_modulation,
+        prototype_refinement=cfg.learner.prototype_refinement,
+        batch_norm=cfg.learner.batch_norm,
     )
 
 

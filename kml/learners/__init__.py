@@ -19,8 +19,22 @@ from typing import Sequence
 
 from kml.learners.base import LearnerOutput, MetaLearner, upgrade_state_dict
 from kml.learners.maml import MAML
-from kml.learners.protonet import ProtoNet, prototypes, squared_euclidean_logits
-from kml.learners.recipes import MODULATION_DEFAULTS, RECIPES, Recipe, recipe
+from kml.learners.protonet import (
+    ProtoNet,
+    published_refined_prototypes,
+    prototypes,
+    soft_refined_prototypes,
+    squared_euclidean_logits,
+)
+from kml.learners.recipes import (
+    BATCH_NORMS,
+    MODULATION_DEFAULTS,
+    PROTOTYPE_REFINEMENTS,
+    QUERY_MODULATIONS,
+    RECIPES,
+    Recipe,
+    recipe,
+)
 from kml.nets import MODULATIONS, Conv4, TaskEncoder
 
 __all__ = [
@@ -30,6 +44,8 @@ __all__ = [
     "ProtoNet",
     "prototypes",
     "squared_euclidean_logits",
+    "soft_refined_prototypes",
+    "published_refined_prototypes",
     "build_learner",
     "method_name",
     "upgrade_state_dict",
@@ -87,6 +103,9 @@ def build_learner(
     first_order: bool | None = None,
     grad_clip: float | None | object = _UNSET,
     eval_inner_steps: int | None = None,
+    query_modulation: str = QUERY_MODULATIONS[0],
+    prototype_refinement: str = PROTOTYPE_REFINEMENTS[0],
+    batch_norm: str = BATCH_NORMS[0],
     **renamed,
 ) -> MetaLearner:
     """Build any of the six methods with the paper's recipe (:mod:`kml.learners.recipes`).
@@ -107,6 +126,9 @@ def build_learner(
             :class:`~kml.modulation.KernelGenerator`); as the ``modulation.*`` config keys.
         inner_steps, inner_lr, first_order, grad_clip, eval_inner_steps: MAML's inner
             loop (default: the recipe's); ignored by ProtoNet.
+        query_modulation, prototype_refinement, batch_norm: ProtoNet's protocol (see
+            :class:`~kml.learners.ProtoNet`); the defaults are the paper's text. MAML
+            accepts only the defaults.
 
     The names ``generator_hidden``, ``kml_rank``, ``kml_factorization`` and
     ``kml_identity`` of kml 0.1 are still accepted, with a ``DeprecationWarning``.
@@ -126,6 +148,13 @@ def build_learner(
     if modulation not in MODULATIONS:
         raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
     r = recipe(learner)
+    protocol = {"query_modulation": query_modulation, "prototype_refinement": prototype_refinement,
+                "batch_norm": batch_norm}
+    if learner == "maml":
+        changed = [f"{k}={v!r}" for (k, v), default in zip(protocol.items(), (QUERY_MODULATIONS[0],
+                   PROTOTYPE_REFINEMENTS[0], BATCH_NORMS[0])) if v != default]
+        if changed:
+            raise ValueError(f"{', '.join(changed)}: these protocol options are ProtoNet's; MAML has none")
     channels = tuple(r.channels if channels is None else channels)
     backbone = Conv4(
         in_channels,
@@ -156,4 +185,4 @@ def build_learner(
             grad_clip=r.grad_clip if grad_clip is _UNSET else grad_clip,
             eval_inner_steps=eval_inner_steps,
         )
-    return ProtoNet(backbone, encoder)
+    return ProtoNet(backbone, encoder, **protocol)

@@ -1,14 +1,37 @@
-"""Prototypical networks (Snell et al., 2017), optionally modulated (MProtoNet, MProtoNet+KML)."""
+"""Prototypical networks (Snell et al., 2017), optionally modulated (MProtoNet, MProtoNet+KML).
+
+By default the learner follows the KML paper's text: the task embedding of the support
+set modulates the backbone for support and query alike, prototypes are the support
+class means, and support and query are normalised separately (each with its own batch
+statistics). Three options reproduce the published KML code's protocol
+(``docs/modulation.md``, "The published protocol"):
+
+- ``query_modulation="query"``: the query features are modulated by the task encoder's
+  embedding of the *query* images (transductive);
+- ``prototype_refinement="soft"`` (one soft k-means step with the query features) or
+  ``"published"`` (the published code's refinement, its indexing included);
+- ``batch_norm="joint"``: support and query pass through the backbone together, so
+  batch normalisation uses their joint statistics (our option, closest to the original
+  ProtoNet code's training pass).
+"""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from kml.learners.base import LearnerOutput, MetaLearner
+from kml.learners.recipes import BATCH_NORMS, PROTOTYPE_REFINEMENTS, QUERY_MODULATIONS
 from kml.nets import Conv4, TaskEncoder
 
-__all__ = ["ProtoNet", "prototypes", "squared_euclidean_logits"]
+__all__ = [
+    "ProtoNet",
+    "prototypes",
+    "squared_euclidean_logits",
+    "soft_refined_prototypes",
+    "published_refined_prototypes",
+]
 
 
 def prototypes(support_features: Tensor, support_labels: Tensor, ways: int) -> Tensor:
@@ -40,6 +63,71 @@ def squared_euclidean_logits(query_features: Tensor, protos: Tensor) -> Tensor:
     return 2.0 * cross - q_norm - p_norm
 
 
+def _soft_assignment(query_features: Tensor, protos: Tensor) -> tuple[Tensor, Tensor]:
+    """``sum_q p_qj f_q (T, N, D)`` and ``sum_q p_qj (T, N)`` with
+    ``p_q = softmax_j(-||f_q - P_j||^2)``."""
+    p = torch.softmax(squared_euclidean_logits(query_features, protos), dim=-1)  # (T, M, N)
+    return p.transpose(1, 2) @ query_features, p.sum(dim=1)
+
+
+def soft_refined_prototypes(
+    support_features: Tensor, support_labels: Tensor, query_features: Tensor, ways: int
+) -> Tensor:
+    """One soft k-means step from the support-mean prototypes (transductive):
+
+    ``P_j <- (sum of class j's support features + sum_q p_qj f_q) / (K_j + sum_q p_qj)``,
+    ``p_q = softmax_j(-||f_q - P_j||^2)`` with ``P`` the support class means.
+
+    Args:
+        support_features: ``(T, N*K, D)``; support_labels: ``(T, N*K)``;
+        query_features: ``(T, M, D)``.
+
+    Returns:
+        ``(T, ways, D)``.
+    """
+    one_hot = F.one_hot(support_labels, ways).to(support_features.dtype)  # (T, N*K, N)
+    sums = one_hot.transpose(1, 2) @ support_features  # (T, N, D)
+    counts = one_hot.sum(dim=1)  # (T, N)
+    weighted, mass = _soft_assignment(query_features, sums / counts.unsqueeze(-1))
+    return (sums + weighted) / (counts + mass).unsqueeze(-1)
+
+
+def published_refined_prototypes(
+    support_features: Tensor, support_labels: Tensor, query_features: Tensor, ways: int
+) -> Tensor:
+    """The prototype refinement of the published KML code, its indexing included.
+
+    As ``Trainer._update_proto`` with the ``features_sum`` rows of ``Trainer.run``
+    (``scripts/trainer.py`` of the published code): the numerator of prototype ``j``
+    sums the support *rows* ``j*K .. (j+1)*K - 2`` (``K - 1`` rows, whatever their
+    labels; at 1-shot none, so no support feature enters it), while the denominator
+    counts ``K``:
+
+    ``P_j <- (sum of support rows jK..(j+1)K-2 + sum_q p_qj f_q) / (K + sum_q p_qj)``,
+
+    with ``p_q = softmax_j(-||f_q - P_j||^2)`` computed from the support-mean
+    prototypes. Use :func:`soft_refined_prototypes` for the refinement as intended.
+
+    Args:
+        support_features: ``(T, N*K, D)``, rows in class-major order (as the library's
+            samplers give them); support_labels: ``(T, N*K)``;
+        query_features: ``(T, M, D)``.
+
+    Returns:
+        ``(T, ways, D)``.
+    """
+    num_tasks, rows, dim = support_features.shape
+    shots = rows // ways
+    if shots * ways != rows:
+        raise ValueError(f"{rows} support rows are not {ways} ways times a number of shots")
+    kept = support_features.reshape(num_tasks, ways, shots, dim)[:, :, : shots - 1].sum(dim=2)  # (T, N, D)
+    weighted, mass = _soft_assignment(query_features, prototypes(support_features, support_labels, ways))
+    return (kept + weighted) / (shots + mass).unsqueeze(-1)
+
+
+_REFINEMENTS = {"soft": soft_refined_prototypes, "published": published_refined_prototypes}
+
+
 class ProtoNet(MetaLearner):
     """ProtoNet: classify queries by the negative squared Euclidean distance of their
     (modulated) backbone features to the class-mean prototypes of the support set.
@@ -48,20 +136,90 @@ class ProtoNet(MetaLearner):
         backbone: :class:`~kml.nets.Conv4` without a head (``num_classes=None``), FiLM- or
             kernel-modulated for MProtoNet / MProtoNet+KML.
         encoder: the task encoder of a modulated backbone (``None`` for ProtoNet).
+        query_modulation: ``"support"`` (the paper: the support set's task embedding
+            modulates the query features too) or ``"query"`` (the published code: the
+            query features are modulated by the embedding of the query images). No effect
+            without an encoder. Default: ``"support"``.
+        prototype_refinement: ``"none"`` (support class means), ``"soft"``
+            (:func:`soft_refined_prototypes`) or ``"published"``
+            (:func:`published_refined_prototypes`); at training and evaluation alike.
+            Default: ``"none"``.
+        batch_norm: ``"separate"`` (support and query each normalised with their own batch
+            statistics) or ``"joint"`` (one backbone pass over support and query, so their
+            joint statistics). ``"joint"`` needs ``query_modulation="support"``.
+            Default: ``"separate"``.
     """
 
     def __init__(
         self,
         backbone: Conv4,
         encoder: TaskEncoder | None = None,
+        *,
+        query_modulation: str = QUERY_MODULATIONS[0],
+        prototype_refinement: str = PROTOTYPE_REFINEMENTS[0],
+        batch_norm: str = BATCH_NORMS[0],
     ) -> None:
         super().__init__(backbone, encoder)
         if backbone.num_classes is not None:
             raise ValueError("ProtoNet uses backbone features: build the backbone with num_classes=None")
+        for value, allowed, name in (
+            (query_modulation, QUERY_MODULATIONS, "query_modulation"),
+            (prototype_refinement, PROTOTYPE_REFINEMENTS, "prototype_refinement"),
+            (batch_norm, BATCH_NORMS, "batch_norm"),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if batch_norm == "joint" and query_modulation == "query":
+            raise ValueError(
+                "batch_norm='joint' runs support and query through one modulated pass; "
+                "it cannot be combined with query_modulation='query'"
+            )
+        self.query_modulation = query_modulation
+        self.prototype_refinement = prototype_refinement
+        self.batch_norm = batch_norm
+
+    def features(self, support: Tensor, query: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        """The task embedding and the support and query features under this learner's
+        protocol.
+
+        Args:
+            support: ``(T, N*K, C, H, W)``; query: ``(T, M, C, H, W)``.
+
+        Returns:
+            ``task_embedding (T, task_dim)`` (``None`` unmodulated), ``support_features
+            (T, N*K, D)`` and ``query_features (T, M, D)``.
+        """
+        task_embedding, modulation = self.modulate(support)
+        if self.batch_norm == "joint":
+            both = self.backbone(torch.cat([support, query], dim=1), modulation)
+            return task_embedding, both[:, : support.shape[1]], both[:, support.shape[1] :]
+        support_features = self.backbone(support, modulation)
+        query_modulation = modulation
+        if self.query_modulation == "query" and self.encoder is not None:
+            query_modulation = self.modulate(query)[1]
+        return task_embedding, support_features, self.backbone(query, query_modulation)
+
+    def class_prototypes(
+        self, support_features: Tensor, support_labels: Tensor, query_features: Tensor, ways: int
+    ) -> Tensor:
+        """``(T, ways, D)`` prototypes: the support class means, refined as
+        ``prototype_refinement`` says."""
+        if self.prototype_refinement == "none":
+            return prototypes(support_features, support_labels, ways)
+        return _REFINEMENTS[self.prototype_refinement](support_features, support_labels, query_features, ways)
 
     def run_tasks(self, support, support_labels, query, query_labels, ways, vectorized):
-        task_embedding, modulation = self.modulate(support)
-        support_features = self.backbone(support, modulation)
-        query_features = self.backbone(query, modulation)
-        logits = squared_euclidean_logits(query_features, prototypes(support_features, support_labels, ways))
+        task_embedding, support_features, query_features = self.features(support, query)
+        protos = self.class_prototypes(support_features, support_labels, query_features, ways)
+        logits = squared_euclidean_logits(query_features, protos)
         return LearnerOutput.from_logits(logits, query_labels, task_embedding)
+
+    def extra_repr(self) -> str:
+        options = [
+            f"{name}={getattr(self, name)!r}"
+            for name, default in (("query_modulation", QUERY_MODULATIONS[0]),
+                                  ("prototype_refinement", PROTOTYPE_REFINEMENTS[0]),
+                                  ("batch_norm", BATCH_NORMS[0]))
+            if getattr(self, name) != default
+        ]
+        return ", ".join(options)

@@ -25,7 +25,18 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["Recipe", "ModulationDefaults", "RECIPES", "MODULATION_DEFAULTS", "DEFAULT_LEARNER", "recipe"]
+__all__ = [
+    "Recipe",
+    "ModulationDefaults",
+    "RECIPES",
+    "MODULATION_DEFAULTS",
+    "DEFAULT_LEARNER",
+    "QUERY_MODULATIONS",
+    "PROTOTYPE_REFINEMENTS",
+    "BATCH_NORMS",
+    "PROTOCOLS",
+    "recipe",
+]
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,17 @@ MODULATION_DEFAULTS = ModulationDefaults()
 
 #: the learner of the embedded default run (MProtoNet+KML)
 DEFAULT_LEARNER = "protonet"
+
+# The ProtoNet family's protocol options (:class:`~kml.learners.ProtoNet`). The first of
+# each is the default: the paper's text. The others reproduce the published KML code.
+#: what modulates the query features: the support set's embedding, or the query images'
+QUERY_MODULATIONS = ("support", "query")
+#: the prototypes: support class means, one soft k-means step, or the published code's step
+PROTOTYPE_REFINEMENTS = ("none", "soft", "published")
+#: batch statistics of support and query: each its own, or joint
+BATCH_NORMS = ("separate", "joint")
+#: the ``protocol=`` config group: the paper's text, or the published code's protocol
+PROTOCOLS = ("paper", "published")
 
 
 def recipe(learner: str) -> Recipe:
