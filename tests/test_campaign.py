@@ -39,6 +39,7 @@ def tiny_campaign(root, tmp_path, **extra):
         f"report={tmp_path / 'docs' / 'results.md'}",
         f"figures_dir={tmp_path / 'docs' / 'figures'}",
         "progress=false",
+        "allow_dirty=true",  # the developer's work tree may have uncommitted changes
         *[f"{k}={v}" for k, v in extra.items()],
     ]
 
@@ -273,7 +274,7 @@ def test_gpu_campaign_script_trains_each_method_in_its_own_process_then_reports(
     repo = SCRIPTS.parent
     archives = tmp_path / "archives"
     archives.mkdir()
-    overrides = [o for o in tiny_campaign(synthetic_root, tmp_path) if o.startswith("campaign.")]
+    overrides = [o for o in tiny_campaign(synthetic_root, tmp_path) if o.startswith(("campaign.", "allow_dirty"))]
     default_out_existed = (repo / "gpu_campaign").exists()
     env = dict(os.environ, OUT=str(tmp_path / "out"), DATA=str(synthetic_root), WORK=str(tmp_path / "work"),
                PYTHON=sys.executable)
@@ -293,3 +294,61 @@ def test_gpu_campaign_script_trains_each_method_in_its_own_process_then_reports(
     proc = subprocess.run(["bash", str(repo / "tools" / "gpu_campaign.sh"), "synthetic", str(tmp_path / "none")],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "folder" in proc.stderr
+
+
+def test_groups_plan_exactly_the_runs_they_name(reproduce, synthetic_root, tmp_path):
+    cfg = reproduce([*tiny_campaign(synthetic_root, tmp_path), "campaign.seeds=[0]", "campaign.shots=[1]",
+                     "campaign.groups=[{methods: []}, {methods: [ProtoNet, MProtoNet+KML], seeds: [1, 2]},"
+                     " {methods: [MProtoNet+KML], shots: [2]}]"])
+    ids = [r.run_id for r in plan_campaign(cfg.campaign, tmp_path / "work", tmp_path / "results")]
+    assert ids == [
+        "synthetic_1shot_protonet_seed0", "synthetic_1shot_mprotonet_seed0", "synthetic_1shot_mprotonet-kml_seed0",
+        "synthetic_1shot_protonet_seed1", "synthetic_1shot_mprotonet-kml_seed1",
+        "synthetic_1shot_protonet_seed2", "synthetic_1shot_mprotonet-kml_seed2",
+        "synthetic_2shot_mprotonet-kml_seed0",
+    ]
+    with pytest.raises(KmlError, match="refers to method 'Nope'"):
+        plan_campaign(reproduce([*tiny_campaign(synthetic_root, tmp_path), "campaign.groups=[{methods: [Nope]}]"])
+                      .campaign, tmp_path / "work", tmp_path / "results")
+
+
+def test_uncommitted_code_is_refused_or_recorded_as_such(reproduce, synthetic_root, tmp_path, monkeypatch):
+    import kml.engine.rundir as rundir
+
+    monkeypatch.setattr(rundir, "_git_dirty", lambda: True)
+    monkeypatch.setattr(rundir, "_git_commit", lambda: "a" * 40)
+    overrides = [o for o in tiny_campaign(synthetic_root, tmp_path, only_methods='["ProtoNet"]')
+                 if o != "allow_dirty=true"]
+    with pytest.raises(KmlError, match="uncommitted changes.*allow_dirty=true") as err:
+        run_campaign(reproduce(overrides), log=lambda *a: None)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "work" / "synthetic" / "synthetic_1shot_protonet_seed0").exists()  # nothing trained
+    run_campaign(reproduce([*overrides, "allow_dirty=true"]), log=lambda *a: None)
+    record = tmp_path / "results" / "synthetic" / "synthetic_1shot_protonet_seed0"
+    code = json.loads((record / "record.json").read_text())["code"]
+    assert code == {"commits": ["a" * 40], "dirty": True, "commit_changed": False}
+    report = (tmp_path / "docs" / "results.md").read_text()
+    assert "uncommitted" in report and "| ProtoNet ‡ |" in report
+
+
+def test_resuming_on_another_commit_is_refused_unless_allowed(reproduce, synthetic_root, tmp_path, monkeypatch):
+    import kml.engine.rundir as rundir
+    from kml.cli import compose_run_config
+    from kml.engine.runs import run_training
+
+    monkeypatch.setattr(rundir, "_git_dirty", lambda: False)
+    monkeypatch.setattr(rundir, "_git_commit", lambda: "a" * 40)
+    overrides = tiny_campaign(synthetic_root, tmp_path, only_methods='["ProtoNet"]')
+    run = plan_campaign(reproduce(overrides).campaign, tmp_path / "work", tmp_path / "results",
+                        data_root=str(synthetic_root))[0]
+    run_training(compose_run_config([*run.train_overrides(), "train.iterations=2"]), run.run_dir, log=lambda *a: None)
+    (run.run_dir / "results.json").unlink()  # killed before testing
+    monkeypatch.setattr(rundir, "_git_commit", lambda: "b" * 40)
+    with pytest.raises(KmlError, match="trained at commit aaaaaaaaaaaa.*allow_commit_change=true"):
+        run_campaign(reproduce(overrides), log=lambda *a: None)
+    run_campaign(reproduce([*overrides, "allow_commit_change=true"]), log=lambda *a: None)
+    code = json.loads((run.record_dir / "record.json").read_text())["code"]
+    assert code == {"commits": ["a" * 40, "b" * 40], "dirty": False, "commit_changed": True}
+    info = json.loads((run.record_dir / "run_info.json").read_text())
+    assert [s["git_commit"] for s in info["resumes"]] == ["b" * 40]
+    assert "| ProtoNet † |" in (tmp_path / "docs" / "results.md").read_text()

@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 from kml.config import ConfigError
 
-__all__ = ["PlannedRun", "plan_campaign", "slug", "validate_campaign", "RECORD_FILES", "RECORDED", "FINISHED",
-           "PARTIAL", "NEW"]
+__all__ = ["PlannedRun", "plan_campaign", "planned_settings", "slug", "validate_campaign", "RECORD_FILES",
+           "RECORDED", "FINISHED", "PARTIAL", "NEW"]
 
 #: the small records of a finished run kept in ``results/<campaign>/<run>/`` (never checkpoints)
 RECORD_FILES = ("results.json", "task_accuracies.json", "metrics.jsonl", "config.yaml", "run_info.json")
@@ -86,6 +86,13 @@ def validate_campaign(campaign: DictConfig) -> None:
             )
     named = [campaign.baseline, *(n for pair in campaign.pairs for n in pair), *campaign.transference.methods]
     named += list(campaign.get("diagnostics", {}).get("methods", []))
+    named += [n for group in campaign.get("groups", []) for n in group.methods]
+    for row in campaign.get("ablation", []):
+        if len(row) != 3:
+            raise ConfigError(
+                f"campaign {campaign.name}: each ablation row is [method, reference, what it changes], got {list(row)}"
+            )
+        named += list(row[:2])
     for name in named:
         if name not in names:
             raise ConfigError(f"campaign {campaign.name} refers to method {name!r}, which it does not list ({', '.join(names)})")
@@ -98,6 +105,29 @@ def validate_campaign(campaign: DictConfig) -> None:
         raise ConfigError("campaign.budget.eval_checkpoint=best needs campaign.budget.val_every > 0")
 
 
+def planned_settings(campaign) -> list[tuple[int, int, str, str]]:
+    """``(seed, shots, mode, method)`` of every run of ``campaign`` (a config or its plain
+    dict), each once, in order: by group (one implicit group of every method at every seed
+    and shot when the campaign lists none), then seeds, shots, modes and methods."""
+    get = campaign.get
+    methods = [m["name"] for m in get("methods", [])]
+    groups = list(get("groups", None) or []) or [{"methods": [], "seeds": None, "shots": None}]
+    out, seen = [], set()
+    for group in groups:
+        names = list(group.get("methods") or []) or methods
+        seeds = group.get("seeds")
+        shots_list = group.get("shots")
+        for seed in get("seeds", [0]) if seeds is None else seeds:
+            for shots in get("shots", [1]) if shots_list is None else shots_list:
+                for mode in get("modes", []):
+                    for name in methods:  # the campaign's method order
+                        key = (int(seed), int(shots), mode, name)
+                        if name in names and key not in seen:
+                            seen.add(key)
+                            out.append(key)
+    return out
+
+
 def plan_campaign(
     campaign: DictConfig,
     work_dir: str | Path,
@@ -105,47 +135,46 @@ def plan_campaign(
     data_root: str = "data",
     progress: bool = True,
 ) -> list[PlannedRun]:
-    """The runs of ``campaign`` in order: seeds, then shots, then modes, then methods."""
+    """The runs of ``campaign`` in the order of :func:`planned_settings`."""
     validate_campaign(campaign)
     budget = campaign.budget
+    by_name = {m.name: m for m in campaign.methods}
     runs = []
-    for seed in campaign.seeds:
-        for shots in campaign.shots:
-            for mode in campaign.modes:
-                for method in campaign.methods:
-                    run_id = f"{mode}_{shots}shot_{slug(method.name)}_seed{seed}"
-                    overrides = [
-                        f"mode={mode}",
-                        f"learner={method.learner}",
-                        f"modulation={method.modulation}",
-                        f"multi={str(bool(method.multi)).lower()}",
-                        f"episode.ways={campaign.ways}",
-                        f"episode.shots={shots}",
-                        f"train.seed={seed}",
-                        f"data.image_size={budget.image_size}",
-                        f"train.iterations={budget.iterations}",
-                        f"train.checkpoint_every={budget.checkpoint_every}",
-                        f"train.log_every={budget.log_every}",
-                        f"eval.tasks_per_mode={budget.eval_tasks_per_mode}",
-                        f"eval.val_every={budget.val_every}",
-                        f"eval.val_tasks_per_mode={budget.val_tasks_per_mode}",
-                        f"eval.checkpoint={budget.eval_checkpoint}",
-                    ]
-                    if budget.meta_batch_size:
-                        overrides.append(f"train.meta_batch_size={budget.meta_batch_size}")
-                    overrides += list(campaign.overrides) + list(method.overrides)
-                    runs.append(
-                        PlannedRun(
-                            run_id=run_id,
-                            method=method.name,
-                            mode=mode,
-                            shots=int(shots),
-                            seed=int(seed),
-                            overrides=overrides,
-                            run_dir=Path(work_dir) / campaign.name / run_id,
-                            record_dir=Path(results_dir) / campaign.name / run_id,
-                            data_root=str(data_root),
-                            extra=[f"train.progress={str(bool(progress)).lower()}"],
-                        )
-                    )
+    for seed, shots, mode, name in planned_settings(campaign):
+        method = by_name[name]
+        run_id = f"{mode}_{shots}shot_{slug(method.name)}_seed{seed}"
+        overrides = [
+            f"mode={mode}",
+            f"learner={method.learner}",
+            f"modulation={method.modulation}",
+            f"multi={str(bool(method.multi)).lower()}",
+            f"episode.ways={campaign.ways}",
+            f"episode.shots={shots}",
+            f"train.seed={seed}",
+            f"data.image_size={budget.image_size}",
+            f"train.iterations={budget.iterations}",
+            f"train.checkpoint_every={budget.checkpoint_every}",
+            f"train.log_every={budget.log_every}",
+            f"eval.tasks_per_mode={budget.eval_tasks_per_mode}",
+            f"eval.val_every={budget.val_every}",
+            f"eval.val_tasks_per_mode={budget.val_tasks_per_mode}",
+            f"eval.checkpoint={budget.eval_checkpoint}",
+        ]
+        if budget.meta_batch_size:
+            overrides.append(f"train.meta_batch_size={budget.meta_batch_size}")
+        overrides += list(campaign.overrides) + list(method.overrides)
+        runs.append(
+            PlannedRun(
+                run_id=run_id,
+                method=method.name,
+                mode=mode,
+                shots=int(shots),
+                seed=int(seed),
+                overrides=overrides,
+                run_dir=Path(work_dir) / campaign.name / run_id,
+                record_dir=Path(results_dir) / campaign.name / run_id,
+                data_root=str(data_root),
+                extra=[f"train.progress={str(bool(progress)).lower()}"],
+            )
+        )
     return runs

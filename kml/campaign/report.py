@@ -93,6 +93,21 @@ def _rel(path: Path, report: Path) -> str:
     return os.path.relpath(path, report.parent).replace(os.sep, "/")
 
 
+def code_marks(c: CampaignRecords, run: RunRecord) -> str:
+    """`` ‡`` for a run trained from uncommitted code, `` †`` for one resumed on another
+    commit (from its record, or its ``run_info.json`` for records that predate that)."""
+    from kml.campaign.runner import run_code
+
+    code = c.records.get(run.path.name, {}).get("code") or run_code(run.path)
+    return (" ‡" if code.get("dirty") else "") + (" †" if code.get("commit_changed") else "")
+
+
+CODE_MARKS_NOTE = (
+    "‡: trained from a work tree with uncommitted changes (`run_info.json`: `git_dirty`), so its exact code is not "
+    "in git. †: resumed on another commit than it started on (`run_info.json`: `resumes`)."
+)
+
+
 def _paper_value(c: CampaignRecords, method: str) -> float | None:
     values = (c.spec.get("paper") or {}).get("values") or {}
     return values.get(method)
@@ -114,11 +129,13 @@ def accuracy_table(c: CampaignRecords, runs: list[RunRecord]) -> str:
         tested = run.results.get("checkpoint", "last")
         its = run.results.get("checkpoint_iterations") or run.results.get("iterations", {})
         tested += " (" + ", ".join(f"{k}: {v}" if k != "all" else str(v) for k, v in its.items()) + ")"
-        row = f"| {_name(c, run)} | " + " | ".join(cells) + f" | **{o['accuracy']:.2f} ± {o['ci95']:.2f}** | {tested} |"
+        row = f"| {_name(c, run)}{code_marks(c, run)} | " + " | ".join(cells) + f" | **{o['accuracy']:.2f} ± {o['ci95']:.2f}** | {tested} |"
         if paper_col:
             value = _paper_value(c, _name(c, run))
             row += f" {value:.2f} |" if value is not None else " - |"
         rows.append(row)
+    if any(code_marks(c, run) for run in runs):
+        rows += ["", CODE_MARKS_NOTE]
     return "\n".join(rows)
 
 

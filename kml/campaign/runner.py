@@ -37,12 +37,14 @@ __all__ = [
     "machine_description",
     "machine_paths",
     "record_run",
+    "run_code",
     "run_campaign",
     "transference_entry",
 ]
 
 TRANSFERENCE_RECORD = "transference.json"
 DIAGNOSTICS_RECORD = "modulation_diagnostics.json"
+DATA_RECORD = "data.json"
 
 
 def machine_description(device: torch.device) -> dict:
@@ -87,11 +89,71 @@ def _portable(text: str, paths: dict[str, str]) -> str:
     return text
 
 
-def record_run(run: PlannedRun, seconds: float | None, machine: dict, paths: dict[str, str] | None = None) -> Path:
+def run_code(run_dir: Path) -> dict:
+    """The code a run was trained with, from its ``run_info.json``: ``{"commits": [the
+    commit of each session, first to last, each once], "dirty": trained (in any session)
+    from a work tree with uncommitted changes, "commit_changed": resumed on another
+    commit}``; empty for a run without one."""
+    path = Path(run_dir) / "run_info.json"
+    if not path.is_file():
+        return {}
+    info = json.loads(path.read_text())
+    sessions = [info, *info.get("resumes", [])]
+    commits: list = []
+    for session in sessions:
+        if session.get("git_commit") not in commits:
+            commits.append(session.get("git_commit"))
+    return {
+        "commits": commits,
+        "dirty": any(bool(session.get("git_dirty")) for session in sessions),
+        "commit_changed": len(commits) > 1,
+    }
+
+
+def _check_code(run: PlannedRun, allow_dirty: bool, allow_commit_change: bool) -> None:
+    """Refuse to train (or record) ``run`` from uncommitted code, or to resume it on another
+    commit than it was trained on, unless told to."""
+    from kml.engine.rundir import code_state
+
+    here = code_state()
+    if here["git_dirty"] and not allow_dirty:
+        raise KmlError(
+            f"{run.run_id}: the work tree has uncommitted changes, so the record would not say which code made it; "
+            "commit them (or run from a clean `git worktree`), or pass allow_dirty=true to record it marked as such"
+        )
+    if run.status() != PARTIAL:
+        return
+    before = run_code(run.run_dir).get("commits", [])
+    if before and before[-1] != here["git_commit"] and not allow_commit_change:
+        raise KmlError(
+            f"{run.run_id} was trained at commit {str(before[-1])[:12]} and this checkout is at "
+            f"{str(here['git_commit'])[:12]}; resume it from that commit, or pass allow_commit_change=true to "
+            "continue it here (its record is then marked as trained on two commits)"
+        )
+
+
+def record_run(
+    run: PlannedRun,
+    seconds: float | None,
+    machine: dict,
+    paths: dict[str, str] | None = None,
+    allow_dirty: bool = False,
+) -> Path:
     """Copy a finished run's small records (never checkpoints) to ``run.record_dir``, with
     the machine's folders in them (``paths``, see :func:`machine_paths`) made portable, so
-    committed records name no one's file system."""
+    committed records name no one's file system. ``record.json`` says which code trained
+    it (:func:`run_code`).
+
+    Raises:
+        KmlError: the run was trained from uncommitted code and ``allow_dirty`` is not set.
+    """
     paths = paths or {}
+    code = run_code(run.run_dir)
+    if code.get("dirty") and not allow_dirty:
+        raise KmlError(
+            f"{run.run_id} was trained from a work tree with uncommitted changes; rerun it from committed code, "
+            "or pass allow_dirty=true to record it marked as such"
+        )
     run.record_dir.mkdir(parents=True, exist_ok=True)
 
     def copy(source: Path, target: Path) -> None:
@@ -120,6 +182,7 @@ def record_run(run: PlannedRun, seconds: float | None, machine: dict, paths: dic
             "command": run.command(),
             "seconds": seconds,
             "machine": machine,
+            "code": code,
         },
     )
     return run.record_dir
@@ -475,6 +538,34 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
     return path
 
 
+# ------------------------------------------------------------------ data
+def record_data(campaign: DictConfig, cfg: DictConfig, results_dir: Path, log=print) -> Path | None:
+    """``results/<campaign>/data.json``: the prepared data of the campaign's modes at its
+    image size (manifest counts per split and content hashes,
+    :func:`kml.data.provenance.data_provenance`), as prepared on this machine. Each run
+    records its own data too (``run_info.json``); this record labels campaigns whose runs
+    predate that. Skipped (with a line) when a dataset is not prepared here."""
+    from kml.cli import compose_run_config
+    from kml.data.errors import DataError
+    from kml.data.provenance import data_provenance
+
+    datasets: dict[str, dict] = {}
+    for mode in campaign.modes:
+        run_cfg = compose_run_config([f"mode={mode}", f"data.root={cfg.data_root}",
+                                      f"data.image_size={campaign.budget.image_size}"])
+        try:
+            datasets.update(data_provenance(list(run_cfg.mode.datasets), cfg.data_root, int(campaign.budget.image_size)))
+        except DataError as err:
+            log(f"data record: skipped ({err})")
+            return None
+    path = results_dir / campaign.name / DATA_RECORD
+    record = {"campaign": campaign.name, "image_size": int(campaign.budget.image_size), "datasets": datasets}
+    if not path.is_file() or json.loads(path.read_text()) != record:
+        atomic_write_json(path, record)
+        log(f"data record: {path}")
+    return path
+
+
 # ------------------------------------------------------------------ the campaign
 def run_campaign(cfg: DictConfig, log=print) -> dict:
     """``scripts/reproduce.py``: plan, run (or ``dry_run``), record and report a campaign.
@@ -526,6 +617,7 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
     atomic_write_text(campaign_dir / "campaign.yaml", OmegaConf.to_yaml(campaign, resolve=True))
     machine = machine_description(device)
     paths = machine_paths(cfg)
+    record_data(campaign, cfg, results_dir, log)
 
     def transference_when_ready() -> None:
         """The transference and diagnostics steps, as soon as the runs they analyse are recorded."""
@@ -548,9 +640,10 @@ def run_campaign(cfg: DictConfig, log=print) -> dict:
             break
         seconds = None
         if status in (NEW, PARTIAL):
+            _check_code(run, bool(cfg.allow_dirty), bool(cfg.allow_commit_change))
             log(f"\n{run.run_id}: {run.command()}")
             seconds = _execute(run, log)
-        record_run(run, seconds, machine, paths)
+        record_run(run, seconds, machine, paths, allow_dirty=bool(cfg.allow_dirty))
         log(f"{run.run_id}: recorded in {run.record_dir}")
         done += 1
         transference_when_ready()

@@ -18,6 +18,7 @@ __all__ = [
     "CompareScriptConfig",
     "BenchScriptConfig",
     "CampaignMethod",
+    "CampaignGroup",
     "CampaignBudget",
     "CampaignTransference",
     "CampaignDiagnostics",
@@ -114,6 +115,17 @@ class CampaignMethod:
 
 
 @dataclass
+class CampaignGroup:
+    """A group of a campaign's runs: these methods, at these seeds and shots. A campaign
+    with groups runs exactly the runs its groups name (each once); without, every method
+    at every one of the campaign's seeds and shots."""
+
+    methods: list[str] = field(default_factory=list)  # method names; empty: every method
+    seeds: Optional[list[int]] = None  # default: the campaign's seeds
+    shots: Optional[list[int]] = None  # default: the campaign's shots
+
+
+@dataclass
 class CampaignBudget:
     """The budget of every run of a campaign (the train.py overrides it sets)."""
 
@@ -181,8 +193,12 @@ class CampaignConfig:
     shots: list[int] = field(default_factory=lambda: [1])
     seeds: list[int] = field(default_factory=lambda: [0])
     methods: list[CampaignMethod] = field(default_factory=list)
+    # the runs, as groups of methods x seeds x shots; empty: every method x seeds x shots
+    groups: list[CampaignGroup] = field(default_factory=list)
     baseline: str = MISSING  # method name every other method is paired against
     pairs: list[list[str]] = field(default_factory=list)  # further [method, reference] paired comparisons
+    # an ablation table: [method, reference, what the method changes] rows, each a paired contrast
+    ablation: list[list[str]] = field(default_factory=list)
     budget: CampaignBudget = field(default_factory=CampaignBudget)
     overrides: list[str] = field(default_factory=list)  # train.py overrides of every run
     paper: PaperReference = field(default_factory=PaperReference)
@@ -201,6 +217,10 @@ class ReproduceScriptConfig:
     # run only the runs of these methods (names as in campaign.methods; []: all), e.g. one
     # process per method on one GPU, or a campaign split across machines; dry_run times only these
     only_methods: list[str] = field(default_factory=list)
+    # record runs trained from a work tree with uncommitted changes (marked so in the report),
+    # and resume runs on another commit than they started on (marked too)
+    allow_dirty: bool = False
+    allow_commit_change: bool = False
     data_root: str = "data"  # prepared datasets
     work_dir: str = "outputs/campaigns"  # run directories (checkpoints live here, never in results_dir)
     results_dir: str = "results"  # the small records of finished runs, one folder per campaign

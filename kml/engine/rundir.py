@@ -23,7 +23,16 @@ from kml.engine.distributed import DistributedContext
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text
 
-__all__ = ["find_run_dirs", "RESUMABLE_KEYS", "load_config_file", "resume_config", "RunLock", "check_writable", "prepare_run_dir"]
+__all__ = [
+    "find_run_dirs",
+    "RESUMABLE_KEYS",
+    "load_config_file",
+    "resume_config",
+    "RunLock",
+    "check_writable",
+    "code_state",
+    "prepare_run_dir",
+]
 
 # keys a resumed run may change; anything else must match the run's saved config
 RESUMABLE_KEYS = (
@@ -81,7 +90,7 @@ def resume_config(saved: DictConfig, composed: DictConfig, overrides: list[str])
         key = override.split("=", 1)[0].lstrip("+~")
         if key.startswith("hydra") or key == "resume":
             continue
-        if key in ("learner", "modulation", "mode"):
+        if key in ("learner", "modulation", "mode", "protocol"):
             # a config-group choice: compare the choice itself
             before, after = saved[key].name, composed[key].name
             if before != after:
@@ -181,8 +190,23 @@ def check_writable(
         ) from None
 
 
-def prepare_run_dir(run_dir: Path, cfg: DictConfig, resuming: bool, ctx: DistributedContext) -> None:
-    """Create/check the run directory and record the config and provenance."""
+def code_state() -> dict:
+    """The library's code at this moment: ``{"git_commit", "git_dirty"}`` (``None`` when
+    it does not run from a git checkout)."""
+    return {"git_commit": _git_commit(), "git_dirty": _git_dirty()}
+
+
+def prepare_run_dir(
+    run_dir: Path, cfg: DictConfig, resuming: bool, ctx: DistributedContext, data: dict | None = None
+) -> None:
+    """Create/check the run directory and record the config and provenance.
+
+    ``run_info.json`` records the versions, the code (commit, uncommitted changes), the
+    seed, the host and the command, and ``data`` (:func:`kml.data.provenance.data_provenance`).
+    A resumed run keeps the first session's record and appends one entry per resume to
+    ``resumes`` with that session's code and data hashes, so a run continued on other
+    code or data says so.
+    """
     check_writable(run_dir)
     if not ctx.is_main:
         return
@@ -194,22 +218,32 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig, resuming: bool, ctx: Distrib
         )
     atomic_write_text(config_path, OmegaConf.to_yaml(cfg, resolve=True))
     info_path = run_dir / "run_info.json"
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    code = code_state()
     info = {
         "kml_version": kml.__version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "git_commit": _git_commit(),
-        "git_dirty": _git_dirty(),
+        **code,
         "seed": int(cfg.train.seed),
         "hostname": socket.gethostname(),
         "command": sys.argv,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": started,
         "cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+    if data is not None:
+        info["data"] = data
     if info_path.exists():
         previous = json.loads(info_path.read_text())
-        info = {**previous, "resumed": previous.get("resumed", []) + [info["started"]]}
+        session = {"started": started, **code, "hostname": info["hostname"], "torch_version": torch.__version__}
+        if data is not None:
+            session["data_sha256"] = {name: entry.get("sha256") for name, entry in data.items()}
+        info = {
+            **previous,
+            "resumed": previous.get("resumed", []) + [started],
+            "resumes": previous.get("resumes", []) + [session],
+        }
     atomic_write_json(info_path, info)
 
 
