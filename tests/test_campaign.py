@@ -4,6 +4,7 @@ and the report rebuilt from committed records with no checkpoints present."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -101,7 +102,7 @@ def test_run_skip_resume_record_and_report(reproduce, synthetic_root, tmp_path):
     report = (tmp_path / "docs" / "results.md").read_text()
     assert "| MProtoNet+KML − ProtoNet |" in report and "| MProtoNet+KML − MProtoNet |" in report
     assert "python scripts/train.py mode=synthetic learner=protonet modulation=film" in report
-    assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_seed0_accuracy.png").is_file()
+    assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_accuracy.png").is_file()
 
 
 def test_only_methods_runs_just_those_methods(reproduce, synthetic_root, tmp_path):
@@ -134,15 +135,22 @@ def test_report_only_rebuilds_from_records_without_checkpoints(reproduce, synthe
     assert report.read_text() == before
     assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_seed0_curves.png").is_file()
     summary = json.loads(report.with_suffix(".json").read_text())
-    paired = {(e["a"], e["b"]): e for e in summary[0]["settings"][0]["paired"]}
+    paired = {(e["a"], e["b"]): e["per_seed"]["0"] for e in summary[0]["settings"][0]["paired"]}
     assert set(paired) == {("MProtoNet", "ProtoNet"), ("MProtoNet+KML", "ProtoNet"), ("MProtoNet+KML", "MProtoNet")}
     assert paired[("MProtoNet+KML", "ProtoNet")]["overall"]["tasks"] == 12
-    # the headline table repeats the paired contrasts of the main methods; no Multi-* method here
-    glance = next(line for line in before.splitlines() if line.startswith("| [synthetic, 1-shot, seed 0]"))
-    cells = [cell.strip() for cell in glance.strip("|").split("|")]
-    cell = lambda a, b: f"{paired[(a, b)]['overall']['difference']:+.2f} ± {paired[(a, b)]['overall']['ci95']:.2f}"
-    assert cells[2:] == [cell("MProtoNet+KML", "ProtoNet"), cell("MProtoNet+KML", "MProtoNet"),
-                         cell("MProtoNet", "ProtoNet"), "-"]
+    # the claims table repeats the paired contrasts of the main methods (one seed: CI over tasks)
+    cell = lambda a, b: f"**{paired[(a, b)]['overall']['difference']:+.2f} ± {paired[(a, b)]['overall']['ci95']:.2f}**"
+    claims = {line.split("|")[1].strip(): [x.strip() for x in line.strip("|").split("|")]
+              for line in before.splitlines() if line.startswith("| KML >") or line.startswith("| FiLM >")}
+    assert set(claims) == {"KML > none (ProtoNet family: MProtoNet+KML − ProtoNet)",
+                           "KML > FiLM (ProtoNet family: MProtoNet+KML − MProtoNet)",
+                           "FiLM > none (ProtoNet family: MProtoNet − ProtoNet)"}  # no Multi-* method here
+    row = claims["KML > none (ProtoNet family: MProtoNet+KML − ProtoNet)"]
+    assert row[3] == cell("MProtoNet+KML", "ProtoNet") and row[4] == "one seed (0)"
+    o = paired[("MProtoNet+KML", "ProtoNet")]["overall"]
+    expected = ("holds" if o["difference"] - o["ci95"] > 0 else "does not hold"
+                if o["difference"] + o["ci95"] < 0 else "not established")
+    assert row[5] == expected
 
 
 def test_dry_run_estimates_and_runs_nothing(synthetic_root, tmp_path):
@@ -352,3 +360,34 @@ def test_resuming_on_another_commit_is_refused_unless_allowed(reproduce, synthet
     info = json.loads((run.record_dir / "run_info.json").read_text())
     assert [s["git_commit"] for s in info["resumes"]] == ["b" * 40]
     assert "| ProtoNet † |" in (tmp_path / "docs" / "results.md").read_text()
+
+
+def test_a_mixed_seed_campaign_is_reported_across_seeds(reproduce, synthetic_root, tmp_path):
+    """Two seeds for ProtoNet and MProtoNet+KML, one for MProtoNet: contrasts with both seeds
+    are reported across seeds (t-interval over seeds), with the per-seed figures below."""
+    from kml.analysis.seeds import student_t_quantile
+
+    overrides = [*tiny_campaign(synthetic_root, tmp_path),
+                 "campaign.groups=[{methods: []}, {methods: [ProtoNet, MProtoNet+KML], seeds: [1]}]"]
+    run_campaign(reproduce(overrides), log=lambda *a: None)
+    report = (tmp_path / "docs" / "results.md").read_text()
+    summary = json.loads((tmp_path / "docs" / "results.json").read_text())[0]["settings"][0]
+    assert summary["seeds"] == [0, 1]
+    contrasts = {(e["a"], e["b"]): e for e in summary["paired"]}
+    kml = contrasts[("MProtoNet+KML", "ProtoNet")]
+    per_seed = [kml["per_seed"][s]["overall"]["difference"] for s in ("0", "1")]
+    mean = sum(per_seed) / 2
+    half = 12.706204736174694 * abs(per_seed[0] - per_seed[1]) / math.sqrt(2) / math.sqrt(2)
+    assert abs(student_t_quantile(1) - 12.706204736174694) < 1e-9
+    assert kml["across_seeds"]["overall"]["mean"] == pytest.approx(mean, abs=1e-12)
+    assert kml["across_seeds"]["overall"]["ci95"] == pytest.approx(half, rel=1e-9)
+    assert "across_seeds" not in contrasts[("MProtoNet", "ProtoNet")]  # MProtoNet has seed 0 only
+    row = next(line for line in report.splitlines() if line.startswith("| MProtoNet+KML − ProtoNet |"))
+    assert f"**{mean:+.2f} ± {half:.2f}** | - | 0, 1 |" in row
+    per_seed_rows = [line for line in report.splitlines() if line.startswith("| MProtoNet+KML − ProtoNet | ")
+                     and line.split("|")[2].strip() in ("0", "1")]
+    assert len(per_seed_rows) == 2  # the per-seed table
+    claim = next(line for line in report.splitlines() if line.startswith("| KML > none"))
+    assert "| 2 (0, 1) |" in claim
+    assert "| ProtoNet | 0, 1 |" not in report and "| 0, 1 | last (4) |" in report
+    assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_forest.png").is_file()

@@ -35,7 +35,7 @@ def test_a_run_records_its_data_and_each_sessions_code(compose, synthetic_root, 
     assert session["data_sha256"] == {name: entry["sha256"] for name, entry in data.items()}
 
 
-def test_the_hash_changes_with_the_arrays_and_used_counts_follow_dropped_classes(synthetic_root, tmp_path):
+def test_the_hash_changes_with_the_arrays(synthetic_root, tmp_path):
     import shutil
 
     folder = ensure_prepared("synthetic_shapes", synthetic_root, 16)
@@ -50,4 +50,34 @@ def test_the_hash_changes_with_the_arrays_and_used_counts_follow_dropped_classes
     assert arrays_digest(copy) != before
     record = data_provenance(["synthetic_shapes"], synthetic_root, 16)
     assert record["synthetic_shapes"]["sha256"] == arrays_digest(folder)
-    assert all("used" not in s for s in record["synthetic_shapes"]["splits"].values())
+    assert record["synthetic_shapes"]["official"] == {"classes": None, "images_per_class": None}
+
+
+def test_used_counts_leave_out_the_classes_a_mixture_drops(tmp_path, monkeypatch):
+    """Tiny-ImageNet's classes that are mini-ImageNet classes are dropped when both are in a
+    mixture: the record's used counts say so, and the official sizes label the subsets."""
+    import numpy as np
+
+    from kml.data.storage import Manifest, SplitInfo, write_manifest
+
+    def prepare(name, splits):
+        folder = tmp_path / name / "8"
+        folder.mkdir(parents=True)
+        for split, (classes, counts) in splits.items():
+            np.save(folder / f"{split}.npy", np.zeros((sum(counts), 8, 8, 3), np.uint8))
+        write_manifest(folder, Manifest(name, 8, 3, "seeded", 0,
+                                        {s: SplitInfo(c, n) for s, (c, n) in splits.items()}))
+
+    prepare("miniimagenet", {"train": (["n1", "n2"], [6, 6]), "val": (["n3"], [4]), "test": (["n4"], [4])})
+    prepare("tinyimagenet", {"train": (["n1", "t1", "t2"], [5, 5, 3]), "val": (["n3", "t3"], [5, 5]),
+                             "test": (["t4"], [5])})
+    monkeypatch.setattr("kml.data.provenance.ensure_prepared", lambda name, root, size, *a, **k: root / name / "8")
+    record = data_provenance(["miniimagenet", "tinyimagenet"], tmp_path, 8)
+    tiny = record["tinyimagenet"]["splits"]
+    assert tiny["train"]["classes"] == 3 and tiny["train"]["used"] == {"classes": 2, "images": 8}
+    assert tiny["val"]["used"] == {"classes": 1, "images": 5} and tiny["test"]["used"] == {"classes": 1, "images": 5}
+    assert record["miniimagenet"]["splits"]["train"]["used"] == {"classes": 2, "images": 12}
+    assert record["miniimagenet"]["official"] == {"classes": 100, "images_per_class": 600}
+    assert record["tinyimagenet"]["official"] == {"classes": 200, "images_per_class": 500}
+    alone = data_provenance(["tinyimagenet"], tmp_path, 8)
+    assert alone["tinyimagenet"]["splits"]["train"]["used"] == {"classes": 3, "images": 13}

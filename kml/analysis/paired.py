@@ -33,6 +33,7 @@ __all__ = [
     "pair_task_records",
     "compare_task_records",
     "PairingError",
+    "stratified_ci95",
 ]
 
 
@@ -173,11 +174,38 @@ def pair_task_records(a: Mapping, b: Mapping) -> dict[str, tuple[np.ndarray, np.
     return pairs
 
 
+def stratified_ci95(per_mode: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """The overall paired difference as the mean of the per-mode mean differences, with
+    its 95 % CI stratified by mode: ``1.96 * sqrt(sum_m s_m^2 / n_m) / M``.
+
+    Args:
+        per_mode: per mode, the two runs' per-task accuracies in ``[0, 1]`` (as
+            :func:`kml.analysis.paired.pair_task_records` returns them).
+
+    Returns:
+        ``{"difference", "ci95"}`` in accuracy points; with the same number of tasks
+        in every mode ``difference`` equals the pooled mean.
+    """
+    means, variances = [], []
+    for a, b in per_mode.values():
+        d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+        means.append(float(d.mean()))
+        variances.append(float(d.var(ddof=1)) / d.size if d.size > 1 else 0.0)
+    modes = len(means)
+    return {
+        "difference": 100.0 * float(np.mean(means)),
+        "ci95": 100.0 * 1.96 * math.sqrt(sum(variances)) / modes,
+    }
+
+
 def compare_task_records(a: Mapping, b: Mapping) -> dict:
-    """Paired differences ``a - b``: ``{"per_mode": {mode: {...}}, "overall": {...}}``, each
-    a :meth:`PairedDifference.as_dict`; ``overall`` pools the paired tasks of every mode."""
+    """Paired differences ``a - b``: ``{"per_mode": {mode: {...}}, "overall": {...},
+    "overall_stratified": {...}}``; ``per_mode`` and ``overall`` are
+    :meth:`PairedDifference.as_dict`, ``overall`` pooling the paired tasks of every mode,
+    and ``overall_stratified`` is :func:`stratified_ci95`."""
     pairs = pair_task_records(a, b)
     per_mode = {mode: paired_difference(x, y).as_dict() for mode, (x, y) in pairs.items()}
     all_a = np.concatenate([x for x, _ in pairs.values()])
     all_b = np.concatenate([y for _, y in pairs.values()])
-    return {"per_mode": per_mode, "overall": paired_difference(all_a, all_b).as_dict()}
+    return {"per_mode": per_mode, "overall": paired_difference(all_a, all_b).as_dict(),
+            "overall_stratified": stratified_ci95(pairs)}

@@ -176,7 +176,11 @@ class PaperReference:
 
     setting: str = ""  # e.g. "2Mode, 5-way 1-shot (84x84, 60k iterations)"
     note: str = ""  # how our setting differs
-    values: dict[str, float] = field(default_factory=dict)  # method name -> accuracy (%)
+    values: dict[str, float] = field(default_factory=dict)  # method name -> accuracy (%), the campaign's first shots
+    # other shots: {shots: {method name: accuracy (%)}}, e.g. {5: {ProtoNet: 58.91}}
+    by_shots: dict[int, dict[str, float]] = field(default_factory=dict)
+    # the paper's share of positive transfer (LR < 1) per method name, in %
+    transference_positive: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

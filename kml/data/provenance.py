@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from kml.data.prepare import ensure_prepared
-from kml.data.registry import resolve_names
+from kml.data.registry import get_spec, resolve_names
 from kml.data.storage import SPLITS, read_manifest
 
 __all__ = ["arrays_digest", "dataset_provenance", "data_provenance"]
@@ -72,24 +72,40 @@ def data_provenance(
     image_size: int,
     split_schemes: Mapping[str, str] | None = None,
     split_seed: int = 0,
-    tasksets=None,
+    exclude_overlap: bool = True,
 ) -> dict[str, dict]:
     """:func:`dataset_provenance` of every dataset of a mixture, keyed by dataset.
 
-    With ``tasksets`` (:class:`~kml.data.TaskSets`), each split also says what the
-    samplers use (``"used": {"classes", "images"}``), which differs from the manifest
-    where classes are dropped (Tiny-ImageNet's classes that are mini-ImageNet classes).
+    Each split also says what the mixture's samplers use (``"used": {"classes",
+    "images"}``), which differs from the manifest where classes are dropped
+    (with ``exclude_overlap``, Tiny-ImageNet's classes that are mini-ImageNet classes,
+    as :func:`kml.data.get_tasksets` does), and each dataset the size of the full
+    official dataset (``"official": {"classes", "images_per_class"}``, ``None`` where
+    it is not fixed or not known).
     """
+    from kml.data.tasksets import OVERLAPS
+
     schemes = dict(split_schemes or {})
+    resolved = resolve_names(names, root)
     out: dict[str, dict] = {}
-    for name in resolve_names(names, root):
+    classes: dict[str, dict[str, tuple[list[str], list[int]]]] = {}
+    for name in resolved:
         folder = ensure_prepared(name, root, image_size, schemes.get(name), split_seed, verbose=False)
         out[name] = dataset_provenance(folder)
-    if tasksets is not None:
-        for split in SPLITS:
-            sampler = getattr(tasksets, split)
-            for mode in sampler.modes if sampler is not None else []:
-                entry = out.get(mode.name, {}).get("splits", {}).get(split)
-                if entry is not None:
-                    entry["used"] = {"classes": mode.num_classes, "images": int(mode.counts.sum())}
+        spec = get_spec(name, root)
+        out[name]["official"] = {
+            "classes": getattr(spec, "official_classes", None),
+            "images_per_class": getattr(spec, "official_images_per_class", None),
+        }
+        manifest = read_manifest(folder)
+        classes[name] = {split: (info.classes, info.counts) for split, info in manifest.splits.items()}
+    for name in resolved:
+        dropped: set[str] = set()
+        if exclude_overlap:
+            for drop, keep in OVERLAPS:
+                if name == drop and keep in classes:
+                    dropped |= {c for names_, _ in classes[keep].values() for c in names_}
+        for split, (names_, counts) in classes[name].items():
+            kept = [count for c, count in zip(names_, counts) if c not in dropped]
+            out[name]["splits"][split]["used"] = {"classes": len(kept), "images": int(sum(kept))}
     return out

@@ -312,19 +312,19 @@ def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log) ->
             lock.release()
 
 
-def _data_record(cfg: DictConfig, tasksets) -> dict:
+def _data_record(cfg: DictConfig) -> dict:
     """What data the run sees (:func:`kml.data.provenance.data_provenance`)."""
     from kml.data.provenance import data_provenance
 
     return data_provenance(
         list(cfg.mode.datasets), cfg.data.root, int(cfg.data.image_size),
         split_schemes={k: v for k, v in (cfg.data.get("splits") or {}).items() if v},
-        split_seed=int(cfg.data.get("split_seed", 0)), tasksets=tasksets,
+        split_seed=int(cfg.data.get("split_seed", 0)),
     )
 
 
 def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, tasksets, log) -> dict:
-    data = _data_record(cfg, tasksets) if ctx.is_main else None
+    data = _data_record(cfg) if ctx.is_main else None
     prepare_run_dir(run_dir, cfg, resuming=bool(cfg.resume), ctx=ctx, data=data)
     say = log if ctx.is_main else (lambda *_: None)
     method = method_name(cfg.learner.name, cfg.modulation.name, bool(cfg.multi))

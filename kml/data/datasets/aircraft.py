@@ -22,6 +22,8 @@ BANNER_PIXELS = 20
 
 class Aircraft(DatasetSpec):
     name = "aircraft"
+    official_classes = 100
+    official_images_per_class = 100
     title = "FGVC-Aircraft"
     remote_files = (
         RemoteFile(

@@ -73,6 +73,10 @@ class DatasetSpec(abc.ABC):
     crop_bottom: ClassVar[int] = 0
     source_help: ClassVar[str] = ""
     synthetic: ClassVar[bool] = False
+    #: the size of the full official dataset (``None``: not fixed), against which a prepared
+    #: subset is labelled in reports ("100 of 600 images per class")
+    official_classes: ClassVar[int | None] = None
+    official_images_per_class: ClassVar[int | None] = None
 
     @property
     def channels(self) -> int:

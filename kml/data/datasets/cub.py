@@ -21,6 +21,8 @@ _IMAGE = r"(?:.*/)?CUB_200_2011/images/([^/]+)/[^/]+\.(?:jpg|jpeg|JPG|JPEG|png)"
 
 class CUB(DatasetSpec):
     name = "cub"
+    official_classes = 200
+    official_images_per_class = None
     title = "CUB-200-2011"
     remote_files = (
         RemoteFile(

@@ -83,6 +83,8 @@ def _names(values) -> list[str]:
 
 class FC100(DatasetSpec):
     name = "fc100"
+    official_classes = 100
+    official_images_per_class = 600
     title = "FC100 (CIFAR-100 by superclass)"
     remote_files = (
         RemoteFile(

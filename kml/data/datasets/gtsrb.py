@@ -24,6 +24,8 @@ _IMAGE = r"(?:.*/)?GTSRB/Final_Training/Images/(\d{5})/[^/]+\.ppm"
 
 class GTSRB(DatasetSpec):
     name = "gtsrb"
+    official_classes = 43
+    official_images_per_class = None
     title = "GTSRB (traffic signs)"
     remote_files = (
         RemoteFile(

@@ -23,6 +23,8 @@ from kml.data.sources import SourceTree
 
 class MiniImageNet(DatasetSpec):
     name = "miniimagenet"
+    official_classes = 100
+    official_images_per_class = 600
     title = "mini-ImageNet"
     remote_files = ()
     markers = ("train.csv", "images.zip")

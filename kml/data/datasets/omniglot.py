@@ -68,6 +68,8 @@ def vinyals_split_of(alphabet: str, character: str) -> str:
 
 class Omniglot(DatasetSpec):
     name = "omniglot"
+    official_classes = 1623
+    official_images_per_class = 20
     title = "Omniglot"
     remote_files = (
         RemoteFile(_URL + "images_background.zip", "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),

@@ -25,6 +25,8 @@ _IMAGE = r"(?:.*/)?train/(n\d{8})/images/[^/]+\.(?:JPEG|jpeg|jpg|JPG|png)"
 
 class TinyImageNet(DatasetSpec):
     name = "tinyimagenet"
+    official_classes = 200
+    official_images_per_class = 500
     title = "Tiny-ImageNet-200"
     remote_files = (
         RemoteFile(
