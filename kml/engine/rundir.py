@@ -141,21 +141,28 @@ class RunLock:
     """An exclusive lock on a run directory (``<run_dir>/.lock``) for as long as a run
     writes to it: a second run, or a ``resume=`` of a run that is still going, is
     refused instead of interleaving its writes. The operating system releases it
-    when the process ends, however it ends (no stale locks after a kill)."""
+    when the process ends, however it ends (no stale locks after a kill). The lock is
+    ``filelock``'s native one (``flock`` on POSIX, ``LockFileEx`` on Windows); the file
+    names the process holding it."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / ".lock"
         self._file = None
 
     def acquire(self) -> "RunLock":
-        import fcntl
+        from filelock import lock_descriptor
 
         handle = open(self.path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = lock_descriptor(handle.fileno(), blocking=False)
         except OSError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
+            locked = False
+        if not locked:
+            try:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+            except OSError:  # Windows: the holder's lock covers the text
+                owner = "another process"
             handle.close()
             raise KmlError(
                 f"{self.path.parent} is in use by another run ({owner}); wait for it to finish "
