@@ -19,6 +19,7 @@ from kml.data.archives import file_digest, safe_extract, verify_checksum
 from kml.data.datasets.folder import FolderSpec
 from kml.data.episodes import EpisodeBatch, ModeData, TaskDraw, draw_tasks, gather_tasks
 from kml.data.errors import DataError
+from kml.data.imaging import load_images
 from kml.data.mixture import MixtureSampler, derive_seed, fixed_eval_tasks
 from kml.data.perf import tune_cpu_allocator
 from kml.data.prepare import (
@@ -56,6 +57,7 @@ __all__ = [
     "get_spec",
     "get_tasksets",
     "known_names",
+    "load_images",
     "load_modes",
     "prepare_all",
     "prepare_command",
