@@ -18,6 +18,7 @@ from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys
 from kml.learners.recipes import (
     BATCH_NORMS,
     DEFAULT_LEARNER,
+    EPISODE_DEFAULTS,
     MODULATION_DEFAULTS,
     PROTOCOLS,
     PROTOTYPE_REFINEMENTS,
@@ -46,9 +47,9 @@ __all__ = [
 
 @dataclass
 class EpisodeConfig:
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
+    ways: int = EPISODE_DEFAULTS.ways
+    shots: int = EPISODE_DEFAULTS.shots
+    queries: int = EPISODE_DEFAULTS.queries
 
 
 @dataclass
