@@ -15,6 +15,7 @@ each section.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from kml.analysis.paired import PairingError, compare_task_records
 from kml.errors import KmlError
 from kml.io import atomic_write_text
 from kml.plotting import save_figure, subplots
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CampaignRecords", "load_campaigns", "write_report", "campaign_section"]
 
@@ -572,7 +575,7 @@ budget), the two are not directly comparable.
 """
 
 
-def write_report(results_dir: Path, report: Path, figures_dir: Path, log=print) -> Path:
+def write_report(results_dir: Path, report: Path, figures_dir: Path, log=logger.info) -> Path:
     """Write ``report`` (markdown) and its figures from the records in ``results_dir``.
 
     Raises:
