@@ -26,8 +26,10 @@ from kml.io import atomic_write_json, atomic_write_text
 __all__ = [
     "find_run_dirs",
     "RESUMABLE_KEYS",
+    "AUTO_RESUME",
     "load_config_file",
     "resume_config",
+    "auto_resume_config",
     "RunLock",
     "check_writable",
     "code_state",
@@ -45,8 +47,13 @@ RESUMABLE_KEYS = (
     "device",
     "data.root",
     "eval",
+    "logger",
     "resume",
 )
+
+#: ``resume=auto``: continue the run in the run directory if it holds one of the same
+#: config, else start it there
+AUTO_RESUME = "auto"
 
 
 def load_config_file(path: str | Path) -> DictConfig:
@@ -115,6 +122,34 @@ def resume_config(saved: DictConfig, composed: DictConfig, overrides: list[str])
             + ". Drop these overrides to resume it, or start a new run without resume="
         )
     merged.resume = composed.resume
+    return merged
+
+
+def auto_resume_config(saved: DictConfig, composed: DictConfig, run_dir: Path) -> DictConfig:
+    """The config of a ``resume=auto`` run that continues the run saved in ``run_dir``:
+    the saved config, with the composed config's values of the keys a resumed run may
+    change (:data:`RESUMABLE_KEYS`: more iterations, another device, a logger, ...).
+
+    Raises:
+        KmlError: any other key differs (each is listed with the run's and the new value).
+    """
+    saved_plain = OmegaConf.to_container(saved, resolve=True)
+    composed_plain = OmegaConf.to_container(composed, resolve=True)
+    merged = copy.deepcopy(saved)
+    conflicts = []
+    for key in _differences(saved_plain, composed_plain):
+        if _allowed_on_resume(key):
+            OmegaConf.update(merged, key, OmegaConf.select(composed, key), merge=False)
+        else:
+            conflicts.append(
+                f"{key} is {OmegaConf.select(saved, key)!r} in the run but {OmegaConf.select(composed, key)!r} now"
+            )
+    if conflicts:
+        raise KmlError(
+            f"resume=auto: {run_dir} holds a run with a different config ({'; '.join(conflicts)}); "
+            "run the same command as that run to continue it, or choose another hydra.run.dir for this config"
+        )
+    merged.resume = AUTO_RESUME
     return merged
 
 
