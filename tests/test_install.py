@@ -69,7 +69,8 @@ def test_the_wheel_holds_the_configs_and_the_entry_points(installed, tmp_path):
     module, configs = where.stdout.split()
     assert Path(module).is_relative_to(installed) and Path(configs) == installed / "kml" / "configs"
     for name in ("config.yaml", "eval.yaml", "transference.yaml", "reproduce.yaml", "mode/5mode.yaml",
-                 "modulation/kml.yaml", "campaign/synthetic.yaml"):
+                 "modulation/kml.yaml", "campaign/synthetic.yaml", "logger/tensorboard.yaml",
+                 "hydra/job_logging/kml.yaml"):
         assert (installed / "kml" / "configs" / name).is_file(), name
     assert (installed / "kml" / "py.typed").is_file()  # typed package (PEP 561)
     # the version is written once (kml.__version__) and is the wheel's
