@@ -113,17 +113,49 @@ def test_a_launchers_own_signal_handlers_are_kept():
             signal.signal(sig, handler)
 
 
+#: loaded by every Python process of the sweep (PYTHONPATH): in a submitit job, the MAML
+#: job's first attempt sends itself submitit's pre-emption signal (SIGUSR2) in the middle
+#: of its second iteration, after the checkpoint of the first
+PRE_EMPT = """
+import os, signal
+from pathlib import Path
+
+if os.environ.get("SUBMITIT_LOCAL_JOB_ID"):
+    import kml.engine.trainer as trainer
+
+    marker, sample = Path({marker!r}), trainer.Trainer._sample
+
+    def sample_and_signal(self, num_tasks):
+        if self.cfg.learner.name == "maml" and self.iteration == 1 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return sample(self, num_tasks)
+
+    trainer.Trainer._sample = sample_and_signal
+"""
+
+
 def test_a_two_job_sweep_through_the_submitit_local_launcher(synthetic_root, tmp_path):
-    """Each job is a process of its own (as on SLURM, where submitit_slurm sends them)."""
+    """Each job is a process of its own (as on SLURM, where submitit_slurm sends them). The
+    MAML job is pre-empted: submitit (whose signal handlers kml keeps) requeues it, and the
+    requeued job continues from its checkpoint with resume=auto."""
+    marker, shim = tmp_path / "pre-empted", tmp_path / "shim" / "sitecustomize.py"
+    shim.parent.mkdir()
+    shim.write_text(PRE_EMPT.format(marker=str(marker)))
+    path = os.pathsep.join(p for p in (str(shim.parent), os.environ.get("PYTHONPATH", "")) if p)
     run_script("train.py", "-m", "hydra/launcher=submitit_local", "learner=maml,protonet", "modulation=none",
-               f"data.root={synthetic_root}", *TINY, "train.iterations=2", "resume=auto", "hydra.sweep.dir=sweep",
-               cwd=tmp_path, timeout=600)
+               f"data.root={synthetic_root}", *TINY, "train.iterations=2", "train.checkpoint_every=1", "resume=auto",
+               "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=600, env={"PYTHONPATH": path})
     sweep = tmp_path / "sweep"
     jobs = sorted(p.parent for p in sweep.glob("*/results.json"))
     assert [p.name for p in jobs] == ["0_synthetic_maml-none", "1_synthetic_protonet-none"]
     assert sorted(json.loads((p / "results.json").read_text())["method"] for p in jobs) == ["MAML", "ProtoNet"]
-    assert all((p / "train.log").is_file() for p in jobs)
     assert (sweep / ".submitit").is_dir()  # submitit's own records of the jobs
+    assert marker.exists()  # the MAML job was pre-empted ...
+    log = (jobs[0] / "train.log").read_text()
+    assert f"resumed from {jobs[0]}/checkpoints/last.pt at iteration 1" in log  # ... requeued and continued
+    assert json.loads((jobs[0] / "results.json").read_text())["iterations"] == {"all": 2}
+    assert "resumed" not in (jobs[1] / "train.log").read_text()
 
 
 def test_the_optuna_sweeper_maximises_the_validation_accuracy(synthetic_root, tmp_path):
