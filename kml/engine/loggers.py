@@ -218,11 +218,14 @@ class MetricLoggers:
             logger.close()
         self._active = []
 
-    def close(self, failed: bool = False) -> None:
-        """Close everything; the W&B run is finished (marked failed when ``failed``)."""
+    def close(self, status: str = "finished") -> None:
+        """Close everything. ``status``: ``"finished"``, ``"interrupted"`` (stopped with a
+        checkpoint, to be continued: the W&B run is marked pre-empted) or ``"failed"``."""
         self.end()
         if self._wandb_run is not None:
-            self._wandb_run.finish(exit_code=1 if failed else 0)
+            if status == "interrupted":
+                self._wandb_run.mark_preempting()
+            self._wandb_run.finish(exit_code={"finished": 0, "interrupted": 130}.get(status, 1))
             self._wandb_run = None
 
     def _wandb(self):

@@ -351,15 +351,19 @@ def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, re
     tasksets = _checked_tasksets(cfg, device, seed)
     check_writable(run_dir)
     lock = RunLock(run_dir).acquire() if ctx.is_main else None
-    failed = True
+    status = "failed"
     try:
         results = _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log, resuming, loggers)
         # every rank waits for rank 0's writing, then leaves the group together (a rank
         # exiting with live gloo/NCCL threads aborts and takes the others down)
         ctx.shutdown()
-        failed = False
+        status = "finished"
         return results
+    except (TrainingInterrupted, SystemExit):  # SystemExit: a launcher's requeue (submitit)
+        status = "interrupted"
+        raise
     except KeyboardInterrupt:
+        status = "interrupted"
         # outside the training loop (which saves and says so itself): e.g. during evaluation
         raise TrainingInterrupted(
             f"interrupted; the checkpoints in {run_dir / 'checkpoints'} are kept; "
@@ -367,7 +371,7 @@ def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, re
         ) from None
     finally:
         if loggers is not None:
-            loggers.close(failed=failed)
+            loggers.close(status)
         if lock is not None:
             lock.release()
 
