@@ -311,13 +311,16 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     # ranks may have composed different time-stamped directories: use rank 0's
     run_dir = Path(ctx.broadcast_object(str(run_dir)))
     if cfg.resume == AUTO_RESUME:
-        # rank 0 decides (before anything is written) and every rank follows
+        # rank 0 decides (before anything is written) and every rank follows, refusal included
         decision = _auto_resume(cfg, run_dir) if ctx.is_main else None
         resuming, text = ctx.broadcast_object(decision)
+        if resuming is None:
+            raise KmlError(text)
         if resuming:
             cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(text))
             OmegaConf.set_struct(cfg, True)
-            log(f"resume=auto: continuing the run in {run_dir}")
+            if ctx.is_main:
+                log(f"resume=auto: continuing the run in {run_dir}")
     device = resolve_device(cfg.device)
     if device.type == "cuda" and ctx.enabled:
         device = torch.device("cuda", ctx.local_rank)
@@ -331,13 +334,17 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
         restore_determinism(previous)
 
 
-def _auto_resume(cfg: DictConfig, run_dir: Path) -> tuple[bool, str | None]:
+def _auto_resume(cfg: DictConfig, run_dir: Path) -> tuple[bool | None, str | None]:
     """``resume=auto``: ``(True, the merged config as YAML)`` when ``run_dir`` holds a run
-    of the same config, ``(False, None)`` when it holds none (a new run starts there)."""
+    of the same config, ``(False, None)`` when it holds none (a new run starts there), and
+    ``(None, the error message)`` when it holds a run of another config."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return False, None
-    merged = auto_resume_config(load_config_file(saved_path), cfg, run_dir)
+    try:
+        merged = auto_resume_config(load_config_file(saved_path), cfg, run_dir)
+    except KmlError as err:
+        return None, str(err)
     return True, OmegaConf.to_yaml(merged, resolve=True)
 
 
