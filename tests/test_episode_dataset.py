@@ -36,14 +36,14 @@ def test_a_dataloader_yields_the_samplers_own_tasks(synthetic_root):
     assert one_mode.task_modes == ["synthetic_shapes"] * 2
 
 
-def test_workers_draw_distinct_deterministic_streams(synthetic_root):
-    def stream():
-        dataset = EpisodeDataset(_train(synthetic_root), meta_batch_size=2, num_batches=4)
-        return list(DataLoader(dataset, batch_size=None, num_workers=2))
-
-    first, second = stream(), stream()
-    assert len(first) == 4 and all(_same(a, b) for a, b in zip(first, second))
+def test_workers_draw_distinct_reproducible_streams(synthetic_root):
+    dataset = EpisodeDataset(_train(synthetic_root), meta_batch_size=2, num_batches=4)
+    loader = DataLoader(dataset, batch_size=None, num_workers=2, generator=torch.Generator().manual_seed(0))
+    first = list(loader)
+    again = list(DataLoader(dataset, batch_size=None, num_workers=2, generator=torch.Generator().manual_seed(0)))
+    assert len(first) == 4 and all(_same(a, b) for a, b in zip(first, again))  # same loader seed, same stream
     assert not _same(first[0], first[1])  # the two workers do not repeat each other
+    assert not _same(first[0], list(loader)[0])  # the next pass draws new tasks
 
 
 def test_bad_arguments_are_refused(synthetic_root):

@@ -43,11 +43,12 @@ class EpisodeDataset(IterableDataset):
     ``modes (T,)``, on the sampler's device.
 
     With ``num_workers=0`` the items are the sampler's own next meta-batches (the same
-    tasks as calling ``sampler.sample(meta_batch_size)`` for the same seed). With worker
-    processes each worker draws from a copy of the sampler reseeded from
-    ``(sampler.seed, worker id)``, and the ``num_batches`` items are dealt to the workers
-    in turn: the stream is deterministic for a given number of workers, but it is not
-    the sampler's own. Workers need a CPU sampler.
+    tasks as calling ``sampler.sample(meta_batch_size)`` for the same seed). With two or
+    more worker processes each worker draws from a copy of the sampler reseeded from the
+    sampler's seed and the worker's seed (the loader's base seed, new for every pass, plus
+    the worker id: ``torch.manual_seed`` or the loader's ``generator`` make it
+    reproducible), and the ``num_batches`` items are dealt to the workers in turn; the
+    stream is then not the sampler's own. Workers need a CPU sampler.
     """
 
     def __init__(
@@ -87,7 +88,8 @@ class EpisodeDataset(IterableDataset):
                     "use num_workers=0 (sampling is already vectorised), or a CPU sampler"
                 )
             if worker.num_workers > 1:
-                sampler.generator.manual_seed(derive_seed("kml-episode-worker", sampler.seed, worker.id))
+                # worker.seed: the loader's base seed (new for every pass) + the worker id
+                sampler.generator.manual_seed(derive_seed("kml-episode-worker", sampler.seed, worker.seed))
                 index, step = worker.id, worker.num_workers
         while self.num_batches is None or index < self.num_batches:
             yield self._draw(sampler)
