@@ -2,7 +2,7 @@
 
 The front door (imported on first use, so ``import kml`` stays light)::
 
-    from kml import KernelModulatedConv2d, FiLM, build_learner, get_tasksets
+    from kml import KernelModulatedConv2d, FiLM, build_learner, get_tasksets, load_run
 
 Packages and modules:
 
@@ -32,6 +32,7 @@ _EXPORTS = {
     "build_learner": "kml.learners",
     "get_tasksets": "kml.data",
     "EpisodeBatch": "kml.data",
+    "load_run": "kml.engine.checkpoints",
 }
 
 __all__ = ["__version__", *_EXPORTS]

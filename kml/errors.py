@@ -10,3 +10,23 @@ other exception is a bug and keeps its traceback.
 
 class KmlError(Exception):
     """A user error with a one-line message naming the problem and the fix."""
+
+
+#: the distribution's name on the package index: optional parts install as its extras,
+#: ``pip install "kernel-modulation[<extra>]"`` (the import name is ``kml``)
+DISTRIBUTION = "kernel-modulation"
+
+
+class MissingExtraError(KmlError):
+    """An optional part of kml is used without the extra that installs it.
+
+    Args:
+        feature: what was asked for (``logger=tensorboard``).
+        needs: what is missing (``the tensorboard package``).
+        extra: the extra that installs it (``tensorboard``).
+    """
+
+    def __init__(self, feature: str, needs: str, extra: str) -> None:
+        super().__init__(
+            f'{feature} needs {needs}, which is not installed; install it with: pip install "{DISTRIBUTION}[{extra}]"'
+        )

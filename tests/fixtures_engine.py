@@ -46,6 +46,21 @@ def synthetic_root(data_synthetic_root) -> Path:
     return data_synthetic_root
 
 
+def compose_config(overrides=(), config_name="config"):
+    """The config ``scripts/<config_name>.py <overrides>`` composes (outside a fixture:
+    module-scoped fixtures use it)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from kml.cli import CONFIG_DIR, register_resolvers
+    from kml.config import register_configs
+
+    register_resolvers()
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
 @pytest.fixture
 def compose():
     """``compose(overrides) -> DictConfig`` of ``kml/configs/config.yaml``."""

@@ -39,7 +39,7 @@ class Result:
 def cli(script: str, *args: str, cwd: Path) -> Result:
     """Run ``scripts/<script> args...`` in this process; ``SystemExit`` becomes the code."""
     argv, old_cwd = sys.argv, os.getcwd()
-    sigterm = signal.getsignal(signal.SIGTERM)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
     full_error = os.environ.pop("HYDRA_FULL_ERROR", None)
     out, err = io.StringIO(), io.StringIO()
     code = 0
@@ -54,7 +54,8 @@ def cli(script: str, *args: str, cwd: Path) -> Result:
     finally:
         sys.argv = argv
         os.chdir(old_cwd)
-        signal.signal(signal.SIGTERM, sigterm)  # train.py maps SIGTERM to Ctrl-C
+        for sig, handler in handlers.items():  # train.py maps SIGTERM and SIGUSR1 to Ctrl-C
+            signal.signal(sig, handler)
         if full_error is not None:
             os.environ["HYDRA_FULL_ERROR"] = full_error
     return Result(code, out.getvalue(), err.getvalue())

@@ -328,6 +328,20 @@ def test_prepare_script_command_line(tmp_path):
     assert proc.stdout.strip() == f"mydata: {Path('prepared') / 'mydata' / f'{SIZE}-seeded-seed2'}"
     manifest = read_manifest(tmp_path / "prepared" / "mydata" / f"{SIZE}-seeded-seed2")
     assert [len(manifest.splits[s].classes) for s in SPLITS] == [4, 2, 2] and manifest.split_seed == 2
+    # too few classes for the default 5-way task: one warning line names the splits
+    assert [line for line in proc.stderr.splitlines() if "warning" in line] == [
+        "warning: mydata: the train, val and test splits have fewer than 5 classes (train / val / test: 4 / 2 / 2), "
+        "so they cannot form a 5-way task; use episode.ways=<at most that many> with this dataset, or add class folders"
+    ]
+    # one class of five images: no task can ever be drawn, refused before anything is written
+    class_tree(tmp_path / "single", num_classes=1, base_count=5)
+    proc = prepare("dataset=folder", "source=single", "name=single", "data.root=prepared", f"image_size={SIZE}")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "error: single would have a single train class (train / val / test: 1 / 0 / 0 classes), but a few-shot "
+        "task needs at least 2; add class folders (one per class) to the source, or give it more classes for train "
+        "(train_fraction=)"
+    ]
+    assert not (tmp_path / "prepared" / "single").exists()
     proc = prepare("dataset=folder", "source=nowhere", "name=other", "data.root=prepared")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [

@@ -47,7 +47,7 @@ def installed(tmp_path_factory) -> Path:
         capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stderr
-    (wheel,) = wheels.glob("kml-*.whl")
+    (wheel,) = wheels.glob("kernel_modulation-*.whl")  # the distribution's name; the package is kml
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
         capture_output=True, text=True, timeout=300,
@@ -69,8 +69,14 @@ def test_the_wheel_holds_the_configs_and_the_entry_points(installed, tmp_path):
     module, configs = where.stdout.split()
     assert Path(module).is_relative_to(installed) and Path(configs) == installed / "kml" / "configs"
     for name in ("config.yaml", "eval.yaml", "transference.yaml", "reproduce.yaml", "mode/5mode.yaml",
-                 "modulation/kml.yaml", "campaign/synthetic.yaml"):
+                 "modulation/kml.yaml", "campaign/synthetic.yaml", "logger/tensorboard.yaml",
+                 "hydra/job_logging/kml.yaml"):
         assert (installed / "kml" / "configs" / name).is_file(), name
+    assert (installed / "kml" / "py.typed").is_file()  # typed package (PEP 561)
+    # the version is written once (kml.__version__) and is the wheel's
+    import kml
+
+    assert (installed / f"kernel_modulation-{kml.__version__}.dist-info").is_dir()
     scripts = {p.name for p in (installed / "bin").iterdir()}
     assert {"kml-train", "kml-eval", "kml-compare", "kml-transference", "kml-prepare", "kml-bench",
             "kml-reproduce"} <= scripts

@@ -5,11 +5,14 @@ the identical test tasks (:mod:`kml.analysis.paired`)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from kml.analysis.paired import PairingError, compare_task_records
 from kml.errors import KmlError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RunRecord",
@@ -179,7 +182,7 @@ def paired_table(paired: dict) -> str:
     return "\n".join(rows)
 
 
-def write_comparison(patterns: list[str], output: str | Path, baseline: str | None = None, log=print) -> str:
+def write_comparison(patterns: list[str], output: str | Path, baseline: str | None = None, log=logger.info) -> str:
     """Collect runs, print the comparison table and the paired differences from the
     baseline, and write them: ``output`` (markdown), ``<output>.json`` (the runs'
     accuracies) and ``<output stem>_paired.json`` (the paired differences)."""

@@ -3,6 +3,7 @@ checkpoints of one or more runs -> LR_{i->j} histograms, overlay, mode matrix, J
 
 from __future__ import annotations
 
+import logging
 import sys
 import re
 import time
@@ -13,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from kml.errors import KmlError
 from kml.config import validate_transference_config
+
+logger = logging.getLogger(__name__)
 
 
 def expand_run_dirs(patterns: list[str]) -> list[Path]:
@@ -95,7 +98,7 @@ def _progress_bar(enabled: bool, total: int, desc: str):
     return update, bar.close
 
 
-def analyse_run(run_dir: Path, cfg: DictConfig, device, log=print) -> dict:
+def analyse_run(run_dir: Path, cfg: DictConfig, device, log=logger.info) -> dict:
     """Transference of every requested checkpoint of one run (and the mode matrix)."""
     from kml.data import derive_seed
     from kml.engine.from_config import tasksets_for
@@ -179,7 +182,7 @@ def _panel_title(entry: dict) -> str:
     return f"{entry['iteration']} iterations"
 
 
-def write_outputs(records: list[dict], labels: list[str], cfg: DictConfig, output_dir: Path, log=print) -> dict:
+def write_outputs(records: list[dict], labels: list[str], cfg: DictConfig, output_dir: Path, log=logger.info) -> dict:
     """PNGs and ``transference.json``; returns the written paths."""
     from kml.io import atomic_write_json
     from kml.analysis.transference_plots import plot_lr_histograms, plot_lr_overlay, plot_mode_matrix
@@ -250,7 +253,7 @@ def summary_table(records: list[dict], labels: list[str]) -> str:
     return "\n".join(rows)
 
 
-def run(cfg: DictConfig, log=print) -> dict:
+def run(cfg: DictConfig, log=logger.info) -> dict:
     """The whole analysis; returns ``{"records", "labels", "files"}``."""
     from kml.engine.device import resolve_device
 

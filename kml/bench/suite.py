@@ -3,12 +3,15 @@ the same process, and the JSON + markdown report."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, replace
 
 import torch
 
 from kml.bench.timing import BenchCase, device_name, time_evaluation, time_training
 from kml.errors import KmlError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "SECTIONS", "PRESETS", "METHODS"]
 
@@ -70,7 +73,7 @@ def run_suite(
     repeats: int,
     warmup: int,
     eval_tasks: int,
-    log=print,
+    log=logger.info,
     on_section=None,
 ) -> dict:
     """Run the benchmark sections; returns ``{section: [rows]}`` plus metadata."""
@@ -209,7 +212,7 @@ PRESETS = {
 }
 
 
-def run_from_config(cfg, log=print) -> dict:
+def run_from_config(cfg, log=logger.info) -> dict:
     """``scripts/bench.py``: resolve the preset, run, write JSON + markdown, print the tables."""
     import json
     from pathlib import Path

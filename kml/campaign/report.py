@@ -17,6 +17,7 @@ command of every number close each section. Statistics: :mod:`kml.analysis.paire
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from kml.analysis.seeds import AcrossSeeds, across_seeds, verdict
 from kml.errors import KmlError
 from kml.io import atomic_write_text
 from kml.plotting import save_figure, subplots
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CampaignRecords",
@@ -1029,7 +1032,7 @@ differences apart from such kernel differences.
 """
 
 
-def write_report(results_dir: Path, report: Path, figures_dir: Path, log=print) -> Path:
+def write_report(results_dir: Path, report: Path, figures_dir: Path, log=logger.info) -> Path:
     """Write ``report`` (markdown) and its figures from the records in ``results_dir``.
 
     Raises:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import time
@@ -30,6 +31,8 @@ from kml.campaign.plan import (
 )
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "TRANSFERENCE_RECORD",
@@ -380,7 +383,7 @@ def _transference_settings(t: DictConfig, progress: bool) -> DictConfig:
     return cfg
 
 
-def transference_entry(run: PlannedRun, iteration: int, cfg: DictConfig, device, log=print) -> dict:
+def transference_entry(run: PlannedRun, iteration: int, cfg: DictConfig, device, log=logger.info) -> dict:
     """LR of ``run``'s checkpoint at ``iteration`` under ``cfg`` (its alpha), as
     ``{"record": <the run's record without checkpoints>, "entry": <that checkpoint's>}``.
 
@@ -404,7 +407,7 @@ def transference_entry(run: PlannedRun, iteration: int, cfg: DictConfig, device,
 
 
 def run_transference(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, device, progress: bool,
-                     log=print, paths: dict[str, str] | None = None) -> Path | None:
+                     log=logger.info, paths: dict[str, str] | None = None) -> Path | None:
     """LR_{i->j} at the campaign's checkpoints for its transference methods, recorded in
     ``results/<campaign>/transference.json`` (skipped when that record exists)."""
     t = campaign.transference
@@ -473,7 +476,7 @@ def _read_diagnostics(path: Path, settings: dict) -> tuple[list[dict], float]:
     return (list(record.get("runs", [])), float(record.get("seconds", 0.0))) if same else ([], 0.0)
 
 
-def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, log=print) -> Path | None:
+def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, log=logger.info) -> Path | None:
     """Modulation diagnostics (:mod:`kml.analysis.modulation`) of the campaign's
     diagnostics methods, recorded in ``results/<campaign>/modulation_diagnostics.json``.
 
@@ -539,7 +542,7 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
 
 
 # ------------------------------------------------------------------ data
-def record_data(campaign: DictConfig, cfg: DictConfig, results_dir: Path, log=print) -> Path | None:
+def record_data(campaign: DictConfig, cfg: DictConfig, results_dir: Path, log=logger.info) -> Path | None:
     """``results/<campaign>/data.json``: the prepared data of the campaign's modes at its
     image size (manifest counts per split and content hashes,
     :func:`kml.data.provenance.data_provenance`), as prepared on this machine. Each run
@@ -567,7 +570,7 @@ def record_data(campaign: DictConfig, cfg: DictConfig, results_dir: Path, log=pr
 
 
 # ------------------------------------------------------------------ the campaign
-def run_campaign(cfg: DictConfig, log=print) -> dict:
+def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
     """``scripts/reproduce.py``: plan, run (or ``dry_run``), record and report a campaign.
 
     Returns:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from kml.errors import KmlError
+from kml.errors import KmlError, MissingExtraError
 
 __all__ = [
     "CONFIG_DIR",
@@ -26,6 +26,7 @@ __all__ = [
     "main_guard",
     "hydra_main",
     "terminate_as_interrupt",
+    "STOP_SIGNALS",
     "compose_run_config",
 ]
 
@@ -45,8 +46,11 @@ def register_resolvers() -> None:
 
     if OmegaConf.has_resolver("kml_run_dir"):
         return
-    # resume=<dir> makes Hydra's run directory the resumed run's own directory
-    OmegaConf.register_new_resolver("kml_run_dir", lambda resume, default: resume if resume else default)
+    # resume=<dir> makes Hydra's run directory the resumed run's own directory (resume=auto
+    # keeps hydra.run.dir: the run continues wherever the command says)
+    OmegaConf.register_new_resolver(
+        "kml_run_dir", lambda resume, default: resume if resume and resume != "auto" else default
+    )
     OmegaConf.register_new_resolver("kml_hydra_subdir", _hydra_subdir)
     # a per-process random suffix (cached: the same value wherever it is used)
     OmegaConf.register_new_resolver("kml_unique", lambda: secrets.token_hex(3), use_cache=True)
@@ -55,7 +59,7 @@ def register_resolvers() -> None:
 def _hydra_subdir(resume, output_dir=None) -> str:
     """Hydra's record folder in the run directory: ``.hydra`` (``.hydra_resume`` for a
     resumed run), or ``<that>_2``, ``_3``, ... when it exists, so nothing is overwritten."""
-    base = ".hydra_resume" if resume else ".hydra"
+    base = ".hydra_resume" if resume and resume != "auto" else ".hydra"
     if not output_dir:
         return base
     name, n = base, 2
@@ -64,14 +68,26 @@ def _hydra_subdir(resume, output_dir=None) -> str:
     return name
 
 
+#: the signals a cluster sends before it ends a job: SIGTERM (``scancel``, pre-emption,
+#: ``kill``) and SIGUSR1, the one to ask for with ``sbatch --signal=USR1@<seconds>``
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+
 def terminate_as_interrupt() -> None:
-    """Treat SIGTERM (cluster pre-emption, ``kill``) like Ctrl-C: checkpoint and exit."""
+    """Treat SIGTERM and SIGUSR1 like Ctrl-C: finish the iteration, checkpoint, exit 130.
+
+    A handler is installed only where the signal still has its default action: a
+    launcher that handles them itself (submitit installs its own SIGTERM and SIGUSR2
+    handlers for its checkpoint-and-requeue) keeps its handlers.
+    """
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     handler.kml_interrupt = True  # the trainer defers it to the end of an iteration too
-    signal.signal(signal.SIGTERM, handler)
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, handler)
 
 
 def main_guard(fn: Callable) -> Callable:
@@ -86,13 +102,25 @@ def main_guard(fn: Callable) -> Callable:
         except KmlError as err:
             from kml.engine.trainer import TrainingInterrupted
 
-            print(f"error: {err}", file=sys.stderr, flush=True)
+            _report_error(f"error: {err}")
             sys.exit(130 if isinstance(err, TrainingInterrupted) else 1)
         except KeyboardInterrupt:
-            print("error: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+            _report_error("error: interrupted (Ctrl-C)")
             sys.exit(130)
 
     return wrapper
+
+
+def _report_error(line: str) -> None:
+    """``line`` on stderr, and in the log files of the command (a run's ``train.log``),
+    but not a second time on the terminal."""
+    import logging
+
+    print(line, file=sys.stderr, flush=True)
+    record = logging.LogRecord("kml", logging.ERROR, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def hydra_main(config_name: str, schema: type | None = None) -> Callable:
@@ -157,6 +185,14 @@ def _lines(err: BaseException) -> list[str]:
     return [line.strip() for line in str(err).strip().splitlines() if line.strip()]
 
 
+#: ``(config group, option)`` of the Hydra plugins the extras install: (plugin, extra)
+_PLUGIN_EXTRAS = {
+    ("hydra/launcher", "submitit_slurm"): ("submitit launcher", "slurm"),
+    ("hydra/launcher", "submitit_local"): ("submitit launcher", "slurm"),
+    ("hydra/sweeper", "optuna"): ("Optuna sweeper", "optuna"),
+}
+
+
 def describe_hydra_error(err: BaseException, schema: type | None = None) -> str | None:
     """One line for an error raised by Hydra while composing the config or creating the
     output directory (before the run starts); ``None`` if it is not one of those."""
@@ -173,6 +209,10 @@ def describe_hydra_error(err: BaseException, schema: type | None = None) -> str 
         found = re.search(r"Could not (?:find|load) '([^']*)/([^']*)'", first)
         if found:
             group, option = found.groups()
+            extra = _PLUGIN_EXTRAS.get((group, option))
+            if extra is not None:  # a Hydra plugin of an optional extra, not installed
+                plugin, name = extra
+                return str(MissingExtraError(f"{group}={option}", f"Hydra's {plugin} plugin", name))
             options = list(err.options or [])
             if not options:  # Hydra lists options only for some failures
                 options = _group_options(group)

@@ -18,6 +18,7 @@ from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys
 from kml.learners.recipes import (
     BATCH_NORMS,
     DEFAULT_LEARNER,
+    EPISODE_DEFAULTS,
     MODULATION_DEFAULTS,
     PROTOCOLS,
     PROTOTYPE_REFINEMENTS,
@@ -38,6 +39,10 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "DataConfig",
+    "CsvLoggerConfig",
+    "TensorBoardLoggerConfig",
+    "WandbLoggerConfig",
+    "LoggerConfig",
     "RunConfig",
     "validate",
     "learner_group_node",
@@ -46,9 +51,9 @@ __all__ = [
 
 @dataclass
 class EpisodeConfig:
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
+    ways: int = EPISODE_DEFAULTS.ways
+    shots: int = EPISODE_DEFAULTS.shots
+    queries: int = EPISODE_DEFAULTS.queries
 
 
 @dataclass
@@ -164,6 +169,45 @@ class EvalConfig:
     checkpoint: str = "last"
 
 
+@dataclass
+class CsvLoggerConfig:
+    """``logger=csv``: one row per logged iteration (training and validation)."""
+
+    file: str = "metrics.csv"  # relative to the run directory (a specialist's: its own)
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    """``logger=tensorboard`` (the ``tensorboard`` extra): event files for TensorBoard."""
+
+    dir: str = "tensorboard"  # relative to the run directory (a specialist's: its own)
+
+
+@dataclass
+class WandbLoggerConfig:
+    """``logger=wandb`` (the ``wandb`` extra): one W&B run per kml run, resumed with it.
+    ``WANDB_MODE=offline`` (or ``mode: offline``) writes it under ``<run>/wandb`` only."""
+
+    project: str = "kml"
+    entity: Optional[str] = None
+    name: Optional[str] = None  # default: the run directory's name
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    mode: Optional[str] = None  # online | offline | disabled; null: W&B's own (WANDB_MODE, else online)
+
+
+@dataclass
+class LoggerConfig:
+    """The ``logger`` group: metric loggers beside ``metrics.jsonl`` (always written), each
+    fed the same records. ``logger=none`` (default), ``logger=csv``, ``logger=tensorboard``,
+    ``logger=wandb``, or several: ``logger=[tensorboard,wandb]``. A logger is on when its
+    section is set."""
+
+    csv: Optional[CsvLoggerConfig] = None
+    tensorboard: Optional[TensorBoardLoggerConfig] = None
+    wandb: Optional[WandbLoggerConfig] = None
+
+
 def _split_choices() -> dict[str, Optional[str]]:
     """``{dataset: None}`` for every dataset with more than one split scheme."""
     from kml.data.datasets import REAL_SPECS
@@ -192,9 +236,12 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     multi: bool = False  # Multi-* specialists: one learner per mode
-    resume: Optional[str] = None  # run directory to continue
+    # run directory to continue, or auto: continue the run in hydra.run.dir if it holds one
+    # of the same config, else start it there (for requeued cluster jobs)
+    resume: Optional[str] = None
 
 
 def learner_group_node(learner: str) -> dict:
@@ -281,6 +328,8 @@ def validate(cfg: DictConfig | RunConfig) -> None:
             "eval.checkpoint=best tests the checkpoint with the best val accuracy, but validation is off; "
             "set eval.val_every=<iterations> (e.g. 500) or use eval.checkpoint=last"
         )
+    if c.logger.wandb is not None and c.logger.wandb.mode is not None:
+        choice(c.logger.wandb.mode, ("online", "offline", "disabled"), "logger.wandb.mode")
     at_least(c.data.image_size, 8, "data.image_size")
     if not c.learner.backbone.channels or any(ch < 1 for ch in c.learner.backbone.channels):
         raise ConfigError("learner.backbone.channels must be a non-empty list of positive integers")

@@ -23,8 +23,9 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
-    """Register every schema and the ``learner=maml|protonet`` group options (from the
-    recipes of :mod:`kml.learners.recipes`). Idempotent."""
+    """Register every schema, the ``learner=maml|protonet`` group options (from the
+    recipes of :mod:`kml.learners.recipes`) and the maximising ``hydra/sweeper=optuna``.
+    Idempotent."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
@@ -32,3 +33,23 @@ def register_configs() -> None:
         store.store(name=f"{name}_schema", node=schema)
     for learner in RECIPES:
         store.store(group="learner", name=learner, node=learner_group_node(learner), package="_global_")
+    _register_optuna_objective(store)
+
+
+def _register_optuna_objective(store) -> None:
+    """``hydra/sweeper=optuna`` maximises: ``kml-train`` returns a val accuracy.
+
+    The sweeper plugin (the ``optuna`` extra) registers its own ``optuna`` option, which
+    minimises; the plugins are scanned first (Hydra scans them once per process), so this
+    option, the plugin's with ``direction: maximize``, replaces it. Without the plugin
+    there is nothing to register.
+    """
+    try:
+        from hydra.core.plugins import Plugins
+
+        Plugins.instance()
+        from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperConf
+    except ImportError:
+        return
+    store.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf(direction=Direction.maximize),
+                provider="kml")

@@ -13,12 +13,16 @@ embedded synthetic modes ``synthetic_glyphs``, ``synthetic_textures``,
 ``synthetic_shapes`` (the mixture ``synthetic``), generated on first use, and
 folders of your own images prepared with ``prepare_folder`` (or
 ``scripts/prepare_data.py dataset=folder source=<folder> name=<name>``).
+:class:`EpisodeDataset` serves a sampler's meta-batches as a ``torch.utils.data``
+dataset; :func:`load_images` turns image files into a learner's input.
 """
 
 from kml.data.archives import file_digest, safe_extract, verify_checksum
 from kml.data.datasets.folder import FolderSpec
+from kml.data.episode_dataset import EpisodeDataset
 from kml.data.episodes import EpisodeBatch, ModeData, TaskDraw, draw_tasks, gather_tasks
 from kml.data.errors import DataError
+from kml.data.imaging import load_images
 from kml.data.mixture import MixtureSampler, derive_seed, fixed_eval_tasks
 from kml.data.perf import tune_cpu_allocator
 from kml.data.prepare import (
@@ -37,6 +41,7 @@ from kml.data.tasksets import TaskSets, get_tasksets, load_modes
 __all__ = [
     "DataError",
     "EpisodeBatch",
+    "EpisodeDataset",
     "FolderSpec",
     "Manifest",
     "MIXTURES",
@@ -56,6 +61,7 @@ __all__ = [
     "get_spec",
     "get_tasksets",
     "known_names",
+    "load_images",
     "load_modes",
     "prepare_all",
     "prepare_command",

@@ -11,12 +11,18 @@ reference code), optional inversion (Omniglot: strokes 255, background 0).
 from __future__ import annotations
 
 import io
+import os
 import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kml.data.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 RESAMPLE = Image.Resampling.LANCZOS
 
@@ -66,3 +72,30 @@ def image_to_array(image: Image.Image, size: int, grayscale: bool = False, inver
     if array.ndim == 2:
         array = array[:, :, None]
     return array
+
+
+def load_images(paths: Sequence[str | os.PathLike], image_size: int) -> torch.Tensor:
+    """Image files as a learner's input: float32 ``(M, 3, image_size, image_size)`` in
+    ``[0, 1]``, preprocessed exactly as a prepared folder dataset's images (RGB, resized
+    to ``image_size x image_size`` ignoring the aspect ratio, LANCZOS).
+
+    Use the trained run's ``config.data.image_size``; stack the result of each task
+    with a leading task dimension for :meth:`kml.learners.MetaLearner.predict`.
+
+    Raises:
+        DataError: a file that cannot be read or decoded (named).
+    """
+    import torch
+
+    arrays = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            raise DataError(f"cannot read image {str(path)!r} ({error.strerror or error}); check the path") from None
+        arrays.append(prepare_image(data, str(path), int(image_size), fix="pass another image"))
+    if not arrays:
+        raise DataError("no image files given; pass at least one path")
+    stacked = torch.from_numpy(np.stack(arrays))  # (M, H, W, 3) uint8
+    # the samplers' scaling, so a file gives the same pixels as its prepared copy
+    return stacked.permute(0, 3, 1, 2).to(torch.float32).mul_(1.0 / 255.0).contiguous()

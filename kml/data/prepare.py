@@ -12,6 +12,7 @@ your own images the same way (see :mod:`kml.data.datasets.folder`).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,9 @@ from kml.data.storage import (
     write_manifest,
 )
 from kml.data.synthetic.base import SyntheticSpec
+from kml.learners.recipes import EPISODE_DEFAULTS
+
+logger = logging.getLogger(__name__)
 
 BLOCK = 256  # images decoded per thread-pool round
 MIN_IMAGE_SIZE = 8
@@ -316,6 +320,7 @@ def prepare_folder(
         return target
     listing = spec.listing(split_seed)  # every source error is raised before anything is written
     listing.check(spec.title, spec.allow_empty_splits(scheme))
+    check_task_classes(name, {split: len(listing.splits[split]) for split in SPLITS})
     created = not base.exists()
     try:
         with preparation_lock(root, name, variant):
@@ -339,6 +344,36 @@ def prepare_folder(
     counts = " / ".join(str(len(listing.splits[split])) for split in SPLITS)
     _say(f"{name}: prepared at {target} ({counts} classes, layout {spec.layout})", verbose)
     return target
+
+
+def check_task_classes(name: str, counts: dict[str, int]) -> None:
+    """Whether a folder dataset's splits can form few-shot tasks.
+
+    A train split with a single class is refused (no task of two or more ways can be
+    drawn from it). Splits with fewer classes than a default task has ways (5) are named
+    in one warning; a split with no classes at all is left out of training and
+    evaluation (a folder with only a ``test/`` split is evaluation-only).
+
+    Raises:
+        DataError: the train split has exactly one class.
+    """
+    table = " / ".join(str(counts[split]) for split in SPLITS)
+    if counts["train"] == 1:
+        raise DataError(
+            f"{name} would have a single train class (train / val / test: {table} classes), but a few-shot task "
+            "needs at least 2; add class folders (one per class) to the source, or give it more classes for train "
+            "(train_fraction=)"
+        )
+    ways = EPISODE_DEFAULTS.ways
+    short = [split for split in SPLITS if counts[split] < ways]
+    if short:
+        which = short[0] if len(short) == 1 else ", ".join(short[:-1]) + " and " + short[-1]
+        logger.warning(
+            f"warning: {name}: the {which} split{'s' if len(short) > 1 else ''} "
+            f"{'have' if len(short) > 1 else 'has'} fewer than {ways} classes (train / val / test: {table}), "
+            f"so {'they' if len(short) > 1 else 'it'} cannot form a {ways}-way task; use episode.ways=<at most "
+            "that many> with this dataset, or add class folders"
+        )
 
 
 def _write_prepared(

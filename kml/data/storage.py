@@ -215,25 +215,19 @@ class AtomicDir:
 
 @contextlib.contextmanager
 def preparation_lock(root: str | os.PathLike, dataset: str, variant: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``<root>/.locks/<dataset>-<variant>.lock`` (POSIX ``flock``).
+    """Hold an exclusive lock on ``<root>/.locks/<dataset>-<variant>.lock`` (``filelock``:
+    ``flock`` on POSIX, ``LockFileEx`` on Windows).
 
     Processes preparing the same variant at once (e.g. the ranks of a
     distributed run generating a synthetic mode) take turns; the later ones
-    then find it prepared. A no-op where ``fcntl`` is unavailable.
+    then find it prepared.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
+    from filelock import FileLock
+
     folder = Path(root) / ".locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{dataset}-{variant}.lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with FileLock(str(folder / f"{dataset}-{variant}.lock")):
+        yield
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

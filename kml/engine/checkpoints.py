@@ -37,6 +37,7 @@ __all__ = [
     "resolve_checkpoint",
     "check_state_dict",
     "LoadedRun",
+    "checkpoint_config",
     "load_run",
 ]
 
@@ -237,7 +238,10 @@ def _short(items: list[str], limit: int = 4) -> str:
 
 @dataclass
 class LoadedRun:
-    """A trained run restored from its directory."""
+    """A trained run restored from its directory or from one checkpoint file.
+
+    Unpacks as ``learner, config = kml.load_run(path)``.
+    """
 
     learner: torch.nn.Module
     config: DictConfig
@@ -247,6 +251,9 @@ class LoadedRun:
     checkpoint: Path
     state: dict[str, Any]
     specialist: str | None = None  # the Multi-* specialist loaded (its mode)
+
+    def __iter__(self):
+        return iter((self.learner, self.config))
 
 
 def read_run_config(run_dir: str | Path) -> DictConfig:
@@ -262,25 +269,64 @@ def read_run_config(run_dir: str | Path) -> DictConfig:
     return load_config_file(path)
 
 
+def checkpoint_config(state: dict[str, Any], path: str | Path) -> DictConfig:
+    """The resolved run config a checkpoint embeds (every checkpoint carries its run's
+    config, a Multi-* specialist's its own), checked against the schema."""
+    from omegaconf import OmegaConf
+
+    from kml.config import RunConfig
+
+    text = state.get("config")
+    if not isinstance(text, str) or not text.strip():
+        raise CheckpointError(f"{path} embeds no run config; load it from its run directory instead")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(text))
+    except Exception as err:  # omegaconf raises several error types
+        raise CheckpointError(f"the config embedded in {path} is not a valid kml run config ({_first_line(err)})") from None
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
 def load_run(
-    run_dir: str | Path,
+    path: str | Path,
     checkpoint: int | str | None = None,
     device: str | torch.device = "cpu",
     mode: str | None = None,
 ) -> LoadedRun:
-    """Rebuild a run's learner from its config and load a checkpoint into it.
+    """Rebuild a trained learner and load its weights, in evaluation mode.
+
+    ``path`` is a run directory (the output folder of ``scripts/train.py``; its
+    ``config.yaml`` describes the learner) or a single checkpoint file (``.pt``, e.g. a
+    copied ``last.pt``: the config it embeds describes the learner, no ``config.yaml``
+    needed)::
+
+        learner, config = kml.load_run("outputs/2026-01-01/10-00-00_synthetic_protonet-kml_1a2b3c")
+        logits = learner.predict(support, support_labels, query)   # (T, N*Q, N)
 
     Args:
-        run_dir: output folder of ``scripts/train.py``.
-        checkpoint: ``None``/``"last"``, an iteration number, or a path.
-        device: where to put the learner.
-        mode: for a Multi-* run, which specialist (default: the first); the learner is
-            built with that specialist's own settings (e.g. its inner steps and lr).
+        path: a run directory or a checkpoint file.
+        checkpoint: for a run directory, ``None``/``"last"``, ``"best"``, an iteration
+            number, or a path; must be ``None`` for a checkpoint file.
+        device: where to put the learner. Default: the CPU.
+        mode: for a Multi-* run directory, which specialist (default: the first); the
+            learner is built with that specialist's own settings (e.g. its inner steps
+            and lr).
+
+    Raises:
+        CheckpointError: no such run or file, no checkpoint, an unsafe or corrupt file,
+            or weights that do not fit the config.
     """
+    path = Path(path)
+    if path.is_file():
+        if checkpoint not in (None, "last"):
+            raise CheckpointError(f"{path} is a checkpoint file: drop checkpoint={checkpoint} (or pass its run directory)")
+        return _load_file(path, device)
+    if not path.is_dir():
+        raise CheckpointError(f"{path} does not exist; pass a run directory or a checkpoint file (.pt)")
     from kml.engine.from_config import build_learner_from_config
     from kml.learners import method_name, upgrade_state_dict
 
-    run_dir = Path(run_dir)
+    run_dir = path
     config = read_run_config(run_dir)
     if config.multi:
         specialists = sorted(p.name for p in run_dir.joinpath("specialists").iterdir()) if run_dir.joinpath(
@@ -304,7 +350,7 @@ def load_run(
     state["model"] = upgrade_state_dict(state["model"])
     check_state_dict(learner, state["model"], f"checkpoint {path}", methods=(str(state.get("method", "")), method))
     learner.load_state_dict(state["model"])
-    learner.to(device)
+    learner.to(device).eval()
     return LoadedRun(
         learner=learner,
         config=config,
@@ -314,4 +360,33 @@ def load_run(
         checkpoint=path,
         state=state,
         specialist=chosen_mode,
+    )
+
+
+def _load_file(path: Path, device: str | torch.device) -> LoadedRun:
+    """:func:`load_run` of one checkpoint file, built from the config it embeds."""
+    from kml.engine.from_config import build_learner_from_config
+    from kml.learners import method_name, upgrade_state_dict
+
+    state = load_checkpoint(path, map_location="cpu")
+    config = checkpoint_config(state, path)
+    if not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path} holds no model; pass a file from a run's checkpoints/ folder")
+    specialist = str(state.get("mode") or "") or None
+    # a specialist's checkpoint embeds the specialist's own config (its inner steps and lr)
+    learner = build_learner_from_config(config)
+    method = method_name(config.learner.name, config.modulation.name, bool(config.multi))
+    state["model"] = upgrade_state_dict(state["model"])
+    check_state_dict(learner, state["model"], f"checkpoint {path}", methods=(str(state.get("method", "")), method))
+    learner.load_state_dict(state["model"])
+    learner.to(device).eval()
+    return LoadedRun(
+        learner=learner,
+        config=config,
+        iteration=int(state["iteration"]),
+        method=method,
+        mode_names=list(state.get("mode_names", [])),
+        checkpoint=path,
+        state=state,
+        specialist=specialist,
     )

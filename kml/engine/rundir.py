@@ -26,8 +26,10 @@ from kml.io import atomic_write_json, atomic_write_text
 __all__ = [
     "find_run_dirs",
     "RESUMABLE_KEYS",
+    "AUTO_RESUME",
     "load_config_file",
     "resume_config",
+    "auto_resume_config",
     "RunLock",
     "check_writable",
     "code_state",
@@ -45,8 +47,13 @@ RESUMABLE_KEYS = (
     "device",
     "data.root",
     "eval",
+    "logger",
     "resume",
 )
+
+#: ``resume=auto``: continue the run in the run directory if it holds one of the same
+#: config, else start it there
+AUTO_RESUME = "auto"
 
 
 def load_config_file(path: str | Path) -> DictConfig:
@@ -118,6 +125,34 @@ def resume_config(saved: DictConfig, composed: DictConfig, overrides: list[str])
     return merged
 
 
+def auto_resume_config(saved: DictConfig, composed: DictConfig, run_dir: Path) -> DictConfig:
+    """The config of a ``resume=auto`` run that continues the run saved in ``run_dir``:
+    the saved config, with the composed config's values of the keys a resumed run may
+    change (:data:`RESUMABLE_KEYS`: more iterations, another device, a logger, ...).
+
+    Raises:
+        KmlError: any other key differs (each is listed with the run's and the new value).
+    """
+    saved_plain = OmegaConf.to_container(saved, resolve=True)
+    composed_plain = OmegaConf.to_container(composed, resolve=True)
+    merged = copy.deepcopy(saved)
+    conflicts = []
+    for key in _differences(saved_plain, composed_plain):
+        if _allowed_on_resume(key):
+            OmegaConf.update(merged, key, OmegaConf.select(composed, key), merge=False)
+        else:
+            conflicts.append(
+                f"{key} is {OmegaConf.select(saved, key)!r} in the run but {OmegaConf.select(composed, key)!r} now"
+            )
+    if conflicts:
+        raise KmlError(
+            f"resume=auto: {run_dir} holds a run with a different config ({'; '.join(conflicts)}); "
+            "run the same command as that run to continue it, or choose another hydra.run.dir for this config"
+        )
+    merged.resume = AUTO_RESUME
+    return merged
+
+
 def _git(*args: str) -> str | None:
     try:
         root = Path(kml.__file__).resolve().parent.parent
@@ -141,21 +176,28 @@ class RunLock:
     """An exclusive lock on a run directory (``<run_dir>/.lock``) for as long as a run
     writes to it: a second run, or a ``resume=`` of a run that is still going, is
     refused instead of interleaving its writes. The operating system releases it
-    when the process ends, however it ends (no stale locks after a kill)."""
+    when the process ends, however it ends (no stale locks after a kill). The lock is
+    ``filelock``'s native one (``flock`` on POSIX, ``LockFileEx`` on Windows); the file
+    names the process holding it."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / ".lock"
         self._file = None
 
     def acquire(self) -> "RunLock":
-        import fcntl
+        from filelock import lock_descriptor
 
         handle = open(self.path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = lock_descriptor(handle.fileno(), blocking=False)
         except OSError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
+            locked = False
+        if not locked:
+            try:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+            except OSError:  # Windows: the holder's lock covers the text
+                owner = "another process"
             handle.close()
             raise KmlError(
                 f"{self.path.parent} is in use by another run ({owner}); wait for it to finish "

@@ -4,28 +4,41 @@ evaluation on fixed test tasks, ``results.json``, plots and the printed table.""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kml.config import validate
+from kml.config import RunConfig, validate
 from kml.engine.device import resolve_device, use_cuda_graphs, use_vectorized
 from kml.engine.from_config import build_learner_from_config, specialist_config, tasksets_for
 from kml.engine.numerics import restore_determinism, set_determinism
 from kml.engine.checkpoints import BEST, CheckpointError, list_checkpoints, load_checkpoint
 from kml.engine.distributed import DistributedContext, init_distributed
 from kml.engine.evaluation import ModeEvaluation, Validator, evaluate_batches, pooled_summary
-from kml.engine.rundir import RunLock, check_writable, load_config_file, prepare_run_dir, resume_config
+from kml.engine.loggers import MetricLoggers
+from kml.engine.rundir import (
+    AUTO_RESUME,
+    RunLock,
+    auto_resume_config,
+    check_writable,
+    load_config_file,
+    prepare_run_dir,
+    resume_config,
+)
 from kml.engine.trainer import Trainer, TrainingInterrupted
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from kml.learners import method_name
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "run_training",
     "evaluate_run",
+    "validation_accuracy",
     "eval_task_batches",
     "results_table",
 ]
@@ -133,6 +146,7 @@ def _train_one(
     seed: int,
     log,
     tasksets=None,
+    loggers: MetricLoggers | None = None,
 ):
     """Build, restore (if a checkpoint exists) and train one learner.
 
@@ -159,6 +173,7 @@ def _train_one(
         description=f"train {mode}" if mode else "train",
         cuda_graphs=use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled),
         validator=validator,
+        loggers=loggers,
     )
     last = run_dir / "checkpoints" / "last.pt"
     if ctx.is_main:
@@ -201,6 +216,23 @@ def _validator(cfg: DictConfig, tasksets, modes: list[str], vectorized: bool, ct
         precision=str(cfg.train.precision),
         ctx=ctx,
     )
+
+
+def validation_accuracy(run_dir: Path, iteration: int) -> float | None:
+    """The overall val accuracy (%) recorded in ``<run_dir>/metrics.jsonl`` at
+    ``iteration`` (``None``: no validation there)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    found = None
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "val" in record and int(record.get("iteration", -1)) == int(iteration):
+            found = float(record["val"]["accuracy"])
+    return found
 
 
 def _checked_tasksets(cfg: DictConfig, device, seed: int):
@@ -250,18 +282,22 @@ def _load_for_resume(last: Path, device) -> dict:
         raise CheckpointError(f"cannot resume: {err}") from None
 
 
-def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, log=print) -> dict:
+def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, log=logger.info) -> dict:
     """Meta-train and evaluate as ``cfg`` says, writing everything to ``run_dir``.
 
-    With ``cfg.resume`` set, ``run_dir`` is the run to continue and ``cfg`` the
-    freshly composed config (merged with the saved one by :func:`resume_config`).
+    With ``cfg.resume`` a run directory, that is the run to continue and ``cfg`` the
+    freshly composed config (merged with the saved one by :func:`resume_config`). With
+    ``cfg.resume == "auto"`` the run in ``run_dir`` is continued if ``run_dir`` holds one
+    of the same config (:func:`auto_resume_config`), and started there otherwise.
 
     Returns:
-        the ``results.json`` content.
+        the ``results.json`` content; ``results["val_accuracy"]`` is the val accuracy (%)
+        of the tested weights (``None`` without validation, ``eval.val_every=0``).
     """
     run_dir = Path(run_dir)
     validate(cfg)  # the command line's own config first: its errors name the user's overrides
-    if cfg.resume:
+    resuming = bool(cfg.resume)
+    if cfg.resume and cfg.resume != AUTO_RESUME:
         run_dir = Path(cfg.resume)
         saved_path = run_dir / "config.yaml"
         if not saved_path.is_file():
@@ -274,6 +310,17 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     ctx = init_distributed(cfg.device)
     # ranks may have composed different time-stamped directories: use rank 0's
     run_dir = Path(ctx.broadcast_object(str(run_dir)))
+    if cfg.resume == AUTO_RESUME:
+        # rank 0 decides (before anything is written) and every rank follows, refusal included
+        decision = _auto_resume(cfg, run_dir) if ctx.is_main else None
+        resuming, text = ctx.broadcast_object(decision)
+        if resuming is None:
+            raise KmlError(text)
+        if resuming:
+            cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(text))
+            OmegaConf.set_struct(cfg, True)
+            if ctx.is_main:
+                log(f"resume=auto: continuing the run in {run_dir}")
     device = resolve_device(cfg.device)
     if device.type == "cuda" and ctx.enabled:
         device = torch.device("cuda", ctx.local_rank)
@@ -282,32 +329,56 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     # deterministic algorithms for this run only: the process's settings are restored after it
     previous = set_determinism(bool(cfg.train.deterministic))
     try:
-        return _run_with(cfg, run_dir, device, ctx, log)
+        return _run_with(cfg, run_dir, device, ctx, log, resuming)
     finally:
         restore_determinism(previous)
 
 
-def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log) -> dict:
+def _auto_resume(cfg: DictConfig, run_dir: Path) -> tuple[bool | None, str | None]:
+    """``resume=auto``: ``(True, the merged config as YAML)`` when ``run_dir`` holds a run
+    of the same config, ``(False, None)`` when it holds none (a new run starts there), and
+    ``(None, the error message)`` when it holds a run of another config."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return False, None
+    try:
+        merged = auto_resume_config(load_config_file(saved_path), cfg, run_dir)
+    except KmlError as err:
+        return None, str(err)
+    return True, OmegaConf.to_yaml(merged, resolve=True)
+
+
+def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, resuming: bool) -> dict:
     vectorized = use_vectorized(cfg.train.vectorized, device, int(cfg.data.image_size))
     use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled)  # a setting this device cannot honour fails here
     seed = int(cfg.train.seed)
-    # data errors (not prepared, too few classes or images) before anything is written
+    # a logger whose extra is missing, and data errors (not prepared, too few classes or
+    # images), before anything is written
+    loggers = MetricLoggers(cfg, run_dir) if ctx.is_main else None
     tasksets = _checked_tasksets(cfg, device, seed)
     check_writable(run_dir)
     lock = RunLock(run_dir).acquire() if ctx.is_main else None
+    status = "failed"
     try:
-        results = _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log)
+        results = _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log, resuming, loggers)
         # every rank waits for rank 0's writing, then leaves the group together (a rank
         # exiting with live gloo/NCCL threads aborts and takes the others down)
         ctx.shutdown()
+        status = "finished"
         return results
+    except (TrainingInterrupted, SystemExit):  # SystemExit: a launcher's requeue (submitit)
+        status = "interrupted"
+        raise
     except KeyboardInterrupt:
+        status = "interrupted"
         # outside the training loop (which saves and says so itself): e.g. during evaluation
         raise TrainingInterrupted(
             f"interrupted; the checkpoints in {run_dir / 'checkpoints'} are kept; "
             f"continue with: python scripts/train.py resume={run_dir}"
         ) from None
     finally:
+        if loggers is not None:
+            loggers.close(status)
         if lock is not None:
             lock.release()
 
@@ -323,9 +394,10 @@ def _data_record(cfg: DictConfig) -> dict:
     )
 
 
-def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, tasksets, log) -> dict:
+def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, tasksets, log, resuming: bool,
+                loggers: MetricLoggers | None) -> dict:
     data = _data_record(cfg) if ctx.is_main else None
-    prepare_run_dir(run_dir, cfg, resuming=bool(cfg.resume), ctx=ctx, data=data)
+    prepare_run_dir(run_dir, cfg, resuming=resuming, ctx=ctx, data=data)
     say = log if ctx.is_main else (lambda *_: None)
     method = method_name(cfg.learner.name, cfg.modulation.name, bool(cfg.multi))
     say(f"{method} on {cfg.mode.name} ({', '.join(cfg.mode.datasets)}), "
@@ -335,10 +407,12 @@ def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, ta
     evaluations: dict[str, ModeEvaluation] = {}
     iterations: dict[str, int] = {}
     tested: dict[str, int] = {}
+    validated: list[float | None] = []  # the val accuracy of each tested learner
     if not cfg.multi:
         learner, tasksets, iteration, tested_iteration = _train_one(
-            cfg, run_dir, device, ctx, vectorized, None, seed, say, tasksets
+            cfg, run_dir, device, ctx, vectorized, None, seed, say, tasksets, loggers
         )
+        validated.append(validation_accuracy(run_dir, tested_iteration))
         split_sampler = getattr(tasksets, cfg.eval.split)
         untrained = [m for m in split_sampler.mode_names if m not in tasksets.train.mode_names]
         if untrained:
@@ -352,8 +426,9 @@ def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, ta
             spec_dir = run_dir / "specialists" / mode
             check_writable(spec_dir)
             learner, tasksets, iteration, tested_iteration = _train_one(
-                spec_cfg, spec_dir, device, ctx, vectorized, mode, seed + k, say
+                spec_cfg, spec_dir, device, ctx, vectorized, mode, seed + k, say, loggers=loggers
             )
+            validated.append(validation_accuracy(spec_dir, tested_iteration))
             split_sampler = getattr(tasksets, cfg.eval.split)
             evaluations[mode] = _evaluate_mode(learner, split_sampler, mode, spec_cfg, vectorized, ctx)
             iterations[mode], tested[mode] = iteration, tested_iteration
@@ -361,6 +436,11 @@ def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, ta
     results["train_modes"] = list(tasksets.train.mode_names)
     results["checkpoint"] = str(cfg.eval.checkpoint)
     results["checkpoint_iterations"] = tested
+    # the tuning objective: never a test accuracy (specialists: the mean over modes, each
+    # validated on the same number of tasks)
+    results["val_accuracy"] = (
+        sum(validated) / len(validated) if validated and all(v is not None for v in validated) else None
+    )
     if ctx.is_main:
         _write_outputs(run_dir, cfg, results, evaluations)
         say(f"\n{results['method']} on {cfg.mode.name}: {cfg.episode.ways}-way {cfg.episode.shots}-shot, "
@@ -379,7 +459,7 @@ def evaluate_run(
     batch_size: int | None = None,
     progress: bool = True,
     output: str | Path | None = None,
-    log=print,
+    log=logger.info,
     *,
     datasets: list[str] | None = None,
     mode_name: str | None = None,

@@ -23,6 +23,7 @@ from kml.engine.optim import build_optimizers, build_schedulers
 from kml.engine.checkpoints import BEST, check_state_dict, save_checkpoint, save_checkpoint_as
 from kml.engine.distributed import DistributedContext
 from kml.engine.evaluation import Validator
+from kml.engine.loggers import MetricLoggers
 from kml.errors import KmlError
 from kml.io import atomic_write_text
 from kml.learners import MetaLearner, method_name, upgrade_state_dict
@@ -55,6 +56,8 @@ class Trainer:
         validator: validation every ``eval.val_every`` iterations (and at the last one):
             its result goes to ``metrics.jsonl`` as ``{"iteration", "val": {...}}`` and the
             best overall val accuracy so far is kept in ``checkpoints/best.pt``.
+        loggers: the run's metric loggers (:class:`kml.engine.loggers.MetricLoggers`), fed
+            every record written to ``metrics.jsonl``; ``None``: ``metrics.jsonl`` only.
     """
 
     def __init__(
@@ -71,8 +74,10 @@ class Trainer:
         description: str = "train",
         cuda_graphs: bool = False,
         validator: Validator | None = None,
+        loggers: MetricLoggers | None = None,
     ) -> None:
         self.cfg = cfg
+        self.loggers = loggers if loggers is not None and loggers.enabled else None
         self.learner = learner
         self.sampler = sampler
         self.run_dir = Path(run_dir)
@@ -172,7 +177,7 @@ class Trainer:
 
         Raises:
             NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
-            TrainingInterrupted: on Ctrl-C (or SIGTERM, see :func:`kml.cli.terminate_as_interrupt`):
+            TrainingInterrupted: on Ctrl-C (or SIGTERM / SIGUSR1, see :func:`kml.cli.terminate_as_interrupt`):
                 the current iteration is finished and checkpointed, so a resumed run
                 continues exactly; a second Ctrl-C stops at once without saving.
         """
@@ -200,6 +205,9 @@ class Trainer:
         )
         stop = _StopRequest()
         self._stopped_by_peer = False
+        if self.loggers is not None and self.ctx.is_main:
+            self.loggers.begin(self.run_dir, self.mode_names, self.iteration, validation=self.validator is not None,
+                               prefix=f"{self.mode}/" if self.mode else "")
         try:
             with stop:
                 self._loop(total, meta_batch, ways, params, window, first_bad, bar, stop)
@@ -215,6 +223,8 @@ class Trainer:
             ) from None
         finally:
             bar.close()
+            if self.loggers is not None and self.ctx.is_main:
+                self.loggers.end()
         if stop.requested or self._stopped_by_peer:
             raise TrainingInterrupted(
                 f"interrupted at iteration {self.iteration}; checkpoint saved to "
@@ -314,17 +324,24 @@ class Trainer:
         )
 
     def _append_metrics(self, record: dict) -> None:
+        """One record to ``metrics.jsonl`` and to every metric logger."""
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
+        if self.loggers is not None:
+            self.loggers.log(record)
+
+
+_STOPPING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
 
 class _StopRequest:
-    """While training, Ctrl-C (and SIGTERM where the entry point maps it to Ctrl-C) only
-    sets :attr:`requested`; the loop finishes the iteration, checkpoints and stops, so
-    the checkpoint is exactly resumable. A second signal raises KeyboardInterrupt at
-    once. Handlers are installed only in the main thread, and only over Python's
-    default Ctrl-C handler or :func:`kml.cli.terminate_as_interrupt`'s."""
+    """While training, Ctrl-C (and SIGTERM and SIGUSR1 where the entry point maps them to
+    Ctrl-C) only sets :attr:`requested`; the loop finishes the iteration, checkpoints and
+    stops, so the checkpoint is exactly resumable. A second signal raises
+    KeyboardInterrupt at once. Handlers are installed only in the main thread, and only
+    over Python's default Ctrl-C handler or :func:`kml.cli.terminate_as_interrupt`'s:
+    other programs' handlers (a launcher's) are left alone."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -332,7 +349,7 @@ class _StopRequest:
 
     def __enter__(self) -> "_StopRequest":
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in _STOPPING:
                 handler = signal.getsignal(sig)
                 if handler is signal.default_int_handler or getattr(handler, "kml_interrupt", False):
                     self._previous[sig] = handler

@@ -73,7 +73,8 @@ class MetaLearner(nn.Module, abc.ABC):
     - ``support (T, N*K, C, H, W)``, ``support_labels (T, N*K)`` in ``0..N-1``,
     - ``query (T, N*Q, C, H, W)``, ``query_labels (T, N*Q)``,
 
-    and returns a :class:`LearnerOutput`. With ``vectorized=True`` (default) the
+    and returns a :class:`LearnerOutput`; :meth:`predict` takes no query labels and
+    returns the ``(T, N*Q, N)`` query logits. Subclasses implement :meth:`query_logits`. With ``vectorized=True`` (default) the
     ``T`` tasks run as one vectorised computation; ``vectorized=False`` is the plain
     per-task loop, kept as the reference the vectorised path must agree with.
     """
@@ -141,10 +142,49 @@ class MetaLearner(nn.Module, abc.ABC):
         ]
         return LearnerOutput.concatenate(outputs)
 
+    @torch.no_grad()
+    def predict(
+        self,
+        support: Tensor,
+        support_labels: Tensor,
+        query: Tensor,
+        ways: int | None = None,
+        vectorized: bool = True,
+    ) -> Tensor:
+        """Classify the query images of ``T`` tasks: no query labels needed.
+
+        Runs under ``torch.no_grad()`` (MAML's inner loop still takes its gradient steps
+        on the support set) in the learner's current mode: call ``eval()`` first for
+        evaluation settings (MAML's ``eval_inner_steps``); :func:`kml.load_run` returns
+        the learner in eval mode.
+
+        Args:
+            support: ``(T, N*K, C, H, W)`` in ``[0, 1]``; support_labels: ``(T, N*K)`` in
+                ``0..N-1``.
+            query: ``(T, M, C, H, W)``, e.g. ``M = N*Q``.
+            ways: ``N`` (default: MAML's head size; ProtoNet: ``support_labels.max() + 1``).
+            vectorized: the ``T`` tasks as one computation, or the per-task loop.
+
+        Returns:
+            ``(T, M, N)`` logits, the same as ``forward(...).logits``.
+        """
+        if support.dim() != 5 or query.dim() != 5:
+            raise ValueError(
+                "support and query must be (T, N*K, C, H, W) and (T, M, C, H, W); "
+                f"got {tuple(support.shape)} and {tuple(query.shape)}"
+            )
+        if ways is None:
+            ways = self.default_ways(support_labels)
+        if vectorized:
+            return self.query_logits(support, support_labels, query, ways, vectorized=True)[0]
+        return torch.cat([
+            self.query_logits(support[t : t + 1], support_labels[t : t + 1], query[t : t + 1], ways, vectorized=False)[0]
+            for t in range(support.shape[0])
+        ])
+
     def default_ways(self, support_labels: Tensor) -> int:
         return int(support_labels.max().item()) + 1
 
-    @abc.abstractmethod
     def run_tasks(
         self,
         support: Tensor,
@@ -156,6 +196,16 @@ class MetaLearner(nn.Module, abc.ABC):
     ) -> LearnerOutput:
         """Run the tasks of ``support``/``query``; ``vectorized=False`` means one task with
         plain (task-dimension-free) parameters: the loop reference path."""
+        logits, task_embedding = self.query_logits(support, support_labels, query, ways, vectorized)
+        return LearnerOutput.from_logits(logits, query_labels, task_embedding)
+
+    @abc.abstractmethod
+    def query_logits(
+        self, support: Tensor, support_labels: Tensor, query: Tensor, ways: int, vectorized: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """The query logits ``(T, M, ways)`` and the task embedding ``(T, task_dim)``
+        (``None`` unmodulated) of the tasks; ``vectorized=False`` means one task with
+        plain parameters (the loop reference path)."""
 
 
 _LEGACY_GENERATOR_KEY = re.compile(r"^(?P<prefix>.*)modulator\.generators\.(?P<block>\d+)\.(?P<rest>.*)$")

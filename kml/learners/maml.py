@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.learners.base import LearnerOutput, MetaLearner
+from kml.learners.base import MetaLearner
 from kml.nets import Conv4, LayerModulation, TaskEncoder
 
 __all__ = ["MAML"]
@@ -122,8 +122,7 @@ class MAML(MetaLearner):
             fast = {name: value.detach() for name, value in fast.items()}
         return fast
 
-    def run_tasks(self, support, support_labels, query, query_labels, ways, vectorized):
+    def query_logits(self, support, support_labels, query, ways, vectorized):
         task_embedding, modulation = self.modulate(support)
         fast = self.adapt(support, support_labels, modulation, vectorized=vectorized)
-        logits = self.backbone(query, modulation, params=fast)
-        return LearnerOutput.from_logits(logits, query_labels, task_embedding)
+        return self.backbone(query, modulation, params=fast), task_embedding

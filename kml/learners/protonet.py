@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.learners.base import LearnerOutput, MetaLearner
+from kml.learners.base import MetaLearner
 from kml.learners.recipes import BATCH_NORMS, PROTOTYPE_REFINEMENTS, QUERY_MODULATIONS
 from kml.nets import Conv4, TaskEncoder
 
@@ -208,11 +208,10 @@ class ProtoNet(MetaLearner):
             return prototypes(support_features, support_labels, ways)
         return _REFINEMENTS[self.prototype_refinement](support_features, support_labels, query_features, ways)
 
-    def run_tasks(self, support, support_labels, query, query_labels, ways, vectorized):
+    def query_logits(self, support, support_labels, query, ways, vectorized):
         task_embedding, support_features, query_features = self.features(support, query)
         protos = self.class_prototypes(support_features, support_labels, query_features, ways)
-        logits = squared_euclidean_logits(query_features, protos)
-        return LearnerOutput.from_logits(logits, query_labels, task_embedding)
+        return squared_euclidean_logits(query_features, protos), task_embedding
 
     def extra_repr(self) -> str:
         options = [

@@ -28,8 +28,10 @@ from typing import Any, Mapping
 __all__ = [
     "Recipe",
     "ModulationDefaults",
+    "EpisodeDefaults",
     "RECIPES",
     "MODULATION_DEFAULTS",
+    "EPISODE_DEFAULTS",
     "DEFAULT_LEARNER",
     "QUERY_MODULATIONS",
     "PROTOTYPE_REFINEMENTS",
@@ -123,6 +125,18 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
 )
 
 MODULATION_DEFAULTS = ModulationDefaults()
+
+
+@dataclass(frozen=True)
+class EpisodeDefaults:
+    """The paper's task shape: 5-way 1-shot with 15 queries per class (``episode.*``)."""
+
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+
+
+EPISODE_DEFAULTS = EpisodeDefaults()
 
 #: the learner of the embedded default run (MProtoNet+KML)
 DEFAULT_LEARNER = "protonet"
