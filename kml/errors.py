@@ -10,3 +10,11 @@ other exception is a bug and keeps its traceback.
 
 class KmlError(Exception):
     """A user error with a one-line message naming the problem and the fix."""
+
+
+class DataError(KmlError):
+    """A data problem the user can fix (unprepared dataset, bad archive, bad
+    episode settings, ...). The message names the problem and the fix.
+
+    Defined here, with the other shared errors, so that the config schemas can raise it
+    without importing the data package; :mod:`kml.data.errors` exports it too."""

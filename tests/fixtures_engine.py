@@ -48,7 +48,7 @@ def synthetic_root(data_synthetic_root) -> Path:
 
 @pytest.fixture
 def compose():
-    """``compose(overrides) -> DictConfig`` of ``kml/configs/config.yaml``."""
+    """``compose(overrides) -> DictConfig`` of ``configs/config.yaml``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 

@@ -189,7 +189,7 @@ def record_run(
 
 
 def _execute(run: PlannedRun, log) -> float:
-    from kml.cli import compose_run_config
+    from kml.config import compose_run_config
     from kml.engine.runs import run_training
 
     overrides = run.train_overrides()
@@ -277,7 +277,7 @@ def _done_iterations(run_dir: Path) -> int:
 def estimate_seconds(run: PlannedRun, device: torch.device, cache: dict) -> float:
     """Estimated seconds left for ``run`` on this machine: a short timing of its learner
     (cached per configuration) times the iterations and tasks left."""
-    from kml.cli import compose_run_config
+    from kml.config import compose_run_config
     from kml.engine.from_config import specialist_config
 
     if run.status() in (RECORDED, FINISHED):
@@ -335,7 +335,7 @@ def lr_summary(lr, neutral: float) -> dict:
 def _transference_runs(campaign: DictConfig, plan: list[PlannedRun]) -> list[PlannedRun]:
     """The run of each transference method: the first planned run whose mode mixture
     holds both the source and the target mode."""
-    from kml.cli import compose_run_config
+    from kml.config import compose_run_config
     from kml.data import resolve_names
 
     t = campaign.transference
@@ -545,7 +545,7 @@ def record_data(campaign: DictConfig, cfg: DictConfig, results_dir: Path, log=pr
     :func:`kml.data.provenance.data_provenance`), as prepared on this machine. Each run
     records its own data too (``run_info.json``); this record labels campaigns whose runs
     predate that. Skipped (with a line) when a dataset is not prepared here."""
-    from kml.cli import compose_run_config
+    from kml.config import compose_run_config
     from kml.data.errors import DataError
     from kml.data.provenance import data_provenance
 

@@ -2,7 +2,7 @@
 ``scripts/train.py`` with its default, and :func:`validate`, the range and consistency
 checks (ways >= 2, learning rates > 0, ...).
 
-Defaults come from the learner recipes (:mod:`kml.learners.recipes`); ``learner=maml``
+Defaults come from the learner recipes (:mod:`kml.recipes`); ``learner=maml``
 and ``learner=protonet`` set every ``learner.*`` key and the ``train.*`` budget to that
 learner's recipe (:func:`learner_group_node`).
 """
@@ -15,7 +15,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
-from kml.learners.recipes import (
+from kml.recipes import (
     BATCH_NORMS,
     DEFAULT_LEARNER,
     MODULATION_DEFAULTS,
@@ -89,7 +89,7 @@ class SpecialistConfig:
 @dataclass
 class LearnerConfig:
     """The learner; ``learner=maml|protonet`` sets every field to that learner's recipe
-    (:mod:`kml.learners.recipes`)."""
+    (:mod:`kml.recipes`)."""
 
     name: str = DEFAULT_LEARNER  # maml | protonet
     backbone: BackboneConfig = field(default_factory=BackboneConfig)

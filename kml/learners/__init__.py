@@ -26,7 +26,7 @@ from kml.learners.protonet import (
     soft_refined_prototypes,
     squared_euclidean_logits,
 )
-from kml.learners.recipes import (
+from kml.recipes import (
     BATCH_NORMS,
     MODULATION_DEFAULTS,
     PROTOTYPE_REFINEMENTS,
@@ -108,7 +108,7 @@ def build_learner(
     batch_norm: str = BATCH_NORMS[0],
     **renamed,
 ) -> MetaLearner:
-    """Build any of the six methods with the paper's recipe (:mod:`kml.learners.recipes`).
+    """Build any of the six methods with the paper's recipe (:mod:`kml.recipes`).
 
     Args:
         learner: ``"maml"`` or ``"protonet"``.

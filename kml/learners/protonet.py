@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kml.learners.base import LearnerOutput, MetaLearner
-from kml.learners.recipes import BATCH_NORMS, PROTOTYPE_REFINEMENTS, QUERY_MODULATIONS
+from kml.recipes import BATCH_NORMS, PROTOTYPE_REFINEMENTS, QUERY_MODULATIONS
 from kml.nets import Conv4, TaskEncoder
 
 __all__ = [
