@@ -52,7 +52,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from kml.functional import TaskLinear, conv2d_grouped, film_grouped, grouped_to_tasks, tasks_to_grouped
-from kml.modulation_spec import ModulationSpec
+from kml.modulation_spec import FACTORIZATIONS, ModulationSpec, check_kernel_generator_options
 from kml.registry import Registry
 
 __all__ = [
@@ -79,9 +79,6 @@ __all__ = [
     "count_parameters",
     "conv4_generator_parameter_counts",
 ]
-
-FACTORIZATIONS = ("channel", "published", "full")
-
 
 class Generator(nn.Module):
     """Base class of every modulation generator: maps task embeddings ``(T, task_dim)`` to
@@ -197,19 +194,6 @@ def modulated_conv2d_grouped(
     if modulation is not None:
         weight, bias = modulate_kernel(weight, bias, modulation)
     return conv2d_grouped(x, weight, bias, num_tasks, stride, padding)
-
-
-def check_kernel_generator_options(rank: int, factorization: str) -> None:
-    """The checks of KML's generator options, shared by :class:`KernelGenerator` and the
-    run config (``modulation.rank``, ``modulation.factorization``).
-
-    Raises:
-        ValueError: one line naming the option, its value and the allowed values.
-    """
-    if factorization not in FACTORIZATIONS:
-        raise ValueError(f"factorization={factorization!r} is not valid; use one of: {', '.join(FACTORIZATIONS)}")
-    if rank < 1:
-        raise ValueError(f"rank={rank} is out of range: it must be >= 1")
 
 
 def published_factor_shape(in_channels: int, out_channels: int, kernel_size: int, first: bool) -> tuple[int, int]:
@@ -708,12 +692,6 @@ class KernelModulatedConv2d(ModulatedConv2d):
             padding=site.padding, bias=site.bias, rank=spec.rank, hidden=spec.hidden,
             factorization=spec.factorization, identity=spec.identity, first_layer=site.first_layer,
         )
-
-    @classmethod
-    def check_spec(cls, spec: ModulationSpec) -> None:
-        """``rank`` and ``factorization`` (:func:`check_kernel_generator_options`); no options."""
-        check_kernel_generator_options(spec.rank, spec.factorization)
-        super().check_spec(spec)
 
     def modulation(self, task_embedding: Tensor) -> KernelModulation:
         """The tasks' modulation ``(J + M(v), db(v))``; ``task_embedding (T, task_dim)``."""

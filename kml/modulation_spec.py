@@ -12,7 +12,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["ModulationSpec"]
+__all__ = ["ModulationSpec", "FACTORIZATIONS", "check_kernel_generator_options"]
+
+#: KML's generator factorisations (:class:`~kml.modulation.KernelGenerator`)
+FACTORIZATIONS = ("channel", "published", "full")
+
+
+def check_kernel_generator_options(rank: int, factorization: str) -> None:
+    """The checks of KML's generator options, shared by :class:`ModulationSpec` (so the run
+    config's ``modulation.rank`` and ``modulation.factorization``) and
+    :class:`~kml.modulation.KernelGenerator`.
+
+    Raises:
+        ValueError: one line naming the option, its value and the allowed values.
+    """
+    if factorization not in FACTORIZATIONS:
+        raise ValueError(f"factorization={factorization!r} is not valid; use one of: {', '.join(FACTORIZATIONS)}")
+    if rank < 1:
+        raise ValueError(f"rank={rank} is out of range: it must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -32,7 +49,11 @@ class ModulationSpec:
             layer class (``check_spec``).
 
     Built-in modulations ignore the settings they do not use (FiLM reads ``task_dim``
-    and ``hidden`` only).
+    and ``hidden`` only), but every spec is checked when it is made.
+
+    Raises:
+        ValueError: ``task_dim < 1``, ``rank < 1`` or an unknown ``factorization`` (one line
+            naming the field; the run config prefixes ``modulation.``).
     """
 
     name: str = "none"
@@ -46,6 +67,9 @@ class ModulationSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "options", dict(self.options or {}))
+        if self.task_dim < 1:
+            raise ValueError(f"task_dim={self.task_dim} is out of range: it must be >= 1")
+        check_kernel_generator_options(self.rank, self.factorization)
 
     @classmethod
     def from_config(cls, modulation: Any) -> "ModulationSpec":

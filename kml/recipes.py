@@ -85,8 +85,8 @@ ModulationDefaults = ModulationSpec
 RECIPES: Mapping[str, Recipe] = MappingProxyType(
     {
         "maml": Recipe(
-            style="strided",
-            channels=(32, 64, 128, 256),
+            style=None,
+            channels=None,
             bn_affine=False,
             pool="avg",
             iterations=60000,
@@ -112,8 +112,8 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
             ),
         ),
         "protonet": Recipe(
-            style="strided",
-            channels=(32, 64, 128, 256),
+            style=None,
+            channels=None,
             bn_affine=True,
             pool="flatten",
             iterations=30000,

@@ -37,14 +37,14 @@ export PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
-# the campaign's image size, number of runs and method names, from its config inside the package
+# the campaign's image size, number of runs and method names, from its config
 settings=$("$PYTHON" - "$campaign" <<'PY'
 import sys
-from importlib.resources import files
+from pathlib import Path
 from omegaconf import OmegaConf
 from kml.campaign.plan import plan_campaign
-from kml.config import CampaignConfig
-path = files("kml") / "configs" / "campaign" / f"{sys.argv[1]}.yaml"
+from kml.config import CONFIG_DIR, CampaignConfig
+path = Path(CONFIG_DIR) / "campaign" / f"{sys.argv[1]}.yaml"
 if not path.is_file():
     sys.exit(f"error: no campaign {sys.argv[1]!r} in configs/campaign/")
 campaign = OmegaConf.merge(OmegaConf.structured(CampaignConfig), OmegaConf.load(str(path)))

@@ -517,15 +517,19 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
             loaded = load_run(run.run_dir, checkpoint)
             test = tasksets_for(loaded.config, "cpu").test
             batches = list(fixed_eval_tasks(test, d.tasks_per_mode, d.tasks_per_mode, seed=int(loaded.config.eval.seed)))
+            modes = modulation_statistics(loaded.learner, batches)
             entries.append({
                 "label": run.method,
                 "run_id": run.run_id,
                 "iteration": loaded.iteration,
                 "tasks_per_mode": int(d.tasks_per_mode),
                 "bias_zeroed_logit_change": max(bias_inertness(loaded.learner, b) for _, b in batches),
-                "modes": modulation_statistics(loaded.learner, batches),
+                "modes": modes,
             })
             log(f"diagnostics: {run.method} @ {loaded.iteration}")
+            if any("skipped" in stats for stats in modes.values()):
+                log(f"diagnostics: {run.method}: modulation {loaded.learner.modulation} provides no statistics; "
+                    "its layers are skipped")
     # merge with what is on disk now: another process may have added its methods meanwhile
     kept, seconds = _read_diagnostics(path, settings)
     ours = {(entry["label"], entry["run_id"]) for entry in entries}

@@ -17,6 +17,7 @@ pass it (or plain values) down. Importing this package does not import torch.
 
 from kml.config.checks import ConfigError, unknown_key_message, unknown_keys
 from kml.config.compose import CONFIG_DIR, compose_run_config, register_resolvers
+from kml.config.imports import import_user_modules
 from kml.config.prepare import DataPathsConfig, PrepareDataConfig, resolve_prepare_config
 from kml.config.run import (
     BackboneConfig,
@@ -83,6 +84,7 @@ __all__ = [
     "TrainConfig",
     "TransferenceScriptConfig",
     "compose_run_config",
+    "import_user_modules",
     "learner_group_node",
     "register_configs",
     "register_resolvers",

@@ -49,6 +49,8 @@ def register_resolvers() -> None:
         "kml_hydra_subdir": (_hydra_subdir, False),
         # a per-process random suffix (cached: the same value wherever it is used)
         "kml_unique": (lambda: secrets.token_hex(3), True),
+        # a backbone's own default of a setting (learner.backbone.channels and .style)
+        "kml_backbone_default": (_backbone_default, False),
     }
     for name, (resolver, use_cache) in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -65,6 +67,18 @@ def _hydra_subdir(resume, output_dir=None) -> str:
     while (Path(str(output_dir)) / name).exists():
         name, n = f"{base}_{n}", n + 1
     return name
+
+
+def _backbone_default(backbone: str, setting: str):
+    """``default_channels`` (as a list) or ``default_style`` of the registered backbone."""
+    from kml.backbone import get_backbone
+
+    cls = get_backbone(backbone)
+    if setting == "channels":
+        return list(cls.default_channels)
+    if setting == "style":
+        return cls.default_style
+    raise KmlError(f"kml_backbone_default: {setting!r} is not a backbone default; use channels or style")
 
 
 def compose_run_config(overrides: list[str]):
