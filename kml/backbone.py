@@ -2,7 +2,8 @@
 the built-in backbones are made of.
 
 A backbone is an ``nn.Module`` deriving from :class:`Backbone`, registered by name with
-:func:`register_backbone` (``conv4``: :class:`~kml.nets.Conv4`), and selected with ``learner.backbone.name``. What the
+:func:`register_backbone` (``conv4``: :class:`~kml.nets.Conv4`; ``resnet12``:
+:class:`~kml.resnet.ResNet12`), and selected with ``learner.backbone.name``. What the
 learners use of it:
 
 - ``forward(x, modulation=None, params=None)``: ``x (T, B, C, H, W)`` (or one task
@@ -196,13 +197,14 @@ def get_backbone(name: str) -> type[Backbone]:
 
 
 def list_backbones() -> tuple[str, ...]:
-    """The registered backbone names, ``("conv4", ...)``."""
+    """The registered backbone names, ``("conv4", "resnet12", ...)``."""
     _load_builtins()
     return _BACKBONES.names()
 
 
 def _load_builtins() -> None:
     import kml.nets  # noqa: F401  (registers conv4)
+    import kml.resnet  # noqa: F401  (registers resnet12)
 
 
 class ConvBlock(nn.Module):
