@@ -268,10 +268,10 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     import_user_modules(c.get("imports"))
     reject_unknown_keys(c, RunConfig)
-    resolves(c)
     choice(c.learner.name, list_learners(), "learner.name")
     choice(c.modulation.name, list_modulations(), "modulation.name")
-    choice(c.learner.backbone.name, list_backbones(), "learner.backbone.name")
+    choice(c.learner.backbone.name, list_backbones(), "learner.backbone.name")  # before its defaults resolve
+    resolves(c)
     backbone = get_backbone(c.learner.backbone.name)
     if c.learner.backbone.style is not None:
         choice(c.learner.backbone.style, backbone.styles, "learner.backbone.style")

@@ -220,10 +220,16 @@ class ProtoNet(MetaLearner):
             return prototypes(support_features, support_labels, ways)
         return _REFINEMENTS[self.prototype_refinement](support_features, support_labels, query_features, ways)
 
+    def class_logits(self, query_features: Tensor, protos: Tensor) -> Tensor:
+        """The query logits ``(T, M, N)`` from ``query_features (T, M, D)`` and ``protos
+        (T, N, D)``: ``-||q - p||^2`` (:func:`squared_euclidean_logits`). A variant overrides
+        this (``docs/extending.md``: cosine logits)."""
+        return squared_euclidean_logits(query_features, protos)
+
     def run_tasks(self, support, support_labels, query, query_labels, ways, vectorized):
         task_embedding, support_features, query_features = self.features(support, query)
         protos = self.class_prototypes(support_features, support_labels, query_features, ways)
-        logits = squared_euclidean_logits(query_features, protos)
+        logits = self.class_logits(query_features, protos)
         return LearnerOutput.from_logits(logits, query_labels, task_embedding)
 
     def extra_repr(self) -> str:
