@@ -257,6 +257,11 @@ class ConvBlock(nn.Module):
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.bn = nn.BatchNorm2d(out_channels, affine=True, track_running_stats=False) if bn_affine else None
         if self.target == "features":
+            if spec.name != "film" and hasattr(self, spec.name):
+                raise ValueError(
+                    f"modulation {spec.name!r}: a feature modulation's layer is the block attribute of its name, and "
+                    f"ConvBlock already has {spec.name!r}; register the modulation under another name"
+                )
             setattr(self, spec.name, self._built(layer_class, site, spec))
             self._modulated_name = spec.name
 

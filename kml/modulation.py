@@ -506,8 +506,6 @@ class ModulatedFeatures(ModulatedLayer):
 
 _MODULATIONS: Registry[type[ModulatedLayer] | None] = Registry("modulation")
 _MODULATIONS.add("none", None)
-#: attributes of a backbone block that a feature modulation's name must not take
-_BLOCK_ATTRIBUTES = ("conv", "bn", "film")
 
 
 def register_modulation(name: str, *, method_suffix: str | None = None):
@@ -534,10 +532,10 @@ def register_modulation(name: str, *, method_suffix: str | None = None):
             raise TypeError(f"register_modulation({name!r}): {cls!r} must subclass ModulatedConv2d or ModulatedFeatures")
         if name == "none":
             raise ValueError("the modulation name 'none' means no modulation; choose another name")
-        if issubclass(cls, ModulatedFeatures) and (not name.isidentifier() or (name in _BLOCK_ATTRIBUTES and name != "film")):
+        if issubclass(cls, ModulatedFeatures) and not name.isidentifier():
             raise ValueError(
                 f"register_modulation({name!r}): a feature modulation's name is its attribute in a backbone block; "
-                f"use a Python identifier other than {', '.join(_BLOCK_ATTRIBUTES)}"
+                "use a Python identifier"
             )
         cls.modulation_name = name
         cls.method_suffix = f"+{name}" if method_suffix is None else method_suffix
