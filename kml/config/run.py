@@ -17,6 +17,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
+from kml.config.compose import register_resolvers
 from kml.config.imports import import_user_modules
 from kml.modulation_spec import ModulationSpec
 from kml.recipes import (
@@ -108,7 +109,7 @@ class LearnerConfig:
     """The learner; ``learner=maml|protonet`` sets every field to that learner's recipe
     (:mod:`kml.recipes`)."""
 
-    name: str = DEFAULT_LEARNER  # maml | protonet
+    name: str = DEFAULT_LEARNER  # maml | protonet | a registered learner
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     # MAML only
     inner_steps: int = _DEFAULT.inner_steps
@@ -261,8 +262,6 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     from kml.backbone import get_backbone, list_backbones
     from kml.learners import get_learner, list_learners
     from kml.modulation import get_modulation, list_modulations
-
-    from kml.config.compose import register_resolvers
 
     register_resolvers()  # the backbone defaults of learner.backbone.channels and .style
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)

@@ -39,7 +39,7 @@ from kml.learners.protonet import (
     soft_refined_prototypes,
     squared_euclidean_logits,
 )
-from kml.modulation import get_modulation, list_modulations
+from kml.modulation import get_modulation
 from kml.nets import TaskEncoder
 from kml.recipes import (
     BATCH_NORMS,
@@ -71,7 +71,6 @@ __all__ = [
     "Recipe",
     "recipe",
 ]
-
 
 
 def __getattr__(name: str) -> Any:
