@@ -8,10 +8,14 @@ Packages and modules:
 
 - :mod:`kml.modulation` -- :class:`~kml.modulation.KernelModulatedConv2d`, FiLM and the
   generators (usable on their own in other research code, and the layers the
-  learners train with);
-- :mod:`kml.nets` -- the Conv-4 backbone and the task encoder;
+  learners train with), and the modulation registry;
+- :mod:`kml.modulation_spec` -- the generator settings, from the config to each layer;
+- :mod:`kml.backbone` -- the backbone protocol and registry; :mod:`kml.nets` -- the
+  Conv-4 backbone and the task encoder; :mod:`kml.resnet` -- ResNet-12;
 - :mod:`kml.learners` -- MAML and ProtoNet with none / FiLM / KML modulation,
-  vectorised over the tasks of a meta-batch, and their recipes;
+  vectorised over the tasks of a meta-batch, and the learner registry;
+  :mod:`kml.recipes` -- their recipes; :mod:`kml.registry` -- the registries' class
+  (``docs/extending.md``: your own modulation, learner or backbone);
 - :mod:`kml.data` -- prepared datasets, episodes and multimodal meta-batches;
 - :mod:`kml.engine` -- runs: training, validation, evaluation, checkpoints;
 - :mod:`kml.analysis` -- paired comparisons and the transference analysis;

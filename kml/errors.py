@@ -30,3 +30,11 @@ class MissingExtraError(KmlError):
         super().__init__(
             f'{feature} needs {needs}, which is not installed; install it with: pip install "{DISTRIBUTION}[{extra}]"'
         )
+
+
+class DataError(KmlError):
+    """A data problem the user can fix (unprepared dataset, bad archive, bad
+    episode settings, ...). The message names the problem and the fix.
+
+    Defined here, with the other shared errors, so that the config schemas can raise it
+    without importing the data package; :mod:`kml.data.errors` exports it too."""

@@ -18,6 +18,14 @@ Generator output layers start at zero (the ``g1`` and ``g3`` heads; ``g2`` keeps
 a random init so that ``M`` can leave zero), so a freshly built modulated layer
 computes exactly the plain convolution with the same weights.
 
+Modulations are registered by name (:func:`register_modulation`): ``none``, ``film``
+(:class:`FiLM`) and ``kml`` (:class:`KernelModulatedConv2d`) here, and any layer of a
+user's own module (``docs/extending.md``). A registered layer derives from
+:class:`ModulatedConv2d` (it modulates a convolution's kernel) or from
+:class:`ModulatedFeatures` (it modulates the normalised output of a convolution), and
+its generators derive from :class:`Generator`: that type, not a parameter name, is what
+keeps them out of MAML's inner loop and in the modulation optimiser.
+
 Example::
 
     >>> import torch
@@ -44,8 +52,19 @@ import torch.nn as nn
 from torch import Tensor
 
 from kml.functional import TaskLinear, conv2d_grouped, film_grouped, grouped_to_tasks, tasks_to_grouped
+from kml.modulation_spec import FACTORIZATIONS, ModulationSpec, check_kernel_generator_options
+from kml.registry import Registry
 
 __all__ = [
+    "Generator",
+    "ConvSite",
+    "ModulatedLayer",
+    "ModulatedConv2d",
+    "ModulatedFeatures",
+    "ModulationSpec",
+    "register_modulation",
+    "get_modulation",
+    "list_modulations",
     "MLP",
     "KernelModulation",
     "FeatureModulation",
@@ -56,11 +75,20 @@ __all__ = [
     "modulate_kernel",
     "modulated_conv2d_grouped",
     "published_factor_shape",
+    "check_kernel_generator_options",
     "count_parameters",
     "conv4_generator_parameter_counts",
 ]
 
-FACTORIZATIONS = ("channel", "published", "full")
+class Generator(nn.Module):
+    """Base class of every modulation generator: maps task embeddings ``(T, task_dim)`` to
+    the per-task modulation of one layer.
+
+    Backbones find their generator parameters by this type (every parameter of a
+    ``Generator`` submodule, whatever the attribute holding it is called): they are kept
+    out of MAML's inner loop and trained by the modulation optimiser (the task encoder's
+    learning rate, ``train.lr_modulation``).
+    """
 
 
 class MLP(nn.Sequential):
@@ -179,7 +207,7 @@ def published_factor_shape(in_channels: int, out_channels: int, kernel_size: int
     return kernel_size * out_channels, kernel_size * in_channels
 
 
-class KernelGenerator(nn.Module):
+class KernelGenerator(Generator):
     """Generates a :class:`KernelModulation` for one conv layer from a task embedding.
 
     Args:
@@ -214,10 +242,7 @@ class KernelGenerator(nn.Module):
         first_layer: bool = False,
     ) -> None:
         super().__init__()
-        if factorization not in FACTORIZATIONS:
-            raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
-        if rank < 1:
-            raise ValueError(f"rank must be >= 1, got {rank}")
+        check_kernel_generator_options(rank, factorization)
         self.kernel_shape = (out_channels, in_channels, kernel_size, kernel_size)
         self.numel = out_channels * in_channels * kernel_size * kernel_size
         self.factorization = factorization
@@ -259,7 +284,7 @@ class KernelGenerator(nn.Module):
         return KernelModulation(scale, shift)
 
 
-class FiLMGenerator(nn.Module):
+class FiLMGenerator(Generator):
     """MMAML's FiLM head: ``v -> (1 + dgamma(v), beta(v))`` for ``num_features`` channels.
 
     The output layer starts at zero, so FiLM is the identity at initialisation.
@@ -294,12 +319,312 @@ def _as_tasks(x: Tensor, task_embedding: Tensor, ndim: int) -> tuple[Tensor, Ten
     raise ValueError(f"expected a {ndim}-d (one task) or {ndim + 1}-d (T tasks) input, got {x.dim()}-d")
 
 
-class KernelModulatedConv2d(nn.Module):
+@dataclass(frozen=True)
+class ConvSite:
+    """One modulatable convolution of a backbone, as its modulated layer is built for it.
+
+    Attributes:
+        in_channels, out_channels, kernel_size, stride, padding, bias: the convolution
+            (square kernels, ``groups=1``).
+        first_layer: whether it reads the images (the published KML factor sizes differ
+            for the first layer).
+    """
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 1
+    bias: bool = True
+    first_layer: bool = False
+
+
+class ModulatedLayer(nn.Module):
+    """Base class of every registered modulation's layer.
+
+    A subclass derives from :class:`ModulatedConv2d` or :class:`ModulatedFeatures` and
+    implements :meth:`from_spec` and :meth:`modulation`; its generators are
+    :class:`Generator` modules. It may override :meth:`check_spec` (its settings, its
+    ``modulation.options`` included) and :meth:`statistics` / :meth:`summary` (what the
+    diagnostics report about it; without them the diagnostics skip it with a line).
+
+    :func:`register_modulation` sets :attr:`modulation_name` and :attr:`method_suffix`.
+    """
+
+    #: ``"kernel"`` (modulates a convolution's weights) or ``"features"`` (its normalised output)
+    target: str = ""
+    #: the name the layer class is registered under
+    modulation_name: str = ""
+    #: appended to a learner's modulated name in method names (``"+KML"``: MProtoNet+KML)
+    method_suffix: str = ""
+
+    @classmethod
+    def from_spec(cls, site: ConvSite, spec: ModulationSpec) -> "ModulatedLayer":
+        """The layer for one convolution ``site`` of a backbone, with ``spec``'s settings."""
+        raise NotImplementedError(f"{cls.__name__} must implement from_spec(site, spec)")
+
+    @classmethod
+    def check_spec(cls, spec: ModulationSpec) -> None:
+        """Check the settings of ``spec`` this modulation uses. The default accepts no
+        ``options``.
+
+        Raises:
+            ValueError: one line naming the setting (as ``spec``'s field, e.g.
+                ``options.scale=-1 ...``; the run config prefixes ``modulation.``) and the fix.
+        """
+        if spec.options:
+            raise ValueError(
+                f"options={dict(spec.options)} is not valid: modulation {cls.modulation_name or cls.__name__} "
+                "takes no options; remove them"
+            )
+
+    def modulation(self, task_embedding: Tensor):
+        """The per-task modulation of ``T`` tasks, ``task_embedding (T, task_dim)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement modulation(task_embedding)")
+
+    @staticmethod
+    def statistics(parts: list) -> dict | None:
+        """Diagnostics of this layer's modulation over batches of tasks (``parts``: what
+        :meth:`modulation` returned for each batch), a JSON-ready ``dict`` with ``"kind"``
+        (:mod:`kml.analysis.modulation`); ``None``: none provided (the layer is skipped)."""
+        return None
+
+    @staticmethod
+    def summary(stats: dict) -> str:
+        """One table cell of :meth:`statistics`' result (reports)."""
+        return "-"
+
+
+class ModulatedConv2d(ModulatedLayer):
+    """Base class of kernel modulations: a convolution whose weight and bias are modulated
+    per task (KML's :class:`KernelModulatedConv2d`).
+
+    It owns ``weight (C_out, C_in, k, k)`` and ``bias (C_out,)`` (or ``None``), initialised
+    as ``nn.Conv2d``'s by :meth:`reset_parameters`, which the subclass calls after building
+    its generators. A subclass implements :meth:`modulate` (and :meth:`from_spec`,
+    :meth:`modulation`); the convolution itself is shared.
+
+    Shapes:
+        - one task: ``x (B, C_in, H, W)``, ``task_embedding (task_dim,)`` -> ``(B, C_out, H', W')``;
+        - ``T`` tasks: ``x (T, B, C_in, H, W)``, ``task_embedding (T, task_dim)`` ->
+          ``(T, B, C_out, H', W')``, one grouped convolution.
+    """
+
+    target = "kernel"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self) -> None:
+        """Initialise weight and bias exactly as ``nn.Conv2d`` does."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_channels * self.kernel_size * self.kernel_size
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def modulate(self, weight: Tensor, bias: Tensor | None, modulation) -> tuple[Tensor, Tensor | None]:
+        """Per-task kernels ``(T, C_out, C_in, k, k)`` and biases ``(T, C_out)`` (or ``None``)
+        from ``weight`` (shared or per task) and the tasks' ``modulation``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement modulate(weight, bias, modulation)")
+
+    def modulated_parameters(self, task_embedding: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Per-task kernels ``(T, C_out, C_in, k, k)`` and biases ``(T, C_out)``."""
+        return self.modulate(self.weight, self.bias, self.modulation(task_embedding))
+
+    def forward_grouped(
+        self,
+        x: Tensor,
+        num_tasks: int,
+        modulation,
+        weight: Tensor | None = None,
+        bias: Tensor | None = None,
+    ) -> Tensor:
+        """The convolution in the grouped layout ``(B, T*C_in, H, W)`` -> ``(B, T*C_out, H', W')``,
+        with a modulation computed beforehand (:meth:`modulation`).
+
+        ``weight`` / ``bias`` replace the layer's own (e.g. MAML's per-task adapted
+        ``(T, C_out, C_in, k, k)`` weights); ``modulation=None`` is the plain convolution.
+        """
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
+        if modulation is not None:
+            weight, bias = self.modulate(weight, bias, modulation)
+        return conv2d_grouped(x, weight, bias, num_tasks, self.stride, self.padding)
+
+    def forward(self, x: Tensor, task_embedding: Tensor) -> Tensor:
+        x, task_embedding, single = _as_tasks(x, task_embedding, ndim=4)
+        num_tasks = x.shape[0]
+        y = self.forward_grouped(tasks_to_grouped(x), num_tasks, self.modulation(task_embedding))
+        y = grouped_to_tasks(y, num_tasks)
+        return y[0] if single else y
+
+
+class ModulatedFeatures(ModulatedLayer):
+    """Base class of feature modulations: a layer applied per task and channel to the
+    batch-normalised output of a convolution (MMAML's :class:`FiLM`).
+
+    A subclass implements :meth:`forward_grouped` (and :meth:`from_spec`,
+    :meth:`modulation`). In a backbone's block it sits after the batch normalisation, under
+    the attribute named as its modulation (``block.film``).
+
+    Shapes: ``x (B, C, H, W)`` with ``task_embedding (task_dim,)``, or ``x (T, B, C, H, W)``
+    with ``task_embedding (T, task_dim)``; output as ``x``.
+    """
+
+    target = "features"
+
+    def forward_grouped(self, x: Tensor, modulation) -> Tensor:
+        """The modulation in the grouped layout ``(B, T*C, H, W)``, computed beforehand
+        (:meth:`modulation`); ``None`` leaves ``x`` unchanged."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_grouped(x, modulation)")
+
+    def forward(self, x: Tensor, task_embedding: Tensor) -> Tensor:
+        x, task_embedding, single = _as_tasks(x, task_embedding, ndim=4)
+        num_tasks = x.shape[0]
+        y = grouped_to_tasks(self.forward_grouped(tasks_to_grouped(x), self.modulation(task_embedding)), num_tasks)
+        return y[0] if single else y
+
+
+_MODULATIONS: Registry[type[ModulatedLayer] | None] = Registry("modulation")
+_MODULATIONS.add("none", None)
+
+
+def register_modulation(name: str, *, method_suffix: str | None = None):
+    """Class decorator: register a modulated layer class under ``name``.
+
+    After registration ``modulation=<name>`` selects it on the command line (with the
+    module listed in ``imports``), in :func:`kml.learners.build_learner` and in campaigns.
+
+    Args:
+        name: the modulation's name (``modulation.name``). A feature modulation's name is
+            also its attribute in a backbone block, so it must be a Python identifier.
+        method_suffix: appended to the learner's modulated name in method names, e.g.
+            ``"+KML"`` gives ``MProtoNet+KML``. Default: ``"+<name>"``.
+
+    Example::
+
+        @register_modulation("scaled")
+        class ScaledConv2d(ModulatedConv2d):
+            ...
+    """
+
+    def prepare(cls: type) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, (ModulatedConv2d, ModulatedFeatures))):
+            raise TypeError(f"register_modulation({name!r}): {cls!r} must subclass ModulatedConv2d or ModulatedFeatures")
+        if name == "none":
+            raise ValueError("the modulation name 'none' means no modulation; choose another name")
+        if issubclass(cls, ModulatedFeatures) and not name.isidentifier():
+            raise ValueError(
+                f"register_modulation({name!r}): a feature modulation's name is its attribute in a backbone block; "
+                "use a Python identifier"
+            )
+        cls.modulation_name = name
+        cls.method_suffix = f"+{name}" if method_suffix is None else method_suffix
+
+    return _MODULATIONS.decorator(name, prepare)
+
+
+def get_modulation(name: str) -> type[ModulatedLayer] | None:
+    """The layer class registered under ``name`` (``None`` for ``"none"``).
+
+    Raises:
+        kml.registry.UnknownNameError: an unregistered name (the message lists the names).
+    """
+    return _MODULATIONS.get(name)
+
+
+def list_modulations() -> tuple[str, ...]:
+    """The registered modulation names, ``("none", "film", "kml", ...)``."""
+    return _MODULATIONS.names()
+
+
+def _spread(values: Tensor) -> float:
+    """Mean over elements of the standard deviation across tasks (dim 0)."""
+    return float(values.std(dim=0).mean()) if values.shape[0] > 1 else 0.0
+
+
+@register_modulation("film", method_suffix="")
+class FiLM(ModulatedFeatures):
+    """Feature-wise linear modulation (MMAML): ``x * (1 + dgamma(v)) + beta(v)`` per channel.
+
+    Shapes: ``x (B, C, H, W)`` with ``task_embedding (task_dim,)``, or
+    ``x (T, B, C, H, W)`` with ``task_embedding (T, task_dim)``; output as ``x``.
+    Applied after batch normalisation in the backbones' blocks, whose FiLM layers are
+    instances of this class (``modulation=film``).
+    """
+
+    def __init__(self, num_features: int, task_dim: int, hidden: Sequence[int] = ()) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.task_dim = task_dim
+        self.generator = FiLMGenerator(num_features, task_dim, hidden)
+
+    @classmethod
+    def from_spec(cls, site: ConvSite, spec: ModulationSpec) -> "FiLM":
+        return cls(site.out_channels, spec.task_dim, spec.hidden)
+
+    def modulation(self, task_embedding: Tensor) -> FeatureModulation:
+        """``(1 + dgamma(v), beta(v))``, each ``(T, C)``; ``task_embedding (T, task_dim)``."""
+        return self.generator(task_embedding)
+
+    @staticmethod
+    def forward_grouped(x: Tensor, modulation: FeatureModulation | None) -> Tensor:
+        """FiLM in the grouped layout ``(B, T*C, H, W)`` with a modulation computed
+        beforehand (:meth:`modulation`); ``None`` leaves ``x`` unchanged."""
+        if modulation is None:
+            return x
+        return film_grouped(x, modulation.scale, modulation.shift)
+
+    @staticmethod
+    def statistics(parts: list[FeatureModulation]) -> dict:
+        """FiLM's ``scale`` (mean, min, share negative) and ``|shift|`` with their spreads
+        across tasks."""
+        scale = torch.cat([p.scale for p in parts])
+        shift = torch.cat([p.shift for p in parts])
+        return {
+            "kind": "film",
+            "scale_mean": float(scale.mean()),
+            "scale_min": float(scale.min()),
+            "scale_negative_share": float((scale < 0).double().mean()),
+            "scale_task_spread": _spread(scale),
+            "shift_abs_mean": float(shift.abs().mean()),
+            "shift_task_spread": _spread(shift),
+        }
+
+    @staticmethod
+    def summary(stats: dict) -> str:
+        return f"{stats['scale_mean']:.2f} ({stats['scale_min']:.2f}, {100 * stats['scale_negative_share']:.0f}%)"
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, task_dim={self.task_dim}"
+
+
+@register_modulation("kml", method_suffix="+KML")
+class KernelModulatedConv2d(ModulatedConv2d):
     """A 2-d convolution whose kernel is modulated element-wise by a task embedding.
 
     ``forward(x, task_embedding)`` computes ``conv2d(x, W * (1 + M(v)), b + db(v))``.
-    This is the layer the library's learners train with: the modulated blocks of
-    :class:`~kml.nets.Conv4` are instances of it.
+    This is the layer the library's learners train with: the kernel-modulated blocks of
+    the backbones (``modulation=kml``) are instances of it.
 
     Shapes:
         - one task: ``x (B, C_in, H, W)``, ``task_embedding (task_dim,)`` ->
@@ -341,18 +666,8 @@ class KernelModulatedConv2d(nn.Module):
         identity: bool = True,
         first_layer: bool = False,
     ) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.task_dim = task_dim
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels))
-        else:
-            self.register_parameter("bias", None)
         self.generator = KernelGenerator(
             in_channels,
             out_channels,
@@ -368,46 +683,38 @@ class KernelModulatedConv2d(nn.Module):
         )
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Initialise weight and bias exactly as ``nn.Conv2d`` does."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.in_channels * self.kernel_size * self.kernel_size
-            bound = 1 / math.sqrt(fan_in)
-            nn.init.uniform_(self.bias, -bound, bound)
+    @classmethod
+    def from_spec(cls, site: ConvSite, spec: ModulationSpec) -> "KernelModulatedConv2d":
+        return cls(
+            site.in_channels, site.out_channels, site.kernel_size, spec.task_dim, stride=site.stride,
+            padding=site.padding, bias=site.bias, rank=spec.rank, hidden=spec.hidden,
+            factorization=spec.factorization, identity=spec.identity, first_layer=site.first_layer,
+        )
 
     def modulation(self, task_embedding: Tensor) -> KernelModulation:
         """The tasks' modulation ``(J + M(v), db(v))``; ``task_embedding (T, task_dim)``."""
         return self.generator(task_embedding)
 
-    def modulated_parameters(self, task_embedding: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Per-task kernels ``(T, C_out, C_in, k, k)`` and biases ``(T, C_out)``."""
-        return modulate_kernel(self.weight, self.bias, self.modulation(task_embedding))
+    def modulate(
+        self, weight: Tensor, bias: Tensor | None, modulation: KernelModulation
+    ) -> tuple[Tensor, Tensor | None]:
+        """``W * (J + M(v))`` and ``b + db(v)`` (:func:`modulate_kernel`)."""
+        return modulate_kernel(weight, bias, modulation)
 
-    def forward_grouped(
-        self,
-        x: Tensor,
-        num_tasks: int,
-        modulation: KernelModulation | None,
-        weight: Tensor | None = None,
-        bias: Tensor | None = None,
-    ) -> Tensor:
-        """The convolution in the grouped layout ``(B, T*C_in, H, W)`` -> ``(B, T*C_out, H', W')``,
-        with a modulation computed beforehand (:meth:`modulation`).
+    @staticmethod
+    def statistics(parts: list[KernelModulation]) -> dict:
+        """``|W_hat / W - 1|`` (``|M|`` with ``J``) and ``|db(v)|``, with their spreads across
+        tasks."""
+        m = torch.cat([p.scale for p in parts]) - 1.0  # how far each kernel element is from the plain conv
+        stats = {"kind": "kml", "m_abs_mean": float(m.abs().mean()), "m_task_spread": _spread(m)}
+        if parts[0].shift is not None:
+            shift = torch.cat([p.shift for p in parts])
+            stats.update(db_abs_mean=float(shift.abs().mean()), db_task_spread=_spread(shift))
+        return stats
 
-        ``weight`` / ``bias`` replace the layer's own (e.g. MAML's per-task adapted
-        ``(T, C_out, C_in, k, k)`` weights); ``modulation=None`` is the plain convolution.
-        """
-        weight = self.weight if weight is None else weight
-        bias = self.bias if bias is None else bias
-        return modulated_conv2d_grouped(x, weight, bias, modulation, num_tasks, self.stride, self.padding)
-
-    def forward(self, x: Tensor, task_embedding: Tensor) -> Tensor:
-        x, task_embedding, single = _as_tasks(x, task_embedding, ndim=4)
-        num_tasks = x.shape[0]
-        y = self.forward_grouped(tasks_to_grouped(x), num_tasks, self.modulation(task_embedding))
-        y = grouped_to_tasks(y, num_tasks)
-        return y[0] if single else y
+    @staticmethod
+    def summary(stats: dict) -> str:
+        return f"{stats['m_abs_mean']:.3f} ({stats['m_task_spread']:.3f})"
 
     def extra_repr(self) -> str:
         gen = self.generator
@@ -423,43 +730,6 @@ class KernelModulatedConv2d(nn.Module):
         if not gen.identity:
             text += ", identity=False"
         return text
-
-
-class FiLM(nn.Module):
-    """Feature-wise linear modulation (MMAML): ``x * (1 + dgamma(v)) + beta(v)`` per channel.
-
-    Shapes: ``x (B, C, H, W)`` with ``task_embedding (task_dim,)``, or
-    ``x (T, B, C, H, W)`` with ``task_embedding (T, task_dim)``; output as ``x``.
-    Applied after batch normalisation in the Conv-4 blocks, whose FiLM layers are
-    instances of this class.
-    """
-
-    def __init__(self, num_features: int, task_dim: int, hidden: Sequence[int] = ()) -> None:
-        super().__init__()
-        self.num_features = num_features
-        self.task_dim = task_dim
-        self.generator = FiLMGenerator(num_features, task_dim, hidden)
-
-    def modulation(self, task_embedding: Tensor) -> FeatureModulation:
-        """``(1 + dgamma(v), beta(v))``, each ``(T, C)``; ``task_embedding (T, task_dim)``."""
-        return self.generator(task_embedding)
-
-    @staticmethod
-    def forward_grouped(x: Tensor, modulation: FeatureModulation | None) -> Tensor:
-        """FiLM in the grouped layout ``(B, T*C, H, W)`` with a modulation computed
-        beforehand (:meth:`modulation`); ``None`` leaves ``x`` unchanged."""
-        if modulation is None:
-            return x
-        return film_grouped(x, modulation.scale, modulation.shift)
-
-    def forward(self, x: Tensor, task_embedding: Tensor) -> Tensor:
-        x, task_embedding, single = _as_tasks(x, task_embedding, ndim=4)
-        num_tasks = x.shape[0]
-        y = grouped_to_tasks(self.forward_grouped(tasks_to_grouped(x), self.modulation(task_embedding)), num_tasks)
-        return y[0] if single else y
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, task_dim={self.task_dim}"
 
 
 def count_parameters(module: nn.Module) -> int:

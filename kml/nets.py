@@ -8,40 +8,41 @@ leading task dimension (MAML's per-task adapted weights).
 
 A modulated Conv-4 is built from the layers users import: its convolutions are
 :class:`~kml.modulation.KernelModulatedConv2d` (KML) and its FiLM layers
-:class:`~kml.modulation.FiLM` (MMAML), each owning its generator.
+:class:`~kml.modulation.FiLM` (MMAML), each owning its generator; any other registered
+modulation is built the same way (:class:`~kml.backbone.ConvBlock`). :class:`Conv4`
+follows the backbone protocol of :mod:`kml.backbone` and is registered as ``conv4``.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence, Union
+from typing import Any, Sequence, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from kml.backbone import Backbone, ConvBlock, modulation_spec, register_backbone
 from kml.functional import (
     TaskLinear,
-    batch_norm_grouped,
-    conv2d_grouped,
     flatten_grouped,
     global_avg_pool_grouped,
     linear_tasks,
     tasks_to_grouped,
 )
-from kml.modulation import (
-    FACTORIZATIONS,
-    FeatureModulation,
-    FiLM,
-    KernelModulatedConv2d,
-    KernelModulation,
-)
+from kml.modulation import FeatureModulation, KernelModulation, ModulationSpec, list_modulations
 
 __all__ = ["Conv4", "ConvBlock", "TaskEncoder", "LayerModulation", "MODULATIONS", "STYLES", "POOLS"]
 
+#: the per-layer modulation of the built-in modulations (a registered one returns its own)
 LayerModulation = Union[KernelModulation, FeatureModulation, None]
-MODULATIONS = ("none", "film", "kml")
 STYLES = ("strided", "maxpool")
 POOLS = ("avg", "flatten")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODULATIONS":  # the registered modulation names, at the time of access
+        return list_modulations()
+    raise AttributeError(f"module 'kml.nets' has no attribute {name!r}")
 
 
 def _spatial_size(image_size: int, style: str, depth: int) -> int:
@@ -51,61 +52,21 @@ def _spatial_size(image_size: int, style: str, depth: int) -> int:
     return size
 
 
-class ConvBlock(nn.Module):
-    """Parameter holder of one Conv-4 block.
-
-    ``conv`` is an ``nn.Conv2d`` or, with kernel modulation, a
-    :class:`~kml.modulation.KernelModulatedConv2d`; ``bn`` holds the optional BN
-    affine parameters; ``film`` is the block's :class:`~kml.modulation.FiLM` (MMAML).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int,
-        bn_affine: bool,
-        modulation: str = "none",
-        bias: bool = True,
-        task_dim: int = 128,
-        hidden: Sequence[int] = (),
-        rank: int = 1,
-        factorization: str = "channel",
-        identity: bool = True,
-        first_layer: bool = False,
-    ) -> None:
-        super().__init__()
-        if modulation == "kml":
-            self.conv = KernelModulatedConv2d(
-                in_channels, out_channels, 3, task_dim, stride=stride, padding=1, bias=bias, rank=rank,
-                hidden=hidden, factorization=factorization, identity=identity, first_layer=first_layer,
-            )
-        else:
-            self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
-        self.bn = nn.BatchNorm2d(out_channels, affine=True, track_running_stats=False) if bn_affine else None
-        self.film = FiLM(out_channels, task_dim, hidden) if modulation == "film" else None
-
-    @property
-    def modulated(self) -> nn.Module | None:
-        """The block's modulated layer (its generator's owner), or ``None``."""
-        if isinstance(self.conv, KernelModulatedConv2d):
-            return self.conv
-        return self.film
-
-
-class Conv4(nn.Module):
+@register_backbone("conv4")
+class Conv4(Backbone):
     """Conv-4 backbone, vectorised over tasks, optionally modulated by a task embedding.
 
     Block ``l``: ``conv3x3 -> BatchNorm (batch statistics per task) -> [FiLM] -> ReLU
     [-> max-pool 2x2]``; with kernel modulation the conv is a
     :class:`~kml.modulation.KernelModulatedConv2d` (``W * (1 + M(v))``, ``b + db(v)``),
-    with FiLM each block has a :class:`~kml.modulation.FiLM` after its BatchNorm.
+    with FiLM each block has a :class:`~kml.modulation.FiLM` after its BatchNorm
+    (:class:`~kml.backbone.ConvBlock`).
 
     Args:
         in_channels: image channels.
-        channels: output channels of the blocks; ``(32, 64, 128, 256)`` is
-            MMAML/KML's network, ``(32,)*4`` or ``(64,)*4`` the classic MAML one.
-        style: ``"strided"`` (3x3 stride-2 conv, MMAML/KML; 84 -> 42 -> 21 -> 11 -> 6)
+        channels: output channels of the blocks; ``None`` (default): ``(32, 64, 128, 256)``,
+            MMAML/KML's network; ``(32,)*4`` or ``(64,)*4`` is the classic MAML one.
+        style: ``"strided"`` (default; 3x3 stride-2 conv, MMAML/KML; 84 -> 42 -> 21 -> 11 -> 6)
             or ``"maxpool"`` (3x3 stride-1 conv then 2x2 max-pool, classic MAML).
         bn_affine: learnable BN scale/shift (MMAML's backbone has none).
         bias: conv biases (and, with KML, the bias shift ``db(v) = g3(v)``). Every conv is
@@ -117,12 +78,12 @@ class Conv4(nn.Module):
             ``"flatten"`` (``channels[-1] * s * s`` features).
         num_classes: size of the linear head (MAML); ``None`` returns features (ProtoNet).
         image_size: input height/width (needed for ``pool="flatten"``).
-        modulation: ``"none"``, ``"film"`` or ``"kml"``.
-        task_dim: size of the task embedding (modulated backbones).
-        hidden: hidden sizes of the generator MLPs.
-        rank, factorization, identity: kernel-modulation options (see
-            :class:`~kml.modulation.KernelGenerator`); ``factorization="published"``
-            gives the first block channel-aligned factors and later blocks ``(3*C_out, 3*C_in)``.
+        modulation: a registered modulation (``"none"``, ``"film"``, ``"kml"``, ...) or a
+            :class:`~kml.modulation_spec.ModulationSpec`.
+        **modulation_options: the spec's fields with a modulation name: ``task_dim``,
+            ``hidden``, ``rank``, ``factorization`` (``"published"`` gives the first block
+            channel-aligned factors and later blocks ``(3*C_out, 3*C_in)``), ``identity``,
+            ``options`` (defaults: :class:`~kml.modulation_spec.ModulationSpec`).
 
     Shapes: ``forward(x (T, B, C, H, W))`` -> ``(T, B, num_classes)`` logits or
     ``(T, B, feature_dim)`` features. A 4-d ``x (B, C, H, W)`` is one task.
@@ -132,46 +93,41 @@ class Conv4(nn.Module):
     backbone optimiser see the conv, BN and head parameters only.
     """
 
+    default_channels = (32, 64, 128, 256)
+    default_style = "strided"
+    styles = STYLES
+    pools = POOLS
+
     def __init__(
         self,
         in_channels: int = 3,
-        channels: Sequence[int] = (32, 64, 128, 256),
-        style: str = "strided",
+        channels: Sequence[int] | None = None,
+        style: str | None = None,
         bn_affine: bool = False,
         pool: str = "avg",
         num_classes: int | None = None,
         image_size: int = 84,
-        modulation: str = "none",
+        modulation: str | ModulationSpec = "none",
         bias: bool = True,
-        task_dim: int = 128,
-        hidden: Sequence[int] = (),
-        rank: int = 1,
-        factorization: str = "channel",
-        identity: bool = True,
+        **modulation_options: Any,
     ) -> None:
         super().__init__()
-        if style not in STYLES:
-            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
-        if pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-        if modulation not in MODULATIONS:
-            raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
-        if factorization not in FACTORIZATIONS:
-            raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
+        spec = modulation_spec(modulation, modulation_options)
+        channels = self.default_channels if channels is None else channels
+        style = self.default_style if style is None else style
+        self.check_options(channels=channels, style=style, pool=pool, modulation=spec)
         self.in_channels = in_channels
         self.channels = tuple(int(c) for c in channels)
         self.style = style
         self.pool = pool
         self.image_size = image_size
-        self.modulation = modulation
-        self.task_dim = task_dim if modulation != "none" else None
+        self.modulation_spec = spec
+        self.modulation = spec.name
+        self.task_dim = spec.task_dim if spec.name != "none" else None
         self.stride = 2 if style == "strided" else 1
         widths = (in_channels,) + self.channels
         self.blocks = nn.ModuleList(
-            ConvBlock(
-                widths[i], widths[i + 1], self.stride, bn_affine, modulation=modulation, bias=bias, task_dim=task_dim,
-                hidden=hidden, rank=rank, factorization=factorization, identity=identity, first_layer=(i == 0),
-            )
+            ConvBlock(widths[i], widths[i + 1], self.stride, bn_affine, modulation=spec, bias=bias, first_layer=(i == 0))
             for i in range(len(self.channels))
         )
         spatial = _spatial_size(image_size, style, len(self.channels))
@@ -199,41 +155,39 @@ class Conv4(nn.Module):
         return [(widths[i], widths[i + 1]) for i in range(len(self.channels))]
 
     def modulated_layers(self) -> list[nn.Module]:
-        """The :class:`~kml.modulation.KernelModulatedConv2d` or :class:`~kml.modulation.FiLM`
-        of each block (empty for a plain backbone)."""
+        """The modulated layer (:class:`~kml.modulation.KernelModulatedConv2d`,
+        :class:`~kml.modulation.FiLM`, ...) of each block (empty for a plain backbone)."""
         return [block.modulated for block in self.blocks if block.modulated is not None]
 
-    def _is_generator(self, name: str) -> bool:
-        return ".generator." in name
+    def encoder_channels(self) -> tuple[int, ...]:
+        """The task encoder's default widths: this Conv-4's own."""
+        return self.channels
 
-    def named_adaptable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """Conv, BN and head parameters by name: everything but the generators."""
-        return ((n, p) for n, p in self.named_parameters() if not self._is_generator(n))
-
-    def generator_parameters(self) -> list[nn.Parameter]:
-        """The parameters of the blocks' modulation generators."""
-        return [p for n, p in self.named_parameters() if self._is_generator(n)]
-
-    def modulations(self, task_embedding: Tensor) -> list[LayerModulation] | None:
-        """Per-block modulation of ``T`` tasks from ``task_embedding (T, task_dim)``
-        (``None`` for a plain backbone)."""
-        if self.modulation == "none":
-            return None
-        return [block.modulated.modulation(task_embedding) for block in self.blocks]
+    def activation_floats(self, image_size: int) -> int:
+        """Floats of the conv activations of one image."""
+        size, total = image_size, 0
+        for channels in self.channels:
+            if self.style == "strided":
+                size = (size - 1) // 2 + 1
+                total += channels * size * size
+            else:  # conv at full resolution, then 2x2 max-pool
+                total += channels * size * size
+                size = max(size // 2, 1)
+        return total
 
     def forward(
         self,
         x: Tensor,
-        modulation: Sequence[LayerModulation] | None = None,
+        modulation: Sequence[Any] | None = None,
         params: dict[str, Tensor] | None = None,
     ) -> Tensor:
         """Run ``T`` tasks.
 
         Args:
             x: ``(T, B, C, H, W)`` (or ``(B, C, H, W)`` for one task).
-            modulation: one :class:`KernelModulation` / :class:`FeatureModulation` /
-                ``None`` per block, each holding ``T`` tasks (:meth:`modulations`);
-                ``None``: unmodulated (the identity modulation).
+            modulation: one modulation per block (:class:`KernelModulation`,
+                :class:`FeatureModulation`, ...), each holding ``T`` tasks
+                (:meth:`modulations`); ``None``: unmodulated (the identity modulation).
             params: optional replacements for adaptable parameters by name
                 (``"blocks.0.conv.weight"``, ``"head.weight"``, ...); a tensor may have a
                 leading ``T`` dimension.
@@ -243,34 +197,16 @@ class Conv4(nn.Module):
             x = x.unsqueeze(0)
         num_tasks = x.shape[0]
         params = params or {}
-
-        def get(name: str, default: Tensor | None) -> Tensor | None:
-            return params.get(name, default)
-
         h = tasks_to_grouped(x)
         for i, block in enumerate(self.blocks):
-            prefix = f"blocks.{i}."
-            weight = get(prefix + "conv.weight", block.conv.weight)
-            bias = get(prefix + "conv.bias", block.conv.bias)
             mod = modulation[i] if modulation is not None else None
-            if isinstance(block.conv, KernelModulatedConv2d):
-                h = block.conv.forward_grouped(h, num_tasks, mod, weight, bias)
-            else:
-                h = conv2d_grouped(h, weight, bias, num_tasks, stride=self.stride, padding=1)
-            if block.bn is not None:
-                h = batch_norm_grouped(
-                    h, num_tasks, get(prefix + "bn.weight", block.bn.weight), get(prefix + "bn.bias", block.bn.bias)
-                )
-            else:
-                h = batch_norm_grouped(h, num_tasks)
-            if block.film is not None:
-                h = block.film.forward_grouped(h, mod)
-            h = F.relu(h)
+            h = F.relu(block.forward_grouped(h, num_tasks, mod, params, f"blocks.{i}."))
             if self.style == "maxpool":
                 h = F.max_pool2d(h, 2)
         features = global_avg_pool_grouped(h, num_tasks) if self.pool == "avg" else flatten_grouped(h, num_tasks)
         if self.head is not None:
-            features = linear_tasks(features, get("head.weight", self.head.weight), get("head.bias", self.head.bias))
+            features = linear_tasks(features, params.get("head.weight", self.head.weight),
+                                    params.get("head.bias", self.head.bias))
         return features[0] if single else features
 
 

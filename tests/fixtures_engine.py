@@ -63,7 +63,7 @@ def compose_config(overrides=(), config_name="config"):
 
 @pytest.fixture
 def compose():
-    """``compose(overrides) -> DictConfig`` of ``kml/configs/config.yaml``."""
+    """``compose(overrides) -> DictConfig`` of ``configs/config.yaml``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 

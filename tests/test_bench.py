@@ -78,3 +78,31 @@ def test_cuda_graph_sections_are_skipped_without_a_gpu(tmp_path):
                        inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None)
     assert result["sections"] == {}
     json.dumps(result)
+
+
+def test_the_resnet12_section_times_every_registered_method_on_both_backbones(monkeypatch):
+    """Every registered method on ResNet-12 (vectorised and loop, meta-batch 2 on a CPU)
+    and on Conv-4 for scale; rows carry the parameter count and a backbone column."""
+    from kml.bench import methods, suite_markdown
+
+    timed = []
+
+    def fake(case, device, warmup, repeats):
+        timed.append(case)
+        return {"method": case.method, "backbone": case.backbone, "vectorized": case.vectorized, "kind": "train",
+                "ms_per_iteration": 1.0, "parameters": 7, "meta_batch_size": case.meta_batch_size}
+
+    monkeypatch.setattr("kml.bench.suite.time_training", fake)
+    result = run_suite(torch.device("cpu"), sections=["resnet12"], image_size=32, shots=[1], meta_batch_sizes=[],
+                       inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None)
+    expected = [(l, m, b, p) for l, m in methods() for b, p in (("resnet12", True), ("resnet12", False), ("conv4", True))]
+    assert [(c.learner, c.modulation, c.backbone, c.vectorized) for c in timed] == expected
+    assert {c.meta_batch_size for c in timed} == {2} and len(timed) == 18
+    table = suite_markdown(result)
+    assert "| method | backbone | parameters |" in table and "| MProtoNet+KML | resnet12 | 7 |" in table
+
+
+def test_a_resnet12_case_builds_resnet12_at_its_own_widths():
+    with torch.device("meta"):
+        learner = BenchCase(learner="protonet", modulation="kml", backbone="resnet12").build(torch.device("meta"))
+    assert type(learner.backbone).__name__ == "ResNet12" and learner.backbone.channels == (64, 160, 320, 640)

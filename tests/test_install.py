@@ -1,5 +1,7 @@
 """A built wheel, installed on its own, runs the console entry points from any folder:
-the configs ship inside the package and are found through it."""
+the configs (configs/ of the checkout) ship inside the package as kml/configs and are
+found through it. And the layout's rules: kml.config imports without torch, and the
+library never imports the command-line package."""
 
 from __future__ import annotations
 
@@ -101,3 +103,38 @@ def test_installed_train_eval_and_transference_run_from_any_folder(installed, sy
     assert transference.returncode == 0, transference.stderr
     record = json.loads((work / "tr" / "transference.json").read_text())
     assert len(record["runs"][0]["checkpoints"][0]["lr"]) == 3
+
+
+def test_the_wheel_ships_every_config_and_every_package_of_the_checkout(installed):
+    """configs/ of the checkout becomes kml/configs of the wheel, file for file, and every
+    package (a folder of kml/ with an __init__.py) is installed."""
+    configs = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
+    shipped = sorted(str(p.relative_to(installed / "kml" / "configs")) for p in (installed / "kml" / "configs").rglob("*.yaml"))
+    assert configs and shipped == configs
+    packages = sorted(str(p.parent.relative_to(REPO)) for p in (REPO / "kml").rglob("__init__.py"))
+    missing = [package for package in packages if not (installed / package / "__init__.py").is_file()]
+    assert not missing, f"packages missing from the wheel (pyproject.toml's packages list): {missing}"
+
+
+def test_the_config_package_imports_without_torch():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    code = "import sys, kml.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_the_library_never_imports_the_command_line_package():
+    """Layers depend only downward: kml.cli uses the library, never the other way round."""
+    import ast
+
+    offenders = []
+    for path in (REPO / "kml").rglob("*.py"):
+        if path.parent.name == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.relative_to(REPO)}: {name}" for name in names
+                          if name == "kml.cli" or name.startswith("kml.cli.")]
+    assert not offenders

@@ -3,7 +3,7 @@
 #
 #   bash tools/gpu_campaign.sh <campaign> <archives> [override ...]
 #
-# <campaign>: a config of kml/configs/campaign/ (e.g. 2mode_protonet_84).
+# <campaign>: a config of configs/campaign/ (e.g. 2mode_protonet_84).
 # <archives>: a folder with one sub-folder per dataset the campaign's mode needs, named
 #   after the dataset (omniglot/, miniimagenet/, cub/, gtsrb/, tinyimagenet/, ...), each
 #   holding that dataset's official archives (what `kml-prepare dataset=<name> source=`
@@ -37,16 +37,16 @@ export PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
-# the campaign's image size, number of runs and method names, from its config inside the package
+# the campaign's image size, number of runs and method names, from its config
 settings=$("$PYTHON" - "$campaign" <<'PY'
 import sys
-from importlib.resources import files
+from pathlib import Path
 from omegaconf import OmegaConf
 from kml.campaign.plan import plan_campaign
-from kml.config import CampaignConfig
-path = files("kml") / "configs" / "campaign" / f"{sys.argv[1]}.yaml"
+from kml.config import CONFIG_DIR, CampaignConfig
+path = Path(CONFIG_DIR) / "campaign" / f"{sys.argv[1]}.yaml"
 if not path.is_file():
-    sys.exit(f"error: no campaign {sys.argv[1]!r} in kml/configs/campaign/")
+    sys.exit(f"error: no campaign {sys.argv[1]!r} in configs/campaign/")
 campaign = OmegaConf.merge(OmegaConf.structured(CampaignConfig), OmegaConf.load(str(path)))
 print(campaign.budget.image_size)
 print(len(plan_campaign(campaign, "outputs", "results")))  # the runs the campaign plans

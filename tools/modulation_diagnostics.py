@@ -7,8 +7,9 @@
 For every run and checkpoint, on the first ``--tasks`` fixed test tasks of each mode:
 the query feature norm, the task embedding's mean and spread across tasks, FiLM's
 scales (mean, minimum, share negative) and shifts or KML's |W_hat / W - 1| and |db(v)|,
-with their spread across tasks, and the relative change of the logits when the conv
-biases and db(v) are zeroed (kml.analysis.modulation). Prints a summary and writes JSON.
+with their spread across tasks (each modulation reports its own; one without statistics
+is skipped with a line), and the relative change of the logits when the conv biases and
+db(v) are zeroed (kml.analysis.modulation). Prints a summary and writes JSON.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from kml.engine.from_config import tasksets_for
     from kml.errors import KmlError
     from kml.io import atomic_write_json
+    from kml.modulation import get_modulation
 
     report = []
     try:
@@ -58,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                     if "embedding" in entry:
                         line += f"  v spread {entry['embedding']['task_spread']:.3f}"
                     for i, block in enumerate(entry.get("blocks", [])):
-                        if block["kind"] == "film":
-                            line += (f" | b{i} scale {block['scale_mean']:5.2f} (min {block['scale_min']:5.2f}, "
-                                     f"{100 * block['scale_negative_share']:3.0f}% < 0)")
-                        else:
-                            line += f" | b{i} |M| {block['m_abs_mean']:.3f} (spread {block['m_task_spread']:.3f})"
+                        line += f" | b{i} {get_modulation(block['kind']).summary(block)}"
+                    if "skipped" in entry:
+                        line += f" | modulation {entry['skipped']} provides no statistics: skipped"
                     print(line)
     except KmlError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -5,6 +5,9 @@ counterpart: is the modulation task-dependent after training, or a constant? Are
 generators still at their zero initialisation? Does FiLM rescale (or switch off) the
 features instead of adapting them? Are the bias terms inert? :func:`modulation_statistics`
 answers them on a set of tasks; ``tools/modulation_diagnostics.py`` runs it on saved runs.
+
+Each modulation provides its own statistics (``statistics`` of its layer class,
+:class:`kml.modulation.ModulatedLayer`); a modulation without them is reported as skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from torch import Tensor
 
 from kml.data.episodes import EpisodeBatch
 from kml.learners.base import MetaLearner
-from kml.modulation import FeatureModulation, KernelModulation
+from kml.modulation import KernelGenerator, ModulatedConv2d
 
 __all__ = ["modulation_statistics", "bias_inertness"]
 
@@ -40,9 +43,12 @@ def modulation_statistics(learner: MetaLearner, batches: Iterable[tuple[str, Epi
         - ``feature_norm``: mean L2 norm of the query features (ProtoNet) or logits (MAML)
           of the unadapted backbone with the task's modulation;
         - ``embedding``: mean and across-task spread of the task embedding (modulated only);
-        - ``blocks``: per block, FiLM's ``scale`` (mean, min, share negative) and
-          ``|shift|`` with their across-task spreads, or KML's ``|W_hat / W - 1|`` (``|M|``)
-          and ``|db(v)|`` with theirs.
+        - ``blocks``: per modulated layer, what its modulation reports (``statistics`` of
+          its layer class): FiLM's ``scale`` (mean, min, share negative) and ``|shift|``
+          with their across-task spreads, or KML's ``|W_hat / W - 1|`` (``|M|``) and
+          ``|db(v)|`` with theirs;
+        - ``skipped``: the modulation's name, when its layer class provides no statistics
+          (no ``blocks`` then).
     """
     was_training = learner.training
     learner.eval()
@@ -67,44 +73,22 @@ def modulation_statistics(learner: MetaLearner, batches: Iterable[tuple[str, Epi
                 v = torch.cat(embeddings)
                 entry["embedding"] = {"mean": float(v.mean()), "task_spread": _spread(v)}
             if blocks:
-                entry["blocks"] = [_block_statistics([b[i] for b in blocks]) for i in range(len(blocks[0]))]
+                layers = learner.backbone.modulated_layers()
+                stats = [type(layer).statistics([b[i] for b in blocks]) for i, layer in enumerate(layers)]
+                if any(s is None for s in stats):
+                    entry["skipped"] = learner.modulation
+                else:
+                    entry["blocks"] = stats
     finally:
         learner.train(was_training)
     return out
 
 
-def _block_statistics(parts: list) -> dict:
-    first = parts[0]
-    scale = torch.cat([p.scale for p in parts])
-    shift = None if first.shift is None else torch.cat([p.shift for p in parts])
-    if isinstance(first, FeatureModulation):
-        return {
-            "kind": "film",
-            "scale_mean": float(scale.mean()),
-            "scale_min": float(scale.min()),
-            "scale_negative_share": float((scale < 0).double().mean()),
-            "scale_task_spread": _spread(scale),
-            "shift_abs_mean": float(shift.abs().mean()),
-            "shift_task_spread": _spread(shift),
-        }
-    if isinstance(first, KernelModulation):
-        m = scale - 1.0  # W_hat / W - 1: how far each kernel element is from the plain conv
-        stats = {
-            "kind": "kml",
-            "m_abs_mean": float(m.abs().mean()),
-            "m_task_spread": _spread(m),
-        }
-        if shift is not None:
-            stats.update(db_abs_mean=float(shift.abs().mean()), db_task_spread=_spread(shift))
-        return stats
-    raise TypeError(f"unknown modulation {type(first).__name__}")
-
-
 @torch.no_grad()
 def bias_inertness(learner: MetaLearner, batch: EpisodeBatch) -> float:
     """The largest relative change of the query logits (in float64) when every conv bias
-    and KML bias shift ``db(v)`` is set to zero: 0 up to rounding under batch-statistics
-    BatchNorm. The learner is restored afterwards."""
+    of the backbone and KML bias shift ``db(v)`` is set to zero: 0 up to rounding under
+    batch-statistics BatchNorm. The learner itself is left unchanged (a copy is probed)."""
     import copy
 
     probe = copy.deepcopy(learner).double().eval()
@@ -112,12 +96,11 @@ def bias_inertness(learner: MetaLearner, batch: EpisodeBatch) -> float:
     ways = batch.ways or int(batch.support_labels.max()) + 1
     with torch.enable_grad():  # MAML's inner loop needs gradients even without outer ones
         before = probe(*args, ways=ways).logits
-    for block in probe.backbone.blocks:
-        if block.conv.bias is not None:
-            block.conv.bias.zero_()
-        generator = getattr(block.conv, "generator", None)
-        if generator is not None and generator.g3 is not None:
-            for p in generator.g3.parameters():
+    for module in probe.backbone.modules():
+        if isinstance(module, (torch.nn.Conv2d, ModulatedConv2d)) and module.bias is not None:
+            module.bias.zero_()
+        if isinstance(module, KernelGenerator) and module.g3 is not None:
+            for p in module.g3.parameters():
                 p.zero_()
     with torch.enable_grad():
         after = probe(*args, ways=ways).logits

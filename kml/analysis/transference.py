@@ -135,16 +135,7 @@ def meta_parameters(learner: MetaLearner) -> dict[str, Tensor]:
 
 def _activation_floats_per_image(learner: MetaLearner, image_size: int) -> int:
     """Floats of the conv activations of one image through the backbone."""
-    backbone = learner.backbone
-    size, total = image_size, 0
-    for channels in backbone.channels:
-        if backbone.style == "strided":
-            size = (size - 1) // 2 + 1
-            total += channels * size * size
-        else:  # conv at full resolution, then 2x2 max-pool
-            total += channels * size * size
-            size = max(size // 2, 1)
-    return total
+    return int(learner.backbone.activation_floats(image_size))
 
 
 def default_chunk_size(

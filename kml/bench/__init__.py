@@ -5,7 +5,9 @@
 - :mod:`kml.bench.suite` -- the sections, their ratios and the report.
 """
 
-from kml.bench.suite import METHODS, PRESETS, SECTIONS, markdown_table, run_from_config, run_suite, suite_markdown
+from typing import Any
+
+from kml.bench.suite import PRESETS, SECTIONS, markdown_table, methods, run_from_config, run_suite, suite_markdown
 from kml.bench.timing import BenchCase, device_name, random_sampler, time_evaluation, time_training
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "SECTIONS",
     "device_name",
     "markdown_table",
+    "methods",
     "random_sampler",
     "run_from_config",
     "run_suite",
@@ -22,3 +25,9 @@ __all__ = [
     "time_evaluation",
     "time_training",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # the registered methods, at the time of access
+        return methods()
+    raise AttributeError(f"module 'kml.bench' has no attribute {name!r}")

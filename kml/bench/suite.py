@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, replace
+from typing import Any
 
 import torch
 
@@ -13,7 +14,8 @@ from kml.errors import KmlError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "SECTIONS", "PRESETS", "METHODS"]
+__all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "methods", "SECTIONS", "PRESETS",
+           "METHODS"]
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -33,13 +35,30 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 
 # --------------------------------------------------------------------------- suite
-METHODS = [("maml", "none"), ("maml", "film"), ("maml", "kml"), ("protonet", "none"), ("protonet", "film"), ("protonet", "kml")]
+def methods() -> list[tuple[str, str]]:
+    """``(learner, modulation)`` of every registered learner and modulation: the six
+    methods of the paper, and those of any learner or modulation registered since."""
+    from kml.learners import list_learners
+    from kml.modulation import list_modulations
+
+    return [(learner, modulation) for learner in list_learners() for modulation in list_modulations()]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # the registered methods, at the time of access
+        return methods()
+    raise AttributeError(f"module 'kml.bench.suite' has no attribute {name!r}")
+
 
 TRAIN_COLUMNS = [
     ("method", "method"), ("shots", "K"), ("image_size", "size"), ("meta_batch_size", "T"),
     ("inner_steps", "steps"), ("vectorized", "vectorized"), ("ms_per_iteration", "ms/it"), ("tasks_per_s", "tasks/s"),
     ("peak_memory_mb", "peak MiB"), ("speedup", "vectorised/loop"),
 ]
+
+#: the meta-batch of the ResNet-12 section (every registered method at ResNet-12's own
+#: widths 64-160-320-640 and the preset's image size) on a CPU and on a GPU
+RESNET12_META_BATCH = {"cpu": 2, "gpu": 10}
 
 
 _TIMINGS = ("ms_per_iteration", "ms_spread", "tasks_per_s", "peak_memory_mb", "speedup", "graph_speedup", "repeats")
@@ -82,12 +101,21 @@ def run_suite(
     out: dict = {"device": device_name(device), "torch": torch.__version__, "sections": {}}
     base = BenchCase(image_size=image_size)
     plans: dict[str, list[tuple[str, BenchCase]]] = {}
+    registered = methods()
     if "vectorized" in sections:
         plans["vectorized"] = [("train", replace(base, learner=l, modulation=m, shots=k, vectorized=p))
-                          for l, m in METHODS for k in shots for p in (True, False)]
+                          for l, m in registered for k in shots for p in (True, False)]
     if "eval" in sections:
         plans["eval"] = [("eval", replace(base, learner=l, modulation=m, vectorized=p))
-                         for l, m in METHODS for p in (True, False)]
+                         for l, m in registered for p in (True, False)]
+    if "resnet12" in sections:
+        resnet = replace(base, backbone="resnet12",
+                         meta_batch_size=RESNET12_META_BATCH["gpu" if device.type == "cuda" else "cpu"])
+        # each method on ResNet-12 (vectorised and loop) and, for scale, on Conv-4 in the same process
+        plans["resnet12"] = [("train", replace(case, learner=l, modulation=m, vectorized=p))
+                             for l, m in registered
+                             for case, paths in ((resnet, (True, False)), (replace(resnet, backbone="conv4"), (True,)))
+                             for p in paths]
     if "meta_batch" in sections:
         plans["meta_batch"] = [("train", replace(base, modulation="kml", meta_batch_size=t, vectorized=p))
                                for t in meta_batch_sizes for p in (True, False)]
@@ -124,7 +152,7 @@ def run_suite(
         plans["options"] = cases
     if "cuda_graphs" in sections and device.type == "cuda":
         plans["cuda_graphs"] = [("train", replace(base, learner=l, modulation=m, shots=k, cuda_graph=g))
-                                for l, m in METHODS for k in shots for g in (False, True)]
+                                for l, m in registered for k in shots for g in (False, True)]
     if "determinism" in sections:
         plans["determinism"] = [("train", replace(base, learner=l, modulation="kml", deterministic=d, cuda_graph=g))
                                 for l in ("maml", "protonet") for g in ((False, True) if device.type == "cuda" else (False,))
@@ -183,8 +211,10 @@ def suite_markdown(result: dict) -> str:
                 columns.append(("graph_speedup", "graph/eager"))
             if section == "cuda_graphs":
                 columns.insert(6, ("cuda_graph", "CUDA graph"))
-            if section == "peer":
+            if section in ("peer", "resnet12"):
                 columns.insert(1, ("backbone", "backbone"))
+            if section == "resnet12":
+                columns.insert(2, ("parameters", "parameters"))
             parts.append(markdown_table(train, columns))
         if evals:
             parts.append("")
@@ -201,12 +231,14 @@ def suite_markdown(result: dict) -> str:
 #: kml 0.1 names of sections
 _RENAMED_SECTIONS = {"paths": "vectorized"}
 
-SECTIONS = ("vectorized", "cuda_graphs", "determinism", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu", "options", "eval_1000")
+SECTIONS = ("vectorized", "cuda_graphs", "determinism", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu", "options",
+            "eval_1000", "resnet12")
 
 PRESETS = {
     "cpu": dict(sections=["vectorized", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu"], image_size=32,
                 shots=[1], meta_batch_sizes=[1, 2, 4, 8], inner_steps=[1, 5], repeats=3, warmup=1, eval_tasks=40),
-    "gpu": dict(sections=["vectorized", "cuda_graphs", "determinism", "eval_1000", "meta_batch", "inner_steps", "peer", "eval", "options"], image_size=84,
+    "gpu": dict(sections=["vectorized", "cuda_graphs", "determinism", "eval_1000", "meta_batch", "inner_steps", "peer", "eval", "options",
+                          "resnet12"], image_size=84,
                 shots=[1, 5], meta_batch_sizes=[1, 2, 4, 8, 16, 32], inner_steps=[1, 2, 5, 10], repeats=10, warmup=3,
                 eval_tasks=200),
 }

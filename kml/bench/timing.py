@@ -37,7 +37,9 @@ class BenchCase:
     inner_steps: int = 5
     first_order: bool = False
     vectorized: bool = True  # tasks as one vectorised computation, or the per-task loop
-    backbone: str = "conv4"  # conv4 (32-64-128-256, stride 2) | conv4_classic32 (4x32, max-pool)
+    # conv4 (32-64-128-256, stride 2) | conv4_classic32 (4x32, max-pool) | resnet12 (64-160-320-640)
+    # | a registered backbone at its own widths
+    backbone: str = "conv4"
     precision: str = "fp32"  # fp32 | bf16 (autocast; parameters stay fp32)
     channels_last: bool = False
     compile: bool = False
@@ -50,13 +52,12 @@ class BenchCase:
 
     def build(self, device: torch.device):
         """The learner of this case: the learner's recipe (as ``learner=...`` on the
-        command line), or the classic 4 x 32 max-pool Conv-4 of the peer libraries."""
-        if self.backbone == "conv4":
-            backbone = {}
-        elif self.backbone == "conv4_classic32":
+        command line) on the backbone (at its own widths), or the classic 4 x 32 max-pool
+        Conv-4 of the peer libraries."""
+        if self.backbone == "conv4_classic32":
             backbone = dict(channels=(32, 32, 32, 32), style="maxpool", pool="flatten", bn_affine=False)
         else:
-            raise ValueError(f"unknown backbone {self.backbone!r}")
+            backbone = dict(backbone=self.backbone)
         torch.manual_seed(0)
         learner = build_learner(
             self.learner,
@@ -167,6 +168,7 @@ def _time_training(case: BenchCase, device: torch.device, warmup: int, repeats: 
         "tasks_per_s": case.meta_batch_size / seconds,
         "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "repeats": repeats,
+        "parameters": sum(p.numel() for p in learner.parameters()),
     }
 
 

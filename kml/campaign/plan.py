@@ -70,7 +70,12 @@ class PlannedRun:
 
 
 def validate_campaign(campaign: DictConfig) -> None:
-    """Check a campaign config: known methods, a baseline among them, valid pairs."""
+    """Check a campaign config: known methods (registered learners and modulations, after
+    importing the campaign's ``imports``), a baseline among them, valid pairs."""
+    from kml.config.imports import import_user_modules
+    from kml.learners import list_learners
+    from kml.modulation import list_modulations
+
     if not campaign.modes:
         raise ConfigError(f"campaign {campaign.name} lists no modes; set campaign.modes=[<mode>, ...]")
     if not campaign.methods:
@@ -78,11 +83,13 @@ def validate_campaign(campaign: DictConfig) -> None:
     names = [m.name for m in campaign.methods]
     if len(set(names)) != len(names):
         raise ConfigError(f"campaign {campaign.name} names a method twice: {names}")
+    import_user_modules(campaign.get("imports"))
+    learners, modulations = list_learners(), list_modulations()
     for method in campaign.methods:
-        if method.learner not in ("maml", "protonet") or method.modulation not in ("none", "film", "kml"):
+        if method.learner not in learners or method.modulation not in modulations:
             raise ConfigError(
                 f"campaign method {method.name}: learner={method.learner} modulation={method.modulation} is not a "
-                "method; use learner maml|protonet and modulation none|film|kml"
+                f"method; use learner {'|'.join(learners)} and modulation {'|'.join(modulations)}"
             )
     named = [campaign.baseline, *(n for pair in campaign.pairs for n in pair), *campaign.transference.methods]
     named += list(campaign.get("diagnostics", {}).get("methods", []))
@@ -162,6 +169,8 @@ def plan_campaign(
         ]
         if budget.meta_batch_size:
             overrides.append(f"train.meta_batch_size={budget.meta_batch_size}")
+        if campaign.get("imports"):
+            overrides.append(f"imports=[{','.join(campaign.imports)}]")
         overrides += list(campaign.overrides) + list(method.overrides)
         runs.append(
             PlannedRun(

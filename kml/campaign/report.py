@@ -724,9 +724,11 @@ def transference_section(c: CampaignRecords, report: Path, figures_dir: Path) ->
 
 def diagnostics_section(c: CampaignRecords) -> str:
     """The modulation diagnostics as a table: per method, checkpoint and mode, the feature
-    norm, the task embedding's spread across tasks and, per block, FiLM's scale (mean,
-    minimum, share negative) or KML's |W_hat/W - 1| (and its spread across tasks)."""
+    norm, the task embedding's spread across tasks and, per modulated layer, what its
+    modulation reports (``summary`` of its layer class): FiLM's scale (mean, minimum, share
+    negative) or KML's |W_hat/W - 1| (and its spread across tasks)."""
     d = c.diagnostics
+    layers = max([len(stats.get("blocks", [])) for entry in d["runs"] for stats in entry["modes"].values()] + [1])
     lines = [
         "### What the modulation does",
         "",
@@ -737,26 +739,31 @@ def diagnostics_section(c: CampaignRecords) -> str:
         "across tasks). *zeroed biases*: the largest relative change of the logits when every conv "
         "bias and `db(v)` is set to zero.",
         "",
-        "| method | iteration | mode | feature norm | v spread | block 1 | block 2 | block 3 | block 4 | zeroed biases |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | iteration | mode | feature norm | v spread | "
+        + " | ".join(f"block {i + 1}" for i in range(layers)) + " | zeroed biases |",
+        "|---|---|---|---|---|" + "---|" * layers + "---|",
     ]
     for entry in d["runs"]:
         for mode, stats in entry["modes"].items():
-            cells = []
-            for block in stats.get("blocks", []):
-                if block["kind"] == "film":
-                    cells.append(f"{block['scale_mean']:.2f} ({block['scale_min']:.2f}, "
-                                 f"{100 * block['scale_negative_share']:.0f}%)")
-                else:
-                    cells.append(f"{block['m_abs_mean']:.3f} ({block['m_task_spread']:.3f})")
-            cells += ["-"] * (4 - len(cells))
+            cells = [_block_cell(block) for block in stats.get("blocks", [])]
+            cells += ["-"] * (layers - len(cells))
             spread = stats.get("embedding", {}).get("task_spread")
             lines.append(
                 f"| {entry['label']} | {entry['iteration']} | {mode} | {stats['feature_norm']:.2f} | "
-                + (f"{spread:.3f}" if spread is not None else "-") + " | " + " | ".join(cells[:4])
+                + (f"{spread:.3f}" if spread is not None else "-") + " | " + " | ".join(cells)
                 + f" | {entry['bias_zeroed_logit_change']:.1e} |"
             )
     return "\n".join(lines)
+
+
+def _block_cell(block: dict) -> str:
+    """A layer's diagnostics as its modulation summarises them (``-`` for a modulation that
+    is not registered in this process)."""
+    from kml.modulation import get_modulation, list_modulations
+
+    kind = block.get("kind")
+    layer = get_modulation(kind) if kind in list_modulations() else None
+    return layer.summary(block) if layer is not None else "-"
 
 
 def _machine_text(machine: dict) -> str:

@@ -192,7 +192,7 @@ def record_run(
 
 
 def _execute(run: PlannedRun, log) -> float:
-    from kml.cli import compose_run_config
+    from kml.config import compose_run_config
     from kml.engine.runs import run_training
 
     overrides = run.train_overrides()
@@ -280,7 +280,7 @@ def _done_iterations(run_dir: Path) -> int:
 def estimate_seconds(run: PlannedRun, device: torch.device, cache: dict) -> float:
     """Estimated seconds left for ``run`` on this machine: a short timing of its learner
     (cached per configuration) times the iterations and tasks left."""
-    from kml.cli import compose_run_config
+    from kml.config import compose_run_config
     from kml.engine.from_config import specialist_config
 
     if run.status() in (RECORDED, FINISHED):
@@ -338,7 +338,7 @@ def lr_summary(lr, neutral: float) -> dict:
 def _transference_runs(campaign: DictConfig, plan: list[PlannedRun]) -> list[PlannedRun]:
     """The run of each transference method: the first planned run whose mode mixture
     holds both the source and the target mode."""
-    from kml.cli import compose_run_config
+    from kml.config import compose_run_config
     from kml.data import resolve_names
 
     t = campaign.transference
@@ -520,15 +520,19 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
             loaded = load_run(run.run_dir, checkpoint)
             test = tasksets_for(loaded.config, "cpu").test
             batches = list(fixed_eval_tasks(test, d.tasks_per_mode, d.tasks_per_mode, seed=int(loaded.config.eval.seed)))
+            modes = modulation_statistics(loaded.learner, batches)
             entries.append({
                 "label": run.method,
                 "run_id": run.run_id,
                 "iteration": loaded.iteration,
                 "tasks_per_mode": int(d.tasks_per_mode),
                 "bias_zeroed_logit_change": max(bias_inertness(loaded.learner, b) for _, b in batches),
-                "modes": modulation_statistics(loaded.learner, batches),
+                "modes": modes,
             })
             log(f"diagnostics: {run.method} @ {loaded.iteration}")
+            if any("skipped" in stats for stats in modes.values()):
+                log(f"diagnostics: {run.method}: modulation {loaded.learner.modulation} provides no statistics; "
+                    "its layers are skipped")
     # merge with what is on disk now: another process may have added its methods meanwhile
     kept, seconds = _read_diagnostics(path, settings)
     ours = {(entry["label"], entry["run_id"]) for entry in entries}
@@ -548,7 +552,7 @@ def record_data(campaign: DictConfig, cfg: DictConfig, results_dir: Path, log=lo
     :func:`kml.data.provenance.data_provenance`), as prepared on this machine. Each run
     records its own data too (``run_info.json``); this record labels campaigns whose runs
     predate that. Skipped (with a line) when a dataset is not prepared here."""
-    from kml.cli import compose_run_config
+    from kml.config import compose_run_config
     from kml.data.errors import DataError
     from kml.data.provenance import data_provenance
 

@@ -6,13 +6,18 @@ registration with Hydra (one place for all of them).
 - :mod:`kml.config.tools` -- evaluation, comparison, benchmark, campaigns;
 - :mod:`kml.config.transference` -- the transference analysis;
 - :mod:`kml.config.prepare` -- dataset preparation;
-- :mod:`kml.config.store` -- :func:`register_configs`.
+- :mod:`kml.config.store` -- :func:`register_configs`;
+- :mod:`kml.config.compose` -- where the Hydra configs are (:data:`CONFIG_DIR`), their
+  resolvers, and :func:`compose_run_config`;
+- :mod:`kml.config.imports` -- :func:`import_user_modules` (the ``imports`` key).
 
 The library itself never reads global config: entry points compose a config and
-pass it (or plain values) down.
+pass it (or plain values) down. Importing this package does not import torch.
 """
 
 from kml.config.checks import ConfigError, unknown_key_message, unknown_keys
+from kml.config.compose import CONFIG_DIR, compose_run_config, register_resolvers
+from kml.config.imports import import_user_modules
 from kml.config.prepare import DataPathsConfig, PrepareDataConfig, resolve_prepare_config
 from kml.config.run import (
     BackboneConfig,
@@ -52,6 +57,7 @@ from kml.config.tools import (
 from kml.config.transference import TransferenceScriptConfig, validate_transference_config
 
 __all__ = [
+    "CONFIG_DIR",
     "BackboneConfig",
     "BenchScriptConfig",
     "CampaignBudget",
@@ -84,8 +90,11 @@ __all__ = [
     "TensorBoardLoggerConfig",
     "TrainConfig",
     "TransferenceScriptConfig",
+    "compose_run_config",
+    "import_user_modules",
     "learner_group_node",
     "register_configs",
+    "register_resolvers",
     "resolve_prepare_config",
     "unknown_key_message",
     "unknown_keys",

@@ -1,4 +1,4 @@
-"""The schema of ``kml-prepare`` / ``scripts/prepare_data.py`` (``kml/configs/prepare_data.yaml``)."""
+"""The schema of ``kml-prepare`` / ``scripts/prepare_data.py`` (``configs/prepare_data.yaml``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kml.data.errors import DataError
+from kml.errors import DataError
 
 
 @dataclass

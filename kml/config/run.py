@@ -2,9 +2,11 @@
 ``scripts/train.py`` with its default, and :func:`validate`, the range and consistency
 checks (ways >= 2, learning rates > 0, ...).
 
-Defaults come from the learner recipes (:mod:`kml.learners.recipes`); ``learner=maml``
-and ``learner=protonet`` set every ``learner.*`` key and the ``train.*`` budget to that
-learner's recipe (:func:`learner_group_node`).
+Defaults come from the learner recipes (:mod:`kml.recipes`) and the modulation spec
+(:class:`~kml.modulation_spec.ModulationSpec`); ``learner=maml`` and ``learner=protonet``
+set every ``learner.*`` key and the ``train.*`` budget to that learner's recipe
+(:func:`learner_group_node`). The names of learners, modulations and backbones are
+checked against their registries, after the modules listed in ``imports`` are imported.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
-from kml.learners.recipes import (
+from kml.config.compose import register_resolvers
+from kml.config.imports import import_user_modules
+from kml.modulation_spec import ModulationSpec
+from kml.recipes import (
     BATCH_NORMS,
     DEFAULT_LEARNER,
     EPISODE_DEFAULTS,
-    MODULATION_DEFAULTS,
     PROTOCOLS,
     PROTOTYPE_REFINEMENTS,
     QUERY_MODULATIONS,
@@ -65,12 +69,26 @@ class ModeConfig:
 
 
 _DEFAULT = RECIPES[DEFAULT_LEARNER]  # the schema's defaults: the default learner's recipe
+_MODULATION = ModulationSpec()  # the defaults of the modulation.* settings
+
+
+def backbone_default(setting: str, value: Any = None) -> Any:
+    """``value`` (a recipe's own), or for ``None`` the interpolation that resolves to the
+    selected backbone's own default of ``setting`` (``channels`` or ``style``; resolver
+    ``kml_backbone_default``, :mod:`kml.config.compose`)."""
+    if value is None:
+        return "${kml_backbone_default:${.name}," + setting + "}"
+    return list(value) if isinstance(value, (tuple, list)) else value
 
 
 @dataclass
 class BackboneConfig:
-    style: str = _DEFAULT.style  # strided (MMAML/KML) | maxpool (classic MAML)
-    channels: list[int] = field(default_factory=lambda: list(_DEFAULT.channels))
+    name: str = _DEFAULT.backbone  # conv4 | resnet12 | a registered backbone
+    # the backbone's downsampling: Conv-4 strided (MMAML/KML, its default) | maxpool (classic
+    # MAML); ResNet-12 maxpool (its only style). Default: the backbone's own
+    style: Optional[str] = backbone_default("style", _DEFAULT.style)
+    # the widths; null or the default: the backbone's own (Conv-4 32-64-128-256, ResNet-12 64-160-320-640)
+    channels: Optional[list[int]] = field(default_factory=lambda: backbone_default("channels", _DEFAULT.channels))
     bn_affine: bool = _DEFAULT.bn_affine
     # conv biases and KML's db(v): exactly cancelled by the batch-statistics BN after each
     # conv; true keeps the paper's and the published code's parameters, false drops them
@@ -94,9 +112,9 @@ class SpecialistConfig:
 @dataclass
 class LearnerConfig:
     """The learner; ``learner=maml|protonet`` sets every field to that learner's recipe
-    (:mod:`kml.learners.recipes`)."""
+    (:mod:`kml.recipes`)."""
 
-    name: str = DEFAULT_LEARNER  # maml | protonet
+    name: str = DEFAULT_LEARNER  # maml | protonet | a registered learner
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     # MAML only
     inner_steps: int = _DEFAULT.inner_steps
@@ -121,14 +139,17 @@ class ProtocolConfig:
 
 @dataclass
 class ModulationConfig:
-    name: str = "kml"  # none | film | kml
-    task_dim: int = MODULATION_DEFAULTS.task_dim
-    encoder_channels: Optional[list[int]] = None  # default: the backbone's channels
-    hidden: list[int] = field(default_factory=lambda: list(MODULATION_DEFAULTS.hidden))
+    name: str = "kml"  # none | film | kml | a registered modulation
+    task_dim: int = _MODULATION.task_dim
+    # the task encoder (a Conv-4); default: a Conv-4 backbone's channels, else Conv-4's 32-64-128-256
+    encoder_channels: Optional[list[int]] = None
+    hidden: list[int] = field(default_factory=lambda: list(_MODULATION.hidden))
     # KML only
-    rank: int = MODULATION_DEFAULTS.rank
-    factorization: str = MODULATION_DEFAULTS.factorization  # channel | published | full
-    identity: bool = MODULATION_DEFAULTS.identity  # W * (1 + M); false: W * M (published code)
+    rank: int = _MODULATION.rank
+    factorization: str = _MODULATION.factorization  # channel | published | full (Conv-4 only)
+    identity: bool = _MODULATION.identity  # W * (1 + M); false: W * M (published code)
+    # a registered modulation's own settings, checked by its layer class (check_spec)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -242,6 +263,9 @@ class RunConfig:
     # run directory to continue, or auto: continue the run in hydra.run.dir if it holds one
     # of the same config, else start it there (for requeued cluster jobs)
     resume: Optional[str] = None
+    # modules imported before the config is validated (their registered modulations,
+    # learners and backbones become selectable), e.g. imports=[my_modulation]
+    imports: list[str] = field(default_factory=list)
 
 
 def learner_group_node(learner: str) -> dict:
@@ -251,8 +275,9 @@ def learner_group_node(learner: str) -> dict:
     return {
         "learner": {
             "name": learner,
-            "backbone": {"style": r.style, "channels": list(r.channels), "bn_affine": r.bn_affine, "pool": r.pool,
-                         "bias": r.bias},
+            "backbone": {"name": r.backbone, "style": backbone_default("style", r.style),
+                         "channels": backbone_default("channels", None if r.channels is None else list(r.channels)),
+                         "bn_affine": r.bn_affine, "pool": r.pool, "bias": r.bias},
             "inner_steps": r.inner_steps,
             "inner_lr": r.inner_lr,
             "first_order": r.first_order,
@@ -275,28 +300,48 @@ def learner_group_node(learner: str) -> dict:
 
 
 def validate(cfg: DictConfig | RunConfig) -> None:
-    """Check ranges and consistency of a composed run config.
+    """Import the modules of ``imports``, then check ranges and consistency of a composed
+    run config: registered names, each backbone's and modulation's own settings.
 
     Raises:
         ConfigError: naming the offending key and the allowed values.
     """
-    from kml.learners import LEARNERS
-    from kml.modulation import FACTORIZATIONS
-    from kml.nets import MODULATIONS, POOLS, STYLES
+    from kml.backbone import get_backbone, list_backbones
+    from kml.learners import get_learner, list_learners
+    from kml.modulation import get_modulation, list_modulations
 
+    register_resolvers()  # the backbone defaults of learner.backbone.channels and .style
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    import_user_modules(c.get("imports"))
     reject_unknown_keys(c, RunConfig)
+    choice(c.learner.name, list_learners(), "learner.name")
+    choice(c.modulation.name, list_modulations(), "modulation.name")
+    choice(c.learner.backbone.name, list_backbones(), "learner.backbone.name")  # before its defaults resolve
     resolves(c)
-    choice(c.learner.name, LEARNERS, "learner.name")
-    choice(c.modulation.name, MODULATIONS, "modulation.name")
-    choice(c.learner.backbone.style, STYLES, "learner.backbone.style")
-    choice(c.learner.backbone.pool, POOLS, "learner.backbone.pool")
-    choice(c.modulation.factorization, FACTORIZATIONS, "modulation.factorization")
+    backbone = get_backbone(c.learner.backbone.name)
+    if c.learner.backbone.style is not None:
+        choice(c.learner.backbone.style, backbone.styles, "learner.backbone.style")
+    choice(c.learner.backbone.pool, backbone.pools, "learner.backbone.pool")
+    try:
+        spec = ModulationSpec.from_config(c.modulation)
+        layer = get_modulation(spec.name)
+        if layer is not None:
+            layer.check_spec(spec)
+    except ValueError as err:
+        raise ConfigError(f"modulation.{err}") from None
+    channels = c.learner.backbone.channels
+    if channels is not None and (not channels or any(ch < 1 for ch in channels)):
+        raise ConfigError("learner.backbone.channels must be a non-empty list of positive integers")
+    try:
+        backbone.check_options(channels=None if channels is None else list(channels), style=c.learner.backbone.style,
+                               pool=c.learner.backbone.pool, modulation=spec)
+    except ValueError as err:
+        raise ConfigError(f"learner.backbone.name={c.learner.backbone.name}: {err}") from None
     choice(c.learner.query_modulation, QUERY_MODULATIONS, "learner.query_modulation")
     choice(c.learner.prototype_refinement, PROTOTYPE_REFINEMENTS, "learner.prototype_refinement")
     choice(c.learner.batch_norm, BATCH_NORMS, "learner.batch_norm")
     choice(c.protocol.name, PROTOCOLS, "protocol")
-    _check_protocol(c)
+    _check_protocol(c, get_learner(c.learner.name).protocol_options)
     choice(c.eval.checkpoint, ("last", "best"), "eval.checkpoint")
     choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
     choice(c.eval.split, ("train", "val", "test"), "eval.split")
@@ -317,8 +362,6 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     at_least(c.learner.eval_inner_steps, 0, "learner.eval_inner_steps")
     at_least(c.learner.inner_lr, 0, "learner.inner_lr", strict=True)
     at_least(c.learner.grad_clip, 0, "learner.grad_clip")
-    at_least(c.modulation.task_dim, 1, "modulation.task_dim")
-    at_least(c.modulation.rank, 1, "modulation.rank")
     at_least(c.eval.tasks_per_mode, 1, "eval.tasks_per_mode")
     at_least(c.eval.batch_size, 1, "eval.batch_size")
     at_least(c.eval.val_every, 0, "eval.val_every")
@@ -331,8 +374,6 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     if c.logger.wandb is not None and c.logger.wandb.mode is not None:
         choice(c.logger.wandb.mode, ("online", "offline", "disabled"), "logger.wandb.mode")
     at_least(c.data.image_size, 8, "data.image_size")
-    if not c.learner.backbone.channels or any(ch < 1 for ch in c.learner.backbone.channels):
-        raise ConfigError("learner.backbone.channels must be a non-empty list of positive integers")
     if not c.mode.datasets:
         raise ConfigError("mode.datasets is empty; list at least one dataset, e.g. mode.datasets=[omniglot]")
     spec = c.learner.specialist
@@ -342,21 +383,21 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     at_least(spec.inner_steps, 0, "learner.specialist.inner_steps")
 
 
-def _check_protocol(c: DictConfig) -> None:
-    """The protocol options are the ProtoNet family's; joint BN takes one modulation."""
-    if c.learner.name != "protonet":
-        if c.protocol.name != PROTOCOLS[0]:
+def _check_protocol(c: DictConfig, protocol_options: tuple[str, ...]) -> None:
+    """The protocol options are the ProtoNet family's (the learners that list them in
+    ``protocol_options``); joint BN takes one modulation."""
+    if not protocol_options and c.protocol.name != PROTOCOLS[0]:
+        raise ConfigError(
+            f"protocol={c.protocol.name} is the published KML code's protocol, which exists for the ProtoNet "
+            f"family only; use learner=protonet, or drop protocol={c.protocol.name} for learner={c.learner.name}"
+        )
+    for key, default in (("query_modulation", QUERY_MODULATIONS[0]),
+                         ("prototype_refinement", PROTOTYPE_REFINEMENTS[0]), ("batch_norm", BATCH_NORMS[0])):
+        if key not in protocol_options and c.learner[key] != default:
             raise ConfigError(
-                f"protocol={c.protocol.name} is the published KML code's protocol, which exists for the ProtoNet "
-                f"family only; use learner=protonet, or drop protocol={c.protocol.name} for learner={c.learner.name}"
+                f"learner.{key}={c.learner[key]} is a ProtoNet option; learner={c.learner.name} takes only "
+                f"learner.{key}={default}"
             )
-        for key, default in (("query_modulation", QUERY_MODULATIONS[0]),
-                             ("prototype_refinement", PROTOTYPE_REFINEMENTS[0]), ("batch_norm", BATCH_NORMS[0])):
-            if c.learner[key] != default:
-                raise ConfigError(
-                    f"learner.{key}={c.learner[key]} is a ProtoNet option; learner={c.learner.name} takes only "
-                    f"learner.{key}={default}"
-                )
     if c.learner.batch_norm == "joint" and c.learner.query_modulation == "query":
         raise ConfigError(
             "learner.batch_norm=joint normalises support and query in one pass with the support set's modulation; "

@@ -6,7 +6,7 @@ from kml.config.prepare import PrepareDataConfig
 from kml.config.run import RunConfig, learner_group_node
 from kml.config.tools import BenchScriptConfig, CompareScriptConfig, EvalScriptConfig, ReproduceScriptConfig
 from kml.config.transference import TransferenceScriptConfig
-from kml.learners.recipes import RECIPES
+from kml.recipes import RECIPES
 
 __all__ = ["register_configs", "SCHEMAS"]
 
@@ -24,7 +24,7 @@ SCHEMAS = {
 
 def register_configs() -> None:
     """Register every schema, the ``learner=maml|protonet`` group options (from the
-    recipes of :mod:`kml.learners.recipes`) and the maximising ``hydra/sweeper=optuna``.
+    recipes of :mod:`kml.recipes`) and the maximising ``hydra/sweeper=optuna``.
     Idempotent."""
     from hydra.core.config_store import ConfigStore
 

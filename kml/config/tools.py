@@ -91,7 +91,8 @@ class BenchScriptConfig:
 
     device: str = "auto"
     preset: str = "auto"  # auto | cpu | gpu
-    sections: Optional[list[str]] = None  # paths cuda_graphs determinism eval meta_batch inner_steps peer paper_cpu options eval_1000
+    # vectorized cuda_graphs determinism eval meta_batch inner_steps peer paper_cpu options eval_1000 resnet12
+    sections: Optional[list[str]] = None
     image_size: Optional[int] = None
     shots: Optional[list[int]] = None
     meta_batch_sizes: Optional[list[int]] = None
@@ -108,8 +109,8 @@ class CampaignMethod:
     config overrides of its runs."""
 
     name: str = MISSING  # the display name, e.g. MProtoNet+KML (and the paired-test label)
-    learner: str = MISSING  # maml | protonet
-    modulation: str = "none"  # none | film | kml
+    learner: str = MISSING  # maml | protonet | a registered learner
+    modulation: str = "none"  # none | film | kml | a registered modulation
     multi: bool = False  # Multi-* specialists
     overrides: list[str] = field(default_factory=list)  # extra overrides of this method's runs
 
@@ -205,6 +206,9 @@ class CampaignConfig:
     ablation: list[list[str]] = field(default_factory=list)
     budget: CampaignBudget = field(default_factory=CampaignBudget)
     overrides: list[str] = field(default_factory=list)  # train.py overrides of every run
+    # modules imported before the campaign is checked, and by each of its runs (imports=[...]):
+    # the modulations and learners they register can be the campaign's methods
+    imports: list[str] = field(default_factory=list)
     paper: PaperReference = field(default_factory=PaperReference)
     transference: CampaignTransference = field(default_factory=CampaignTransference)
     diagnostics: CampaignDiagnostics = field(default_factory=CampaignDiagnostics)

@@ -1,11 +1,9 @@
-"""The data package's user error."""
+"""The data package's user errors: :class:`DataError` (shared, from :mod:`kml.errors`) and
+:class:`NotPreparedError`."""
 
-from kml.errors import KmlError
+from kml.errors import DataError
 
-
-class DataError(KmlError):
-    """A data problem the user can fix (unprepared dataset, bad archive, bad
-    episode settings, ...). The message names the problem and the fix."""
+__all__ = ["DataError", "NotPreparedError"]
 
 
 class NotPreparedError(DataError):

@@ -40,7 +40,7 @@ from kml.data.storage import (
     write_manifest,
 )
 from kml.data.synthetic.base import SyntheticSpec
-from kml.learners.recipes import EPISODE_DEFAULTS
+from kml.recipes import EPISODE_DEFAULTS
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import copy
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kml.config import ConfigError
+from kml.config import ConfigError, register_resolvers
+from kml.config.imports import import_user_modules
 from kml.learners import MetaLearner, build_learner
 
 __all__ = ["build_learner_from_config", "specialist_config", "tasksets_for"]
@@ -45,18 +46,23 @@ def specialist_config(cfg: DictConfig, dataset: str) -> DictConfig:
 
 
 def build_learner_from_config(cfg: DictConfig, dataset: str | None = None) -> MetaLearner:
-    """The learner described by ``cfg`` (for a Multi-* specialist: of ``dataset``)."""
+    """The learner described by ``cfg`` (for a Multi-* specialist: of ``dataset``), after
+    importing the modules of its ``imports``."""
+    register_resolvers()
+    import_user_modules(cfg.get("imports"))
     if dataset is not None:
         cfg = specialist_config(cfg, dataset)
     backbone = cfg.learner.backbone
     modulation = cfg.modulation
+    options = modulation.get("options")
     return build_learner(
         cfg.learner.name,
         modulation.name,
         ways=cfg.episode.ways,
         in_channels=3,
         image_size=cfg.data.image_size,
-        channels=list(backbone.channels),
+        backbone=backbone.get("name", "conv4"),
+        channels=None if backbone.channels is None else list(backbone.channels),
         style=backbone.style,
         bn_affine=backbone.bn_affine,
         bias=backbone.bias,
@@ -67,6 +73,7 @@ def build_learner_from_config(cfg: DictConfig, dataset: str | None = None) -> Me
         rank=modulation.rank,
         factorization=modulation.factorization,
         identity=modulation.identity,
+        modulation_options=OmegaConf.to_container(options, resolve=True) if options else None,
         inner_steps=cfg.learner.inner_steps,
         inner_lr=cfg.learner.inner_lr,
         first_order=cfg.learner.first_order,

@@ -10,14 +10,27 @@ learner         modulation    method (paper name)
 ``protonet``    ``film``      MProtoNet
 ``protonet``    ``kml``       MProtoNet+KML
 ==============  ============  ==================
+
+Learners, modulations and backbones are registries (:func:`register_learner`,
+:func:`kml.modulation.register_modulation`, :func:`kml.backbone.register_backbone`):
+a class registered in a user's own module is built by :func:`build_learner` and named
+by :func:`method_name` like the built-ins (``docs/extending.md``).
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
-from kml.learners.base import LearnerOutput, MetaLearner, upgrade_state_dict
+from kml.backbone import get_backbone, modulation_spec
+from kml.learners.base import (
+    LearnerOutput,
+    MetaLearner,
+    get_learner,
+    list_learners,
+    register_learner,
+    upgrade_state_dict,
+)
 from kml.learners.maml import MAML
 from kml.learners.protonet import (
     ProtoNet,
@@ -26,7 +39,9 @@ from kml.learners.protonet import (
     soft_refined_prototypes,
     squared_euclidean_logits,
 )
-from kml.learners.recipes import (
+from kml.modulation import get_modulation
+from kml.nets import TaskEncoder
+from kml.recipes import (
     BATCH_NORMS,
     MODULATION_DEFAULTS,
     PROTOTYPE_REFINEMENTS,
@@ -35,7 +50,6 @@ from kml.learners.recipes import (
     Recipe,
     recipe,
 )
-from kml.nets import MODULATIONS, Conv4, TaskEncoder
 
 __all__ = [
     "LearnerOutput",
@@ -49,22 +63,21 @@ __all__ = [
     "build_learner",
     "method_name",
     "upgrade_state_dict",
+    "register_learner",
+    "get_learner",
+    "list_learners",
     "LEARNERS",
     "RECIPES",
     "Recipe",
     "recipe",
 ]
 
-LEARNERS = tuple(RECIPES)
 
-_METHOD_NAMES = {
-    ("maml", "none"): "MAML",
-    ("maml", "film"): "MMAML",
-    ("maml", "kml"): "MMAML+KML",
-    ("protonet", "none"): "ProtoNet",
-    ("protonet", "film"): "MProtoNet",
-    ("protonet", "kml"): "MProtoNet+KML",
-}
+def __getattr__(name: str) -> Any:
+    if name == "LEARNERS":  # the registered learner names, at the time of access
+        return list_learners()
+    raise AttributeError(f"module 'kml.learners' has no attribute {name!r}")
+
 
 # names build_learner took in kml 0.1
 _RENAMED = {"generator_hidden": "hidden", "kml_rank": "rank", "kml_factorization": "factorization",
@@ -74,10 +87,19 @@ _UNSET = object()
 
 def method_name(learner: str, modulation: str, multi: bool = False) -> str:
     """The paper's name of a method, e.g. ``("maml", "kml") -> "MMAML+KML"``;
-    ``multi=True`` gives the per-mode specialists ``Multi-MAML`` / ``Multi-ProtoNet``."""
+    ``multi=True`` gives the per-mode specialists ``Multi-MAML`` / ``Multi-ProtoNet``.
+
+    A modulated method is ``"M"`` + the learner's ``display_name`` + the modulation's
+    ``method_suffix`` (FiLM: none, KML: ``"+KML"``), for registered ones too.
+
+    Raises:
+        kml.registry.UnknownNameError: an unregistered learner or modulation.
+    """
+    base = get_learner(learner).display_name
+    layer = get_modulation(modulation)
     if multi:
-        return "Multi-" + _METHOD_NAMES[(learner, "none")] + ("" if modulation == "none" else f"({modulation})")
-    return _METHOD_NAMES[(learner, modulation)]
+        return "Multi-" + base + ("" if layer is None else f"({modulation})")
+    return base if layer is None else "M" + base + layer.method_suffix
 
 
 def build_learner(
@@ -106,32 +128,45 @@ def build_learner(
     query_modulation: str = QUERY_MODULATIONS[0],
     prototype_refinement: str = PROTOTYPE_REFINEMENTS[0],
     batch_norm: str = BATCH_NORMS[0],
+    backbone: str | None = None,
+    modulation_options: Mapping[str, Any] | None = None,
     **renamed,
 ) -> MetaLearner:
-    """Build any of the six methods with the paper's recipe (:mod:`kml.learners.recipes`).
+    """Build any of the six methods with the paper's recipe (:mod:`kml.recipes`), or a
+    registered learner, modulation and backbone of a user's own.
 
     Args:
-        learner: ``"maml"`` or ``"protonet"``.
-        modulation: ``"none"``, ``"film"`` or ``"kml"``.
+        learner: ``"maml"``, ``"protonet"`` or a registered learner (:func:`list_learners`).
+        modulation: ``"none"``, ``"film"``, ``"kml"`` or a registered modulation
+            (:func:`kml.modulation.list_modulations`).
         ways: classes per task (MAML's head).
         in_channels, image_size: the images.
-        channels, style, bn_affine, pool, bias: the :class:`~kml.nets.Conv4` backbone.
-            Default: the learner's recipe (MAML: strided 32-64-128-256, BN without
-            affine parameters, average pool; ProtoNet: the same with affine BN and
-            flattened features), the same values as ``learner=maml|protonet`` on the
+        channels, style, bn_affine, pool, bias: the backbone. Default: the learner's recipe
+            (MAML: BN without affine parameters, average pool; ProtoNet: affine BN and
+            flattened features; both with the backbone's own widths and style, Conv-4's
+            strided 32-64-128-256), the same values as ``learner=maml|protonet`` on the
             command line.
+        backbone: ``"conv4"``, ``"resnet12"`` or a registered backbone
+            (:func:`kml.backbone.list_backbones`). Default: the recipe's, ``"conv4"``.
         task_dim, encoder_channels: the task encoder (a strided Conv-4 with
-            ``encoder_channels``, default: ``channels``) and its embedding size.
+            ``encoder_channels``, default: a Conv-4 backbone's ``channels``, Conv-4's
+            32-64-128-256 for other backbones) and its embedding size.
         hidden, rank, factorization, identity: the generators (see
             :class:`~kml.modulation.KernelGenerator`); as the ``modulation.*`` config keys.
+        modulation_options: a registered modulation's own settings (``modulation.options``),
+            checked by its layer class.
         inner_steps, inner_lr, first_order, grad_clip, eval_inner_steps: MAML's inner
             loop (default: the recipe's); ignored by ProtoNet.
         query_modulation, prototype_refinement, batch_norm: ProtoNet's protocol (see
-            :class:`~kml.learners.ProtoNet`); the defaults are the paper's text. MAML
-            accepts only the defaults.
+            :class:`~kml.learners.ProtoNet`); the defaults are the paper's text. A learner
+            without them (MAML) accepts only the defaults.
 
     The names ``generator_hidden``, ``kml_rank``, ``kml_factorization`` and
     ``kml_identity`` of kml 0.1 are still accepted, with a ``DeprecationWarning``.
+
+    Raises:
+        kml.registry.UnknownNameError: an unregistered learner, modulation or backbone (a
+            ``ValueError`` listing the registered names).
     """
     if renamed:
         unknown = sorted(set(renamed) - set(_RENAMED))
@@ -143,46 +178,41 @@ def build_learner(
         rank = renamed.get("kml_rank", rank)
         factorization = renamed.get("kml_factorization", factorization)
         identity = renamed.get("kml_identity", identity)
-    if learner not in LEARNERS:
-        raise ValueError(f"learner must be one of {LEARNERS}, got {learner!r}")
-    if modulation not in MODULATIONS:
-        raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
-    r = recipe(learner)
+    learner_class = get_learner(learner)
+    r = learner_class.recipe
+    spec = modulation_spec(modulation, dict(task_dim=task_dim, hidden=tuple(hidden), rank=rank,
+                                            factorization=factorization, identity=identity,
+                                            options=dict(modulation_options or {})))
     protocol = {"query_modulation": query_modulation, "prototype_refinement": prototype_refinement,
                 "batch_norm": batch_norm}
-    if learner == "maml":
-        changed = [f"{k}={v!r}" for (k, v), default in zip(protocol.items(), (QUERY_MODULATIONS[0],
-                   PROTOTYPE_REFINEMENTS[0], BATCH_NORMS[0])) if v != default]
-        if changed:
-            raise ValueError(f"{', '.join(changed)}: these protocol options are ProtoNet's; MAML has none")
-    channels = tuple(r.channels if channels is None else channels)
-    backbone = Conv4(
-        in_channels,
-        channels,
+    defaults = {"query_modulation": QUERY_MODULATIONS[0], "prototype_refinement": PROTOTYPE_REFINEMENTS[0],
+                "batch_norm": BATCH_NORMS[0]}
+    changed = [f"{k}={v!r}" for k, v in protocol.items() if v != defaults[k] and k not in learner_class.protocol_options]
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)}: these protocol options are ProtoNet's; {learner_class.display_name} has none"
+        )
+    backbone_class = get_backbone(r.backbone if backbone is None else backbone)
+    net = backbone_class.from_options(
+        in_channels=in_channels,
+        channels=r.channels if channels is None else tuple(channels),
         style=r.style if style is None else style,
         bn_affine=r.bn_affine if bn_affine is None else bn_affine,
         bias=r.bias if bias is None else bias,
         pool=r.pool if pool is None else pool,
-        num_classes=ways if learner == "maml" else None,
+        num_classes=ways if learner_class.uses_head else None,
         image_size=image_size,
-        modulation=modulation,
-        task_dim=task_dim,
-        hidden=tuple(hidden),
-        rank=rank,
-        factorization=factorization,
-        identity=identity,
+        modulation=spec,
     )
     encoder = None
-    if modulation != "none":
-        encoder = TaskEncoder(in_channels, tuple(encoder_channels or channels), task_dim, image_size)
-    if learner == "maml":
-        return MAML(
-            backbone,
-            encoder,
-            inner_steps=r.inner_steps if inner_steps is None else inner_steps,
-            inner_lr=r.inner_lr if inner_lr is None else inner_lr,
-            first_order=r.first_order if first_order is None else first_order,
-            grad_clip=r.grad_clip if grad_clip is _UNSET else grad_clip,
-            eval_inner_steps=eval_inner_steps,
-        )
-    return ProtoNet(backbone, encoder, **protocol)
+    if spec.name != "none":
+        encoder = TaskEncoder(in_channels, tuple(encoder_channels or net.encoder_channels()), task_dim, image_size)
+    options = {
+        "inner_steps": r.inner_steps if inner_steps is None else inner_steps,
+        "inner_lr": r.inner_lr if inner_lr is None else inner_lr,
+        "first_order": r.first_order if first_order is None else first_order,
+        "grad_clip": r.grad_clip if grad_clip is _UNSET else grad_clip,
+        "eval_inner_steps": eval_inner_steps,
+        **protocol,
+    }
+    return learner_class.from_options(net, encoder, options)

@@ -1,19 +1,24 @@
-"""The common learner interface: a meta-batch of tasks in, query loss and accuracy out."""
+"""The common learner interface (a meta-batch of tasks in, query loss and accuracy out)
+and the learner registry (:func:`register_learner`)."""
 
 from __future__ import annotations
 
 import abc
 import re
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.nets import Conv4, LayerModulation, TaskEncoder
+from kml.backbone import Backbone
+from kml.nets import TaskEncoder
+from kml.recipes import RECIPES, Recipe
+from kml.registry import Registry
 
-__all__ = ["LearnerOutput", "MetaLearner", "upgrade_state_dict"]
+__all__ = ["LearnerOutput", "MetaLearner", "upgrade_state_dict", "register_learner", "get_learner", "list_learners"]
 
 
 @dataclass
@@ -61,12 +66,12 @@ class LearnerOutput:
 class MetaLearner(nn.Module, abc.ABC):
     """Base class of MAML and ProtoNet, with optional task-aware modulation.
 
-    Holds the ``backbone`` (:class:`~kml.nets.Conv4`) and, for modulated methods
-    (MMAML, MMAML+KML, MProtoNet, MProtoNet+KML), the task ``encoder``; the
-    backbone's modulated layers (:class:`~kml.modulation.KernelModulatedConv2d` or
-    :class:`~kml.modulation.FiLM`) own the generators. The task embedding is
-    computed from the support set only and modulates the backbone for both support
-    and query.
+    Holds the ``backbone`` (any :class:`~kml.backbone.Backbone`: :class:`~kml.nets.Conv4`,
+    :class:`~kml.resnet.ResNet12`, ...) and, for modulated methods (MMAML, MMAML+KML,
+    MProtoNet, MProtoNet+KML), the task ``encoder``; the backbone's modulated layers
+    (:class:`~kml.modulation.KernelModulatedConv2d`, :class:`~kml.modulation.FiLM`, ...)
+    own the generators. The task embedding is computed from the support set only and
+    modulates the backbone for both support and query.
 
     ``forward(support, support_labels, query, query_labels)`` takes
 
@@ -77,9 +82,24 @@ class MetaLearner(nn.Module, abc.ABC):
     returns the ``(T, N*Q, N)`` query logits. Subclasses implement :meth:`query_logits`. With ``vectorized=True`` (default) the
     ``T`` tasks run as one vectorised computation; ``vectorized=False`` is the plain
     per-task loop, kept as the reference the vectorised path must agree with.
+
+    A learner class is registered by name with :func:`register_learner`, which sets the
+    class attributes below; :func:`kml.learners.build_learner` builds it through
+    :meth:`from_options`.
     """
 
-    def __init__(self, backbone: Conv4, encoder: TaskEncoder | None = None) -> None:
+    #: the registered name (``learner.name``)
+    learner_name: str = ""
+    #: the paper's name of the unmodulated method (``"MAML"``); method names derive from it
+    display_name: str = ""
+    #: the backbone, inner-loop and training defaults (:mod:`kml.recipes`)
+    recipe: Recipe | None = None
+    #: whether the backbone carries a ``ways``-way classification head (MAML) or returns features
+    uses_head: bool = False
+    #: the ProtoNet protocol options (``learner.query_modulation``, ...) this learner honours
+    protocol_options: tuple[str, ...] = ()
+
+    def __init__(self, backbone: Backbone, encoder: TaskEncoder | None = None) -> None:
         super().__init__()
         if (encoder is None) != (backbone.modulation == "none"):
             raise ValueError(
@@ -92,15 +112,22 @@ class MetaLearner(nn.Module, abc.ABC):
         self.encoder = encoder
         self._register_load_state_dict_pre_hook(_upgrade_state_dict_hook)
 
+    @classmethod
+    def from_options(cls, backbone: Backbone, encoder: TaskEncoder | None, options: Mapping[str, Any]) -> "MetaLearner":
+        """The learner of :func:`kml.learners.build_learner`: ``options`` holds every learner
+        option of ``build_learner`` (``inner_steps``, ..., ``batch_norm``), recipe defaults
+        resolved; a learner reads those it has. The default reads none."""
+        return cls(backbone, encoder)
+
     @property
     def modulation(self) -> str:
-        """``"none"``, ``"film"`` or ``"kml"``."""
+        """The modulation's name: ``"none"``, ``"film"``, ``"kml"``, ..."""
         return self.backbone.modulation
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         """Conv, BN and head parameters: what MAML's inner loop adapts and the backbone
         optimiser updates (the generators are not among them)."""
-        return [p for _, p in self.backbone.named_adaptable_parameters()]
+        return self.backbone.adaptable_parameters()
 
     def modulation_parameters(self) -> list[nn.Parameter]:
         """Parameters of the task encoder and the generators (empty when unmodulated)."""
@@ -108,8 +135,8 @@ class MetaLearner(nn.Module, abc.ABC):
             return []
         return list(self.encoder.parameters()) + self.backbone.generator_parameters()
 
-    def modulate(self, support: Tensor) -> tuple[Tensor | None, list[LayerModulation] | None]:
-        """Task embedding ``(T, task_dim)`` and per-block modulation from ``support``."""
+    def modulate(self, support: Tensor) -> tuple[Tensor | None, list | None]:
+        """Task embedding ``(T, task_dim)`` and per-layer modulation from ``support``."""
         if self.encoder is None:
             return None, None
         task_embedding = self.encoder(support)
@@ -206,6 +233,71 @@ class MetaLearner(nn.Module, abc.ABC):
         """The query logits ``(T, M, ways)`` and the task embedding ``(T, task_dim)``
         (``None`` unmodulated) of the tasks; ``vectorized=False`` means one task with
         plain parameters (the loop reference path)."""
+
+
+_LEARNERS: Registry[type[MetaLearner]] = Registry("learner")
+
+
+def register_learner(
+    name: str,
+    *,
+    recipe: Recipe | str | None = None,
+    display_name: str | None = None,
+):
+    """Class decorator: register a :class:`MetaLearner` subclass under ``name``.
+
+    After registration ``learner.name=<name>`` (with a ``learner/<name>.yaml`` config and
+    the module listed in ``imports``), :func:`kml.learners.build_learner` and campaigns
+    select it.
+
+    Args:
+        name: the learner's name (``learner.name``).
+        recipe: its defaults, a :class:`~kml.recipes.Recipe` or the name of a built-in
+            recipe (``"protonet"``). Default: the recipe of the class it derives from.
+        display_name: the paper-style name of the unmodulated method, from which method
+            names derive (``"CosineProtoNet"`` -> ``MCosineProtoNet+KML``). Default: ``name``.
+
+    Example::
+
+        @register_learner("cosine_protonet", display_name="CosineProtoNet")
+        class CosineProtoNet(ProtoNet):
+            ...
+    """
+
+    def prepare(cls: type) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, MetaLearner)):
+            raise TypeError(f"register_learner({name!r}): {cls!r} must subclass kml.learners.MetaLearner")
+        chosen = RECIPES[recipe] if isinstance(recipe, str) else recipe
+        if chosen is None:
+            chosen = cls.recipe
+        if chosen is None:
+            raise ValueError(f"register_learner({name!r}): pass recipe= (a kml.recipes.Recipe or 'maml'/'protonet')")
+        cls.learner_name = name
+        cls.display_name = display_name or name
+        cls.recipe = chosen
+
+    return _LEARNERS.decorator(name, prepare)
+
+
+def get_learner(name: str) -> type[MetaLearner]:
+    """The learner class registered under ``name`` (built-ins registered on first use).
+
+    Raises:
+        kml.registry.UnknownNameError: an unregistered name (the message lists the names).
+    """
+    _load_builtins()
+    return _LEARNERS.get(name)
+
+
+def list_learners() -> tuple[str, ...]:
+    """The registered learner names, ``("maml", "protonet", ...)``."""
+    _load_builtins()
+    return _LEARNERS.names()
+
+
+def _load_builtins() -> None:
+    import kml.learners.maml  # noqa: F401  (registers maml)
+    import kml.learners.protonet  # noqa: F401  (registers protonet)
 
 
 _LEGACY_GENERATOR_KEY = re.compile(r"^(?P<prefix>.*)modulator\.generators\.(?P<block>\d+)\.(?P<rest>.*)$")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from operator import attrgetter
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.learners.base import MetaLearner
-from kml.nets import Conv4, LayerModulation, TaskEncoder
+from kml.backbone import Backbone
+from kml.learners.base import MetaLearner, register_learner
+from kml.nets import TaskEncoder
 
 __all__ = ["MAML"]
 
 
+@register_learner("maml", recipe="maml", display_name="MAML")
 class MAML(MetaLearner):
     """Model-agnostic meta-learning over a batch of tasks.
 
@@ -30,7 +33,8 @@ class MAML(MetaLearner):
     in one vectorised computation with grouped convolutions.
 
     Args:
-        backbone: :class:`~kml.nets.Conv4` with a ``num_classes``-way head (FiLM- or
+        backbone: a :class:`~kml.backbone.Backbone` (:class:`~kml.nets.Conv4`,
+            :class:`~kml.resnet.ResNet12`, ...) with a ``num_classes``-way head (FiLM- or
             kernel-modulated for MMAML / MMAML+KML).
         encoder: the task encoder of a modulated backbone (``None`` for MAML).
         inner_steps: inner SGD steps (training); ``eval_inner_steps`` at evaluation
@@ -40,9 +44,11 @@ class MAML(MetaLearner):
         grad_clip: element-wise clamp of inner gradients (``None`` or 0: off).
     """
 
+    uses_head = True
+
     def __init__(
         self,
-        backbone: Conv4,
+        backbone: Backbone,
         encoder: TaskEncoder | None = None,
         inner_steps: int = 5,
         inner_lr: float = 0.05,
@@ -62,6 +68,20 @@ class MAML(MetaLearner):
         self.grad_clip = grad_clip
         self._backbone_shapes = {name: tuple(p.shape) for name, p in backbone.named_adaptable_parameters()}
 
+    @classmethod
+    def from_options(cls, backbone: Backbone, encoder: TaskEncoder | None, options: Mapping[str, Any]) -> "MAML":
+        """MAML with ``options``' inner loop (``inner_steps``, ``inner_lr``, ``first_order``,
+        ``grad_clip``, ``eval_inner_steps``)."""
+        return cls(
+            backbone,
+            encoder,
+            inner_steps=options["inner_steps"],
+            inner_lr=options["inner_lr"],
+            first_order=options["first_order"],
+            grad_clip=options["grad_clip"],
+            eval_inner_steps=options["eval_inner_steps"],
+        )
+
     def default_ways(self, support_labels: Tensor) -> int:
         return self.backbone.num_classes
 
@@ -69,7 +89,7 @@ class MAML(MetaLearner):
         self,
         support: Tensor,
         support_labels: Tensor,
-        modulation: list[LayerModulation] | None,
+        modulation: list | None,
         vectorized: bool = True,
         steps: int | None = None,
     ) -> dict[str, Tensor]:
@@ -77,7 +97,7 @@ class MAML(MetaLearner):
 
         Args:
             support: ``(T, N*K, C, H, W)``; ``support_labels``: ``(T, N*K)``.
-            modulation: per-block modulation of the ``T`` tasks (fixed in the loop).
+            modulation: per-layer modulation of the ``T`` tasks (fixed in the loop).
             vectorized: give every parameter a leading ``T`` dimension (the vectorised
                 path); ``False`` needs ``T == 1`` and keeps plain shapes (the loop path).
             steps: number of steps (default: training or evaluation setting).

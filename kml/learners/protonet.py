@@ -17,13 +17,16 @@ statistics). Three options reproduce the published KML code's protocol
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.learners.base import MetaLearner
-from kml.learners.recipes import BATCH_NORMS, PROTOTYPE_REFINEMENTS, QUERY_MODULATIONS
-from kml.nets import Conv4, TaskEncoder
+from kml.backbone import Backbone
+from kml.learners.base import MetaLearner, register_learner
+from kml.nets import TaskEncoder
+from kml.recipes import BATCH_NORMS, PROTOTYPE_REFINEMENTS, QUERY_MODULATIONS
 
 __all__ = [
     "ProtoNet",
@@ -128,13 +131,14 @@ def published_refined_prototypes(
 _REFINEMENTS = {"soft": soft_refined_prototypes, "published": published_refined_prototypes}
 
 
+@register_learner("protonet", recipe="protonet", display_name="ProtoNet")
 class ProtoNet(MetaLearner):
     """ProtoNet: classify queries by the negative squared Euclidean distance of their
     (modulated) backbone features to the class-mean prototypes of the support set.
 
     Args:
-        backbone: :class:`~kml.nets.Conv4` without a head (``num_classes=None``), FiLM- or
-            kernel-modulated for MProtoNet / MProtoNet+KML.
+        backbone: a :class:`~kml.backbone.Backbone` without a head (``num_classes=None``),
+            FiLM- or kernel-modulated for MProtoNet / MProtoNet+KML.
         encoder: the task encoder of a modulated backbone (``None`` for ProtoNet).
         query_modulation: ``"support"`` (the paper: the support set's task embedding
             modulates the query features too) or ``"query"`` (the published code: the
@@ -150,9 +154,11 @@ class ProtoNet(MetaLearner):
             Default: ``"separate"``.
     """
 
+    protocol_options = ("query_modulation", "prototype_refinement", "batch_norm")
+
     def __init__(
         self,
-        backbone: Conv4,
+        backbone: Backbone,
         encoder: TaskEncoder | None = None,
         *,
         query_modulation: str = QUERY_MODULATIONS[0],
@@ -177,6 +183,12 @@ class ProtoNet(MetaLearner):
         self.query_modulation = query_modulation
         self.prototype_refinement = prototype_refinement
         self.batch_norm = batch_norm
+
+    @classmethod
+    def from_options(cls, backbone: Backbone, encoder: TaskEncoder | None, options: Mapping[str, Any]) -> "ProtoNet":
+        """The learner with ``options``' protocol (``query_modulation``,
+        ``prototype_refinement``, ``batch_norm``); the inner-loop options do not apply."""
+        return cls(backbone, encoder, **{name: options[name] for name in cls.protocol_options})
 
     def features(self, support: Tensor, query: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
         """The task embedding and the support and query features under this learner's
@@ -208,10 +220,16 @@ class ProtoNet(MetaLearner):
             return prototypes(support_features, support_labels, ways)
         return _REFINEMENTS[self.prototype_refinement](support_features, support_labels, query_features, ways)
 
+    def class_logits(self, query_features: Tensor, protos: Tensor) -> Tensor:
+        """The query logits ``(T, M, N)`` from ``query_features (T, M, D)`` and ``protos
+        (T, N, D)``: ``-||q - p||^2`` (:func:`squared_euclidean_logits`). A variant overrides
+        this (``docs/extending.md``: cosine logits)."""
+        return squared_euclidean_logits(query_features, protos)
+
     def query_logits(self, support, support_labels, query, ways, vectorized):
         task_embedding, support_features, query_features = self.features(support, query)
         protos = self.class_prototypes(support_features, support_labels, query_features, ways)
-        return squared_euclidean_logits(query_features, protos), task_embedding
+        return self.class_logits(query_features, protos), task_embedding
 
     def extra_repr(self) -> str:
         options = [
