@@ -147,7 +147,7 @@ class ResNet12(Backbone):
         super().check_options(channels=channels, style=style, pool=pool, modulation=modulation)
         if channels is not None and len(channels) != 4:
             raise ValueError(f"ResNet-12 has 4 blocks: channels must list 4 widths, got {list(channels)}")
-        if modulation.factorization != "channel":
+        if modulation.name == "kml" and modulation.factorization != "channel":
             raise ValueError(
                 f"ResNet-12 offers only modulation.factorization=channel, got {modulation.factorization!r}: the "
                 "published factor sizes are defined for Conv-4 only, and a full generator would need over a billion "

@@ -44,6 +44,9 @@ def test_workers_draw_distinct_reproducible_streams(synthetic_root):
     assert len(first) == 4 and all(_same(a, b) for a, b in zip(first, again))  # same loader seed, same stream
     assert not _same(first[0], first[1])  # the two workers do not repeat each other
     assert not _same(first[0], list(loader)[0])  # the next pass draws new tasks
+    one = DataLoader(EpisodeDataset(_train(synthetic_root), meta_batch_size=2, num_batches=1), batch_size=None,
+                     num_workers=1)
+    assert not _same(list(one)[0], list(one)[0])  # one worker too: each pass draws new tasks
 
 
 def test_bad_arguments_are_refused(synthetic_root):

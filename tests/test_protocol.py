@@ -10,8 +10,13 @@ from kml.learners import published_refined_prototypes, soft_refined_prototypes
 
 
 def _episode(seed=1, shots=1, tasks=2, ways=3, queries=2):
-    return [t.double() if t.is_floating_point() else t
-            for t in tiny_episode(tasks=tasks, ways=ways, shots=shots, queries=queries, size=16, seed=seed)]
+    """A tiny float64 episode with class-major support rows, as the library's samplers give them."""
+    support, support_labels, query, query_labels = [
+        t.double() if t.is_floating_point() else t
+        for t in tiny_episode(tasks=tasks, ways=ways, shots=shots, queries=queries, size=16, seed=seed)]
+    order = support_labels.argsort(dim=1, stable=True)
+    support = torch.stack([support[t, order[t]] for t in range(tasks)])
+    return support, torch.gather(support_labels, 1, order), query, query_labels
 
 
 def test_soft_refinement_matches_a_float64_hand_computation():
@@ -147,3 +152,11 @@ def test_protocol_misuse_is_refused_in_one_line(overrides, message, compose):
     with pytest.raises(ConfigError, match=message) as err:
         validate(compose(overrides))
     assert "\n" not in str(err.value)
+
+
+def test_published_refinement_refuses_support_rows_out_of_class_order():
+    features = torch.randn(1, 6, 4, dtype=torch.float64)
+    query = torch.randn(1, 3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="class-major support labels"):
+        published_refined_prototypes(features, torch.tensor([[1, 1, 0, 0, 2, 2]]), query, 3)
+    published_refined_prototypes(features, torch.tensor([[0, 0, 1, 1, 2, 2]]), query, 3)

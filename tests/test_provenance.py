@@ -81,3 +81,28 @@ def test_used_counts_leave_out_the_classes_a_mixture_drops(tmp_path, monkeypatch
     assert record["tinyimagenet"]["official"] == {"classes": 200, "images_per_class": 500}
     alone = data_provenance(["tinyimagenet"], tmp_path, 8)
     assert alone["tinyimagenet"]["splits"]["train"]["used"] == {"classes": 3, "images": 13}
+
+
+def test_the_dirty_flag_is_about_code_not_records(tmp_path, monkeypatch):
+    """A campaign rewrites results/ and docs/ between its runs: that is not uncommitted code."""
+    import subprocess
+
+    import kml.engine.rundir as rundir
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for path in ("kml/x.py", "configs/c.yaml", "results/r.json", "docs/results.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("0\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    real_git = rundir._git
+    monkeypatch.setattr(rundir, "_git", lambda *args: real_git(*args, root=tmp_path))
+    assert rundir._git_dirty() is False
+    (tmp_path / "results/r.json").write_text("1\n")
+    (tmp_path / "docs/results.md").write_text("1\n")
+    assert rundir._git_dirty() is False
+    (tmp_path / "configs/c.yaml").write_text("1\n")
+    assert rundir._git_dirty() is True

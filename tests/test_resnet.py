@@ -102,6 +102,9 @@ def test_only_the_channel_factorization_and_four_widths_are_offered(compose):
         ResNet12(channels=(4, 4, 4))
     with pytest.raises(ValueError, match="style must be one of"):
         ResNet12(style="strided")
+    # the factorization is KML's: a plain or FiLM ResNet-12 ignores it (protocol=published sets it)
+    validate(compose(["learner.backbone.name=resnet12", "protocol=published", "modulation=none"]))
+    validate(compose(["learner.backbone.name=resnet12", "protocol=published", "modulation=film"]))
     for override, message in (
         ("modulation.factorization=full", "learner.backbone.name=resnet12: ResNet-12 offers only "
                                           "modulation.factorization=channel, got 'full'"),

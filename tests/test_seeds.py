@@ -50,3 +50,19 @@ def test_the_stratified_interval_treats_each_mode_as_a_stratum():
     expected = 100 * 1.96 * math.sqrt(d_easy.var(ddof=1) / 200 + d_hard.var(ddof=1) / 200) / 2
     assert cmp["overall_stratified"]["ci95"] == pytest.approx(expected, rel=1e-12)
     assert cmp["overall_stratified"]["difference"] == pytest.approx(cmp["overall"]["difference"], rel=1e-12)
+
+
+def test_a_contrast_with_a_mode_some_seeds_lack_reports_what_it_has():
+    from kml.campaign.report import Contrast
+
+    def cmp(overall, modes):
+        entry = lambda d: {"difference": d, "ci95": 0.5}  # noqa: E731
+        return {"overall": entry(overall), "per_mode": {m: entry(d) for m, d in modes.items()}}
+
+    c = Contrast("a", "b", {0: cmp(1.0, {"x": 1.0, "y": 2.0}), 1: cmp(2.0, {"x": 3.0}), 2: cmp(3.0, {"x": 2.0})})
+    mean, ci, over = c.headline()
+    assert (mean, over) == (2.0, "seeds") and ci == pytest.approx(4.302652729749464 / math.sqrt(3))
+    assert c.headline("x")[:1] == (2.0,) and c.headline("x")[2] == "seeds"
+    assert c.headline("y") == (2.0, 0.5, "tasks")  # one seed has it: its CI over tasks
+    assert c.headline("z") is None
+    assert set(c.as_dict()["across_seeds"]["per_mode"]) == {"x"}

@@ -40,8 +40,9 @@ def modulation_statistics(learner: MetaLearner, batches: Iterable[tuple[str, Epi
     Returns:
         ``{mode: {...}}`` with, for every mode:
 
-        - ``feature_norm``: mean L2 norm of the query features (ProtoNet) or logits (MAML)
-          of the unadapted backbone with the task's modulation;
+        - ``feature_norm``: mean L2 norm of the query features (ProtoNet, under its
+          protocol options) or logits (MAML) of the unadapted backbone with the task's
+          modulation;
         - ``embedding``: mean and across-task spread of the task embedding (modulated only);
         - ``blocks``: per modulated layer, what its modulation reports (``statistics`` of
           its layer class): FiLM's ``scale`` (mean, min, share negative) and ``|shift|``
@@ -57,7 +58,10 @@ def modulation_statistics(learner: MetaLearner, batches: Iterable[tuple[str, Epi
         for mode, batch in batches:
             entry = out.setdefault(mode, {"tasks": 0, "feature_norm": [], "embedding": [], "blocks": []})
             task_embedding, modulation = learner.modulate(batch.support)
-            features = learner.backbone(batch.query, modulation)
+            if hasattr(learner, "features"):  # ProtoNet: its protocol (query modulation, joint BN)
+                features = learner.features(batch.support, batch.query)[2]
+            else:
+                features = learner.backbone(batch.query, modulation)
             entry["tasks"] += batch.num_tasks
             entry["feature_norm"].append(features.norm(dim=-1).mean(dim=1))
             if task_embedding is not None:

@@ -212,23 +212,22 @@ class Contrast:
         """``(difference, ci95, over)``: across seeds (t-interval over seeds) when there are
         several, else the one seed's paired mean ± its CI over tasks; ``over`` is
         ``"seeds"`` or ``"tasks"``."""
-        if not self.per_seed:
+        entries = [cmp["overall"] if mode is None else cmp["per_mode"].get(mode) for cmp in self.per_seed.values()]
+        entries = [entry for entry in entries if entry is not None]
+        if not entries:  # no seed has this mode
             return None
-        if len(self.per_seed) > 1:
-            s = self.across(mode)
+        if len(entries) > 1:
+            s = across_seeds([entry["difference"] for entry in entries])
             return s.mean, s.ci95, "seeds"
-        cmp = next(iter(self.per_seed.values()))
-        entry = cmp["overall"] if mode is None else cmp["per_mode"].get(mode)
-        if entry is None:
-            return None
-        return entry["difference"], entry["ci95"], "tasks"
+        return entries[0]["difference"], entries[0]["ci95"], "tasks"
 
     def as_dict(self) -> dict:
         out: dict = {"a": self.a, "b": self.b, "seeds": self.seeds, "per_seed": {str(k): v for k, v in
                                                                                  self.per_seed.items()}}
         if len(self.per_seed) > 1:
             out["across_seeds"] = {"overall": self.across().as_dict(),
-                                   "per_mode": {m: self.across(m).as_dict() for m in self.modes()}}
+                                   "per_mode": {m: self.across(m).as_dict() for m in self.modes()
+                                                if sum(m in cmp["per_mode"] for cmp in self.per_seed.values()) > 1}}
         if self.error:
             out["error"] = self.error
         return out
@@ -595,9 +594,9 @@ def forest_figure(c: CampaignRecords, contrasts: list[Contrast], shots: int, pat
                 offset = 0.12 * (j - (len(cmp.seeds) - 1) / 2) if len(cmp.seeds) > 1 else 0.0
                 ax.errorbar(entry["difference"], row + offset, xerr=entry["ci95"], fmt="o", markersize=3,
                             color=f"C{seeds.index(seed) % 10}", elinewidth=1, capsize=0)
-            if len(cmp.seeds) > 1:
-                s = cmp.across(mode)
-                ax.errorbar(s.mean, row - 0.3, xerr=s.ci95, fmt="D", markersize=5, color="black", elinewidth=1.8,
+            head = cmp.headline(mode)
+            if head is not None and head[2] == "seeds":
+                ax.errorbar(head[0], row - 0.3, xerr=head[1], fmt="D", markersize=5, color="black", elinewidth=1.8,
                             capsize=2)
             paper = _paper_difference(c, cmp.a, cmp.b, shots) if mode is None else None
             if paper is not None:
@@ -841,13 +840,17 @@ def _transference_claims(c: CampaignRecords) -> list[str]:
         d = x.astype(np.float64) - y.astype(np.float64)
         return 100.0 * float(d.mean()), 100.0 * 1.96 * float(d.std(ddof=1)) / np.sqrt(d.size)
 
+    def seed_of(run) -> str:
+        match = re.search(r"_seed(\d+)$", run.get("run_id", ""))
+        return f"one seed ({match.group(1)})" if match else "one seed"
+
     rows = []
     if kml is not None and none is not None:
         mean, ci = paired(positive(kml["checkpoints"][-1]), positive(none["checkpoints"][-1]))
         pa, pb = paper.get(kml["label"]), paper.get(none["label"])
         paper_text = f"{_signed(pa - pb)} ({pa:g} vs {pb:g} % positive)" if pa is not None and pb is not None else "-"
         rows.append(f"| KML: more positive transfer than none (share of LR < 1, last checkpoint, points) | {setting} "
-                    f"| {paper_text} | **{_signed(mean)} ± {ci:.2f}** | one seed (0) | {verdict(mean - ci, mean + ci)} |")
+                    f"| {paper_text} | **{_signed(mean)} ± {ci:.2f}** | {seed_of(kml)} | {verdict(mean - ci, mean + ci)} |")
     for run in (none, kml):  # the paper shows this for its histograms during training, without numbers
         if run is None or len(run["checkpoints"]) < 2:
             continue
@@ -855,7 +858,7 @@ def _transference_claims(c: CampaignRecords) -> list[str]:
         mean, ci = paired(positive(last), positive(first))
         rows.append(f"| More positive transfer as training proceeds ({run['label']}: share of LR < 1 at "
                     f"{last['iteration']} − at {first['iteration']} iterations, points) | {setting} | histograms only, "
-                    f"no number | **{_signed(mean)} ± {ci:.2f}** | one seed (0) | {verdict(mean - ci, mean + ci)} |")
+                    f"no number | **{_signed(mean)} ± {ci:.2f}** | {seed_of(run)} | {verdict(mean - ci, mean + ci)} |")
     return rows
 
 

@@ -554,14 +554,15 @@ def record_data(campaign: DictConfig, cfg: DictConfig, results_dir: Path, log=lo
     predate that. Skipped (with a line) when a dataset is not prepared here."""
     from kml.config import compose_run_config
     from kml.data.errors import DataError
-    from kml.data.provenance import data_provenance
+    from kml.engine.from_config import data_provenance_for
 
     datasets: dict[str, dict] = {}
     for mode in campaign.modes:
+        # the campaign's own overrides too: they may choose split schemes or a split seed
         run_cfg = compose_run_config([f"mode={mode}", f"data.root={cfg.data_root}",
-                                      f"data.image_size={campaign.budget.image_size}"])
+                                      f"data.image_size={campaign.budget.image_size}", *campaign.overrides])
         try:
-            datasets.update(data_provenance(list(run_cfg.mode.datasets), cfg.data_root, int(campaign.budget.image_size)))
+            datasets.update(data_provenance_for(run_cfg))
         except DataError as err:
             log(f"data record: skipped ({err})")
             return None

@@ -87,10 +87,10 @@ class EpisodeDataset(IterableDataset):
                     f"a sampler on {sampler.device} cannot feed DataLoader worker processes; "
                     "use num_workers=0 (sampling is already vectorised), or a CPU sampler"
                 )
-            if worker.num_workers > 1:
-                # worker.seed: the loader's base seed (new for every pass) + the worker id
-                sampler.generator.manual_seed(derive_seed("kml-episode-worker", sampler.seed, worker.seed))
-                index, step = worker.id, worker.num_workers
+            # worker.seed: the loader's base seed (new for every pass) + the worker id; a worker
+            # holds a copy of the sampler as it was, so without this every pass would repeat
+            sampler.generator.manual_seed(derive_seed("kml-episode-worker", sampler.seed, worker.seed))
+            index, step = worker.id, worker.num_workers
         while self.num_batches is None or index < self.num_batches:
             yield self._draw(sampler)
             index += step

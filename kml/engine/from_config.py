@@ -1,4 +1,5 @@
-"""What a run config builds: the learner (or a Multi-* specialist's), and the samplers."""
+"""What a run config builds: the learner (or a Multi-* specialist's), the samplers, and
+the record of the data they serve."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from kml.config import ConfigError, register_resolvers
 from kml.config.imports import import_user_modules
 from kml.learners import MetaLearner, build_learner
 
-__all__ = ["build_learner_from_config", "specialist_config", "tasksets_for"]
+__all__ = ["build_learner_from_config", "specialist_config", "tasksets_for", "data_provenance_for"]
 
 
 def specialist_config(cfg: DictConfig, dataset: str) -> DictConfig:
@@ -100,6 +101,20 @@ def tasksets_for(cfg: DictConfig, device: torch.device | str, seed: int | None =
         device=device,
         seed=cfg.train.seed if seed is None else seed,
         replacement=cfg.data.replacement,
-        split_schemes={k: v for k, v in (cfg.data.get("splits") or {}).items() if v},
+        split_schemes=_split_schemes(cfg),
         split_seed=int(cfg.data.get("split_seed", 0)),
     )
+
+
+def _split_schemes(cfg: DictConfig) -> dict[str, str]:
+    return {k: v for k, v in (cfg.data.get("splits") or {}).items() if v}
+
+
+def data_provenance_for(cfg: DictConfig) -> dict[str, dict]:
+    """What data a run of ``cfg`` sees (:func:`kml.data.provenance.data_provenance`): its
+    mode's datasets at its image size, split schemes and split seed."""
+    from kml.data.provenance import data_provenance
+
+    return data_provenance(list(cfg.mode.datasets), cfg.data.root, int(cfg.data.image_size),
+                           split_schemes=_split_schemes(cfg), split_seed=int(cfg.data.get("split_seed", 0)))
+

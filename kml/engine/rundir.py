@@ -153,9 +153,11 @@ def auto_resume_config(saved: DictConfig, composed: DictConfig, run_dir: Path) -
     return merged
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, root: Path | None = None) -> str | None:
+    """``git <args>`` in ``root`` (default: the checkout the library runs from); ``None``
+    when git or the checkout is not there."""
     try:
-        root = Path(kml.__file__).resolve().parent.parent
+        root = Path(kml.__file__).resolve().parent.parent if root is None else root
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
         return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
@@ -166,9 +168,16 @@ def _git_commit() -> str | None:
     return _git("rev-parse", "HEAD") or None
 
 
+#: what a run's result depends on: the library, its configs, the entry scripts and the
+#: package metadata. Records, reports and docs (which campaigns rewrite) are not code.
+CODE_PATHS = ("kml", "configs", "scripts", "pyproject.toml")
+
+
 def _git_dirty() -> bool | None:
-    """Whether the working tree has uncommitted changes to tracked files (None: no git)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    """Whether the code (:data:`CODE_PATHS`) has uncommitted changes to tracked files
+    (None: no git). Changed records under ``results/`` or a rewritten ``docs/results.md``
+    do not count: a campaign writes those itself between its runs."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     return None if status is None else bool(status)
 
 

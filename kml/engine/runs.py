@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kml.config import RunConfig, validate
 from kml.engine.device import resolve_device, use_cuda_graphs, use_vectorized
-from kml.engine.from_config import build_learner_from_config, specialist_config, tasksets_for
+from kml.engine.from_config import build_learner_from_config, data_provenance_for, specialist_config, tasksets_for
 from kml.engine.numerics import restore_determinism, set_determinism
 from kml.engine.checkpoints import BEST, CheckpointError, list_checkpoints, load_checkpoint
 from kml.engine.distributed import DistributedContext, init_distributed
@@ -366,8 +366,13 @@ def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, re
         ctx.shutdown()
         status = "finished"
         return results
-    except (TrainingInterrupted, SystemExit):  # SystemExit: a launcher's requeue (submitit)
+    except TrainingInterrupted:
         status = "interrupted"
+        raise
+    except SystemExit as err:
+        # submitit exits with -1 once it has requeued the job (its checkpoint handler): the
+        # run goes on in the requeued job; any other non-zero exit is a failure
+        status = "interrupted" if err.code in (None, 0, -1) else "failed"
         raise
     except KeyboardInterrupt:
         status = "interrupted"
@@ -383,20 +388,9 @@ def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, re
             lock.release()
 
 
-def _data_record(cfg: DictConfig) -> dict:
-    """What data the run sees (:func:`kml.data.provenance.data_provenance`)."""
-    from kml.data.provenance import data_provenance
-
-    return data_provenance(
-        list(cfg.mode.datasets), cfg.data.root, int(cfg.data.image_size),
-        split_schemes={k: v for k, v in (cfg.data.get("splits") or {}).items() if v},
-        split_seed=int(cfg.data.get("split_seed", 0)),
-    )
-
-
 def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, tasksets, log, resuming: bool,
                 loggers: MetricLoggers | None) -> dict:
-    data = _data_record(cfg) if ctx.is_main else None
+    data = data_provenance_for(cfg) if ctx.is_main else None
     prepare_run_dir(run_dir, cfg, resuming=resuming, ctx=ctx, data=data)
     say = log if ctx.is_main else (lambda *_: None)
     method = method_name(cfg.learner.name, cfg.modulation.name, bool(cfg.multi))

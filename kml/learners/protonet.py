@@ -123,6 +123,12 @@ def published_refined_prototypes(
     shots = rows // ways
     if shots * ways != rows:
         raise ValueError(f"{rows} support rows are not {ways} ways times a number of shots")
+    class_major = torch.arange(ways, device=support_labels.device).repeat_interleave(shots)
+    if not bool((support_labels == class_major).all()):
+        raise ValueError(
+            "prototype_refinement='published' indexes support rows as the published code does, which needs "
+            "class-major support labels [0]*K + [1]*K + ...; reorder the support set, or use 'soft'"
+        )
     kept = support_features.reshape(num_tasks, ways, shots, dim)[:, :, : shots - 1].sum(dim=2)  # (T, N, D)
     weighted, mass = _soft_assignment(query_features, prototypes(support_features, support_labels, ways))
     return (kept + weighted) / (shots + mass).unsqueeze(-1)
