@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench docs lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,5 +25,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py
 
+## The documentation site (site/): the docs/ pages and the API reference from the docstrings.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
+
+## ruff on the whole tree (configured in pyproject.toml; also a pre-commit hook).
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache site

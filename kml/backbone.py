@@ -218,8 +218,10 @@ class ConvBlock(nn.Module):
     modulation's layer sits under its modulation's name (FiLM: ``film``, ``None`` otherwise).
 
     Args:
-        in_channels, out_channels, stride: the convolution (``kernel_size`` and ``padding``
-            keyword-only, default 3 and 1).
+        in_channels: the convolution's input channels.
+        out_channels: its output channels.
+        stride: its stride (``kernel_size`` and ``padding`` are keyword-only, default 3
+            and 1).
         bn_affine: learnable BN scale and shift.
         modulation: a :class:`~kml.modulation_spec.ModulationSpec`, or a modulation name
             with the spec's fields as keywords (``task_dim=6``, ...).

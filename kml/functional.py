@@ -121,7 +121,8 @@ def batch_norm_grouped(
 
     Args:
         x: ``(B, T*C, H, W)``.
-        weight, bias: optional affine parameters, ``(C,)`` or ``(T, C)``.
+        weight: optional affine scale, ``(C,)`` or ``(T, C)``.
+        bias: optional affine shift, ``(C,)`` or ``(T, C)``.
     """
     return F.batch_norm(
         x,
@@ -140,7 +141,8 @@ def film_grouped(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
 
     Args:
         x: ``(B, T*C, H, W)``.
-        scale, shift: ``(T, C)``.
+        scale: ``(T, C)``.
+        shift: ``(T, C)``.
     """
     return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
 

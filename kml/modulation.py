@@ -211,7 +211,9 @@ class KernelGenerator(Generator):
     """Generates a :class:`KernelModulation` for one conv layer from a task embedding.
 
     Args:
-        in_channels, out_channels, kernel_size: the modulated kernel's shape.
+        in_channels: the modulated kernel's input channels ``C_in``.
+        out_channels: its output channels ``C_out``.
+        kernel_size: its size ``k`` (square kernels).
         task_dim: size of the task embedding ``v``.
         bias: generate the bias shift ``db(v)`` as well.
         rank: number ``r`` of outer products summed in ``M(v)``.
@@ -633,10 +635,20 @@ class KernelModulatedConv2d(ModulatedConv2d):
           ``(T, B, C_out, H', W')``, computed as one grouped convolution.
 
     Args:
-        in_channels, out_channels, kernel_size, stride, padding, bias: as ``nn.Conv2d``
-            (square kernels, ``groups=1``, ``dilation=1``).
+        in_channels: as ``nn.Conv2d``.
+        out_channels: as ``nn.Conv2d``.
+        kernel_size: as ``nn.Conv2d`` (square kernels; ``groups=1``, ``dilation=1``).
+        stride: as ``nn.Conv2d``. Default: 1.
+        padding: as ``nn.Conv2d``. Default: 0.
+        bias: as ``nn.Conv2d``; with a bias, the generator also makes its shift
+            ``db(v)``. Default: ``True``.
         task_dim: size of the task embedding.
-        rank, hidden, factorization, factor_shape, identity: see :class:`KernelGenerator`.
+        rank: number of outer products in ``M(v)`` (:class:`KernelGenerator`). Default: 1.
+        hidden: hidden sizes of the generator MLPs. Default: ``()``.
+        factorization: ``"channel"``, ``"published"`` or ``"full"``
+            (:class:`KernelGenerator`). Default: ``"channel"``.
+        factor_shape: explicit factor sizes ``(a, u)`` (:class:`KernelGenerator`).
+        identity: ``W * (1 + M)`` (``True``) or ``W * M``. Default: ``True``.
         first_layer: with ``factorization="published"``, whether this is the network's
             first layer (channel-aligned factors ``(C_out, C_in*k*k)``); later layers get
             the published ``(k*C_out, k*C_in)``. Default: ``False``.

@@ -35,7 +35,8 @@ class ResidualBlock(nn.Module):
     :class:`~kml.backbone.ConvBlock` s; the three 3x3 ones carry the modulation.
 
     Args:
-        in_channels, out_channels: the block's widths.
+        in_channels: the block's input width.
+        out_channels: its output width.
         bn_affine: learnable BN scale and shift.
         modulation: the :class:`~kml.modulation_spec.ModulationSpec` of the 3x3 convolutions.
         bias: conv biases (inert under the batch-statistics BN, as in Conv-4).
@@ -90,8 +91,8 @@ class ResNet12(Backbone):
         image_size: input height/width (at least 16: four 2x2 max-pools).
         bias: conv biases (inert under the batch-statistics BN; the reference codes have
             none, the library's recipes keep them as for Conv-4).
-        modulation, **modulation_options: as :class:`~kml.nets.Conv4`; KML only with
-            ``factorization="channel"``.
+        modulation: as :class:`~kml.nets.Conv4`; KML only with ``factorization="channel"``.
+        **modulation_options: as :class:`~kml.nets.Conv4`.
 
     Shapes: ``forward(x (T, B, C, H, W))`` -> ``(T, B, num_classes)`` logits or
     ``(T, B, feature_dim)`` features; a 4-d ``x`` is one task.

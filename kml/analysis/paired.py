@@ -148,7 +148,8 @@ def pair_task_records(a: Mapping, b: Mapping) -> dict[str, tuple[np.ndarray, np.
     """Per mode, the accuracies of the tasks both records hold, in task-id order.
 
     Args:
-        a, b: ``task_accuracies.json`` contents of two runs.
+        a: ``task_accuracies.json`` contents of the first run.
+        b: ``task_accuracies.json`` contents of the second run.
 
     Raises:
         PairingError: the records come from different evaluation tasks (split, seed,

@@ -800,8 +800,7 @@ def _family(c: CampaignRecords) -> str:
 def _setting_label(c: CampaignRecords, mode: str, shots: int) -> str:
     budget = c.spec.get("budget", {})
     gpu = any((r.get("machine") or {}).get("gpu") for r in c.records.values())
-    title = c.spec.get("title") or c.name
-    return (f"[{mode}, {shots}-shot]({'#' + _anchor(title)}) ({'GPU' if gpu else 'CPU'}, {budget.get('image_size')}px, "
+    return (f"[{mode}, {shots}-shot](#{_anchor(c)}) ({'GPU' if gpu else 'CPU'}, {budget.get('image_size')}px, "
             f"{budget.get('iterations')} it.)")
 
 
@@ -903,7 +902,7 @@ def campaign_section(c: CampaignRecords, report: Path, figures_dir: Path) -> tup
 
     spec = c.spec
     budget = spec.get("budget", {})
-    lines = [f"## {spec.get('title') or c.name}", ""]
+    lines = [f'<a id="{_anchor(c)}"></a>', "", f"## {spec.get('title') or c.name}", ""]
     if spec.get("description"):
         lines += [spec["description"].strip(), ""]
     planned = len(planned_settings(spec))
@@ -1061,7 +1060,7 @@ def write_report(results_dir: Path, report: Path, figures_dir: Path, log=logger.
         text, summary = campaign_section(c, report, figures_dir)
         sections.append(text)
         summaries.append(summary)
-    toc = [f"- [{c.spec.get('title') or c.name}](#{_anchor(c.spec.get('title') or c.name)})" for c in campaigns]
+    toc = [f"- [{c.spec.get('title') or c.name}](#{_anchor(c)})" for c in campaigns]
     claims = claims_section(campaigns)
     atomic_write_text(report, _INTRO + "\n" + claims + "\n\n" + "\n".join(toc) + "\n\n" + "\n".join(sections))
     atomic_write_text(report.with_suffix(".json"), json.dumps(summaries, indent=1) + "\n")
@@ -1069,5 +1068,8 @@ def write_report(results_dir: Path, report: Path, figures_dir: Path, log=logger.
     return report
 
 
-def _anchor(title: str) -> str:
-    return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
+def _anchor(c: CampaignRecords) -> str:
+    """The id of a campaign's section: an explicit HTML anchor before its heading, so links
+    work wherever the report is rendered (GitHub and the documentation site slug headings
+    differently)."""
+    return "campaign-" + re.sub(r"[^a-z0-9_-]", "-", c.name.lower())

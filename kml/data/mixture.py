@@ -60,7 +60,9 @@ class MixtureSampler:
 
     Args:
         modes: the :class:`ModeData` of each mode (same split, same image size).
-        ways, shots, queries: N, K, Q of every task.
+        ways: ``N``, the classes of every task.
+        shots: ``K``, the support images per class.
+        queries: ``Q``, the query images per class.
         seed: seed of the sampler's generator.
         device: where arrays, sampling and batches live (default: the modes').
         replacement: draw the K + Q images of a class with replacement

@@ -286,8 +286,9 @@ def prepare_folder(
         root: ``data.root``.
         image_size: side of the stored square images.
         split_seed: seed of the class split (``classes`` layout; given splits ignore it).
-        train_fraction, val_fraction: class fractions of the ``classes`` layout
-            (None: 0.7 and 0.15); the test split gets the rest.
+        train_fraction: the train split's fraction of the classes in the ``classes``
+            layout (None: 0.7); the test split gets what train and val leave.
+        val_fraction: the val split's fraction of the classes (None: 0.15).
         layout: ``auto``, ``classes`` or ``splits``.
         force: prepare again even if prepared; also needed to reuse ``name`` for
             another source, layout or fractions (the variants prepared from the old

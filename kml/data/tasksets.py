@@ -124,7 +124,9 @@ def get_tasksets(
         name_or_names: a dataset name (``"omniglot"``, or a folder dataset prepared
             in ``root``), the mixture ``"synthetic"``, a comma-separated string or a
             list of names.
-        ways, shots, queries: N, K and Q of every task.
+        ways: ``N``, the classes of every task.
+        shots: ``K``, the support images per class.
+        queries: ``Q``, the query images per class.
         root: ``data.root`` holding prepared datasets (synthetic ones are
             generated there on first use).
         image_size: the prepared image size to serve (all modes alike).

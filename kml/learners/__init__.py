@@ -140,26 +140,40 @@ def build_learner(
         modulation: ``"none"``, ``"film"``, ``"kml"`` or a registered modulation
             (:func:`kml.modulation.list_modulations`).
         ways: classes per task (MAML's head).
-        in_channels, image_size: the images.
-        channels, style, bn_affine, pool, bias: the backbone. Default: the learner's recipe
-            (MAML: BN without affine parameters, average pool; ProtoNet: affine BN and
-            flattened features; both with the backbone's own widths and style, Conv-4's
-            strided 32-64-128-256), the same values as ``learner=maml|protonet`` on the
-            command line.
+        in_channels: the images' channels. Default: 3.
+        image_size: the images' height and width. Default: 84.
+        channels: the backbone's widths. Default: the backbone's own (Conv-4's
+            32-64-128-256).
+        style: the backbone's style (Conv-4: ``"strided"`` or ``"maxpool"``). Default:
+            the backbone's own.
+        bn_affine: learnable BN scale and shift. Default: the learner's recipe (MAML: no;
+            ProtoNet: yes), the same values as ``learner=maml|protonet`` on the command line.
+        pool: ``"avg"`` or ``"flatten"`` features. Default: the recipe's (MAML: average
+            pool; ProtoNet: flattened features).
+        bias: conv biases. Default: the recipe's (kept).
         backbone: ``"conv4"``, ``"resnet12"`` or a registered backbone
             (:func:`kml.backbone.list_backbones`). Default: the recipe's, ``"conv4"``.
-        task_dim, encoder_channels: the task encoder (a strided Conv-4 with
-            ``encoder_channels``, default: a Conv-4 backbone's ``channels``, Conv-4's
-            32-64-128-256 for other backbones) and its embedding size.
-        hidden, rank, factorization, identity: the generators (see
-            :class:`~kml.modulation.KernelGenerator`); as the ``modulation.*`` config keys.
+        task_dim: the task embedding's size. Default: 128.
+        encoder_channels: the widths of the task encoder, a strided Conv-4. Default: a
+            Conv-4 backbone's ``channels``; Conv-4's 32-64-128-256 for other backbones.
+        hidden: hidden sizes of the generator MLPs (:class:`~kml.modulation.KernelGenerator`,
+            as ``modulation.hidden``). Default: ``()``.
+        rank: KML's rank (``modulation.rank``). Default: 1.
+        factorization: KML's factorization (``modulation.factorization``). Default:
+            ``"channel"``.
+        identity: ``W * (1 + M)`` or ``W * M`` (``modulation.identity``). Default: ``True``.
         modulation_options: a registered modulation's own settings (``modulation.options``),
             checked by its layer class.
-        inner_steps, inner_lr, first_order, grad_clip, eval_inner_steps: MAML's inner
-            loop (default: the recipe's); ignored by ProtoNet.
-        query_modulation, prototype_refinement, batch_norm: ProtoNet's protocol (see
-            :class:`~kml.learners.ProtoNet`); the defaults are the paper's text. A learner
-            without them (MAML) accepts only the defaults.
+        inner_steps: MAML's inner steps (default: the recipe's); ignored by ProtoNet.
+        inner_lr: MAML's inner learning rate (default: the recipe's).
+        first_order: first-order MAML (default: the recipe's, second order).
+        grad_clip: MAML's inner gradient clamp (default: the recipe's, 20).
+        eval_inner_steps: MAML's inner steps in eval mode (default: ``inner_steps``).
+        query_modulation: ProtoNet's ``"support"`` (the paper) or ``"query"`` (see
+            :class:`~kml.learners.ProtoNet`). A learner without the protocol options (MAML)
+            accepts only the defaults, which are the paper's text.
+        prototype_refinement: ProtoNet's ``"none"``, ``"soft"`` or ``"published"``.
+        batch_norm: ProtoNet's ``"separate"`` or ``"joint"`` batch statistics.
 
     The names ``generator_hidden``, ``kml_rank``, ``kml_factorization`` and
     ``kml_identity`` of kml 0.1 are still accepted, with a ``DeprecationWarning``.
