@@ -391,3 +391,103 @@ def test_a_mixed_seed_campaign_is_reported_across_seeds(reproduce, synthetic_roo
     assert "| 2 (0, 1) |" in claim
     assert "| ProtoNet | 0, 1 |" not in report and "| 0, 1 | last (4) |" in report
     assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_forest.png").is_file()
+
+
+def test_a_launcher_runs_the_missing_runs_as_jobs_and_the_campaign_records_them(reproduce, synthetic_root, tmp_path,
+                                                                                 monkeypatch):
+    """launcher=submitit_local: each missing run is a job, a process of its own (as on SLURM
+    with submitit_slurm), that trains into the run's directory with resume=auto; the
+    campaign waits for the jobs, then records the runs as it records the runs it trains."""
+    from kml.config import compose_run_config
+    from kml.engine.runs import run_training
+
+    # each job imports this checkout's kml, as the campaign does
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(SCRIPTS.parent), os.environ.get("PYTHONPATH"))
+                                                     if p))
+    overrides = tiny_campaign(synthetic_root, tmp_path, only_methods='["ProtoNet","MProtoNet"]',
+                              launcher="submitit_local")
+    plan = plan_campaign(reproduce(overrides).campaign, tmp_path / "work", tmp_path / "results",
+                         data_root=str(synthetic_root))
+    film = plan[1]  # interrupted earlier, after 2 of its 4 iterations: its job continues it
+    run_training(compose_run_config([*film.train_overrides(), "train.iterations=2"]), film.run_dir, log=lambda *a: None)
+    (film.run_dir / "results.json").unlink()
+    assert [r.status() for r in plan] == [NEW, PARTIAL, NEW]
+
+    lines: list[str] = []
+    run_campaign(reproduce([*overrides, "dry_run=true"]), log=lines.append)
+    text = "\n".join(lines)
+    assert "launcher submitit_local would start 2 jobs, one per run" in text
+    assert f"  {film.run_id}: python scripts/train.py mode=synthetic learner=protonet modulation=film" in text
+    assert f"resume=auto hydra.run.dir={film.run_dir}" in text
+
+    lines.clear()
+    out = run_campaign(reproduce(overrides), log=lines.append)
+    assert [s for _, s in out["plan"]] == [RECORDED, RECORDED, NEW]
+    assert any(f"#0: {plan[0].run_id} in {plan[0].run_dir}" in line for line in lines)
+    assert (tmp_path / "work" / "synthetic" / ".submitit").is_dir()  # submitit's own records of the jobs
+    assert not plan[2].run_dir.exists()  # not in only_methods
+    for run in plan[:2]:
+        assert {p.name for p in run.record_dir.iterdir()} == {*RECORD_FILES, "record.json"}
+        for path in run.record_dir.iterdir():  # records name no folder of this machine
+            assert str(tmp_path) not in path.read_text(), path.name
+        record = json.loads((run.record_dir / "record.json").read_text())
+        assert record["seconds"] > 0 and record["machine"]["cpu_count"] == os.cpu_count()  # the job's machine
+        info = json.loads((run.record_dir / "run_info.json").read_text())
+        assert "submitit" not in " ".join(info["command"])  # the campaign's command, not the job's bootstrap
+        assert json.loads((run.record_dir / "results.json").read_text())["iterations"] == {"all": 4}
+    log = (film.run_dir / "train.log").read_text()
+    assert f"resumed from {film.run_dir.resolve()}/checkpoints/last.pt at iteration 2" in log
+    assert "resumed" not in (plan[0].run_dir / "train.log").read_text()
+
+
+def test_a_launched_run_that_fails_is_named_and_the_others_are_recorded(reproduce, synthetic_root, tmp_path):
+    """Hydra's basic launcher runs the jobs in this process, one after the other. The run
+    whose job fails is named in one line; the other is recorded; then the campaign stops
+    with one error line, and this process's logging is as it was."""
+    import logging
+
+    cfg = reproduce(tiny_campaign(synthetic_root, tmp_path, only_methods='["ProtoNet","MProtoNet"]', launcher="basic"))
+    cfg.campaign.methods[1].overrides = ["mode.datasets=[synthetic_glyphs,nonexistent]"]  # fails as it starts
+    handlers = logging.getLogger().handlers[:]
+    lines: list[str] = []
+    with pytest.raises(KmlError, match=r"^1 of the 2 launched runs did not finish \(synthetic_1shot_mprotonet_seed0;"):
+        run_campaign(cfg, log=lines.append)
+    assert logging.getLogger().handlers == handlers
+    failed = [line for line in lines if "not recorded" in line]
+    run_dir = tmp_path / "work" / "synthetic" / "synthetic_1shot_mprotonet_seed0"
+    assert len(failed) == 1 and failed[0].startswith(
+        "synthetic_1shot_mprotonet_seed0: not recorded, its job failed: unknown dataset 'nonexistent'; known datasets:")
+    assert failed[0].endswith(f"(log: {run_dir / 'train.log'})")
+    assert "error: unknown dataset 'nonexistent'" in (run_dir / "train.log").read_text()
+    results = tmp_path / "results" / "synthetic"
+    assert (results / "synthetic_1shot_protonet_seed0" / "results.json").is_file()
+    assert not (results / "synthetic_1shot_mprotonet_seed0").exists()
+    assert (tmp_path / "docs" / "results.md").is_file()  # the report of what is recorded
+
+
+def test_launcher_errors_are_one_line_before_anything_runs(reproduce, synthetic_root, tmp_path, monkeypatch):
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    def error(**extra):
+        with pytest.raises(KmlError) as err:
+            run_campaign(reproduce(tiny_campaign(synthetic_root, tmp_path, **extra)), log=lambda *a: None)
+        assert "\n" not in str(err.value)
+        return str(err.value)
+
+    assert error(launcher_overrides="['hydra.launcher.partition=gpu']").startswith(
+        "launcher_overrides are settings of a launcher, but launcher is not set; pass launcher=<name>")
+    assert error(launcher="submitit_local", launcher_overrides="['train.lr=0.1']").startswith(
+        "launcher_overrides holds 'train.lr=0.1', which is not a launcher setting; write each as "
+        "hydra.launcher.<key>=<value>")
+    assert error(launcher="submitit_local", launcher_overrides="['hydra.launcher.partition=gpu']").startswith(
+        "launcher_overrides: submitit_local has no setting 'partition'; its settings: submitit_folder, timeout_min,")
+    assert error(launcher="nope") == (
+        "hydra/launcher=nope is not a known option; valid options for hydra/launcher: basic, submitit_local, "
+        "submitit_slurm")
+    Plugins.instance()  # the plugins' configs are registered; then the submitit launcher's goes, as if not installed
+    monkeypatch.delitem(ConfigStore.instance().repo["hydra"]["launcher"], "submitit_slurm.yaml")
+    assert error(launcher="submitit_slurm", dry_run="true") == (
+        "hydra/launcher=submitit_slurm needs Hydra's submitit launcher plugin, which is not installed; "
+        'install it with: pip install "kernel-modulation[slurm]"')
+    assert not (tmp_path / "work").exists() and not (tmp_path / "results").exists()

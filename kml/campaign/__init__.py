@@ -3,6 +3,7 @@ report (``scripts/reproduce.py campaign=<name>``).
 
 - :mod:`kml.campaign.plan` -- the runs of a campaign and their status;
 - :mod:`kml.campaign.runner` -- run, resume, skip, record, estimate;
+- :mod:`kml.campaign.launch` -- the missing runs as jobs of a Hydra launcher (SLURM);
 - :mod:`kml.campaign.report` -- ``docs/results.md`` and its figures from ``results/``.
 """
 

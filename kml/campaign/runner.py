@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kml.campaign.launch import check_launcher, compose_launcher_config, launch_runs, train_command
 from kml.campaign.plan import (
     FINISHED,
     NEW,
@@ -578,6 +579,14 @@ def record_data(campaign: DictConfig, cfg: DictConfig, results_dir: Path, log=lo
 def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
     """``scripts/reproduce.py``: plan, run (or ``dry_run``), record and report a campaign.
 
+    The missing runs are trained here, one after the other, or with ``cfg.launcher`` (a
+    Hydra launcher, e.g. ``submitit_slurm``) as one job each, all launched at once
+    (:mod:`kml.campaign.launch`); either way the finished runs are then recorded here.
+
+    Raises:
+        KmlError: a user error; or launched runs that did not finish (each named in a line
+            of ``log``), once the others are recorded and the report written.
+
     Returns:
         ``{"plan": [(run_id, status)], "report": path or None}``.
     """
@@ -598,6 +607,10 @@ def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
             f"only_methods names {unknown}, which campaign {campaign.name} does not list; "
             f"use names of its methods: {', '.join(m.name for m in campaign.methods)}"
         )
+    check_launcher(cfg.launcher, list(cfg.launcher_overrides))
+    launch_folder, job_name = Path(cfg.work_dir) / campaign.name, f"kml-{campaign.name}"
+    if cfg.launcher:  # an unknown launcher or setting, or a missing plugin, shows before anything runs
+        compose_launcher_config(cfg.launcher, list(cfg.launcher_overrides), launch_folder, job_name)
     device = resolve_device(cfg.device)
     statuses = {r.run_id: r.status() for r in plan}
     selected = {r.run_id for r in plan if not only or r.method in only}
@@ -615,8 +628,18 @@ def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
         log(f"campaign {campaign.name}: {len(plan)} runs on {device}\n")
         log("\n".join(rows))
         log(f"\nestimated time left on this machine: {_duration(total)} (from a short timing of each learner)")
-        for run in plan:
-            if run.run_id in selected and statuses[run.run_id] != RECORDED:
+        waiting = [r for r in plan if r.run_id in selected and statuses[r.run_id] != RECORDED]
+        if cfg.launcher:
+            jobs = [r for r in waiting if statuses[r.run_id] in (NEW, PARTIAL)]
+            log(f"launcher {cfg.launcher} would start {len(jobs)} job{'s' if len(jobs) != 1 else ''}, one per run, "
+                "each doing what its command here does:")
+            for run in jobs:
+                log(f"  {run.run_id}: {train_command(run)}")
+            finished = [r.run_id for r in waiting if statuses[r.run_id] == FINISHED]
+            if finished:
+                log(f"finished here, recorded without a job: {', '.join(finished)}")
+        else:
+            for run in waiting:
                 log(f"  {run.run_id}: {run.command()}")
         return {"plan": list(statuses.items()), "report": None, "seconds": total}
 
@@ -635,7 +658,7 @@ def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
             run_diagnostics(campaign, plan, results_dir, log)
 
     transference_when_ready()
-    done = 0
+    done, chosen = 0, []
     for run in plan:
         status = run.status()
         if status == RECORDED:
@@ -646,14 +669,37 @@ def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
         if cfg.max_runs and done >= cfg.max_runs:
             log(f"max_runs={cfg.max_runs} reached; the next call continues with {run.run_id}")
             break
-        seconds = None
-        if status in (NEW, PARTIAL):
+        chosen.append(run)
+        done += 1
+    launched = {}
+    if cfg.launcher:
+        missing = [run for run in chosen if run.status() in (NEW, PARTIAL)]
+        for run in missing:  # before any job starts
+            _check_code(run, bool(cfg.allow_dirty), bool(cfg.allow_commit_change))
+        if missing:
+            launched = launch_runs(missing, cfg.launcher, list(cfg.launcher_overrides), launch_folder, job_name, log)
+    failed = []
+    for run in chosen:
+        seconds, run_machine = None, machine
+        if run.run_id in launched:
+            outcome = launched[run.run_id]
+            if outcome.error:
+                log(f"{run.run_id}: not recorded, its job failed: {outcome.error} (log: {run.run_dir / 'train.log'})")
+                failed.append(run.run_id)
+                continue
+            seconds, run_machine = outcome.seconds, outcome.machine  # the job's machine
+        elif run.status() in (NEW, PARTIAL):
             _check_code(run, bool(cfg.allow_dirty), bool(cfg.allow_commit_change))
             log(f"\n{run.run_id}: {run.command()}")
             seconds = _execute(run, log)
-        record_run(run, seconds, machine, paths, allow_dirty=bool(cfg.allow_dirty))
+        record_run(run, seconds, run_machine, paths, allow_dirty=bool(cfg.allow_dirty))
         log(f"{run.run_id}: recorded in {run.record_dir}")
-        done += 1
         transference_when_ready()
     report = write_report(results_dir, Path(cfg.report), Path(cfg.figures_dir), log=log)
+    if failed:
+        raise KmlError(
+            f"{len(failed)} of the {len(launched)} launched runs did not finish ({', '.join(failed)}; each is listed "
+            "above with its error); fix the cause and run the same command again: the other runs are recorded, "
+            "and each unfinished run continues from its last checkpoint"
+        )
     return {"plan": [(r.run_id, r.status()) for r in plan], "report": str(report)}

@@ -6,6 +6,9 @@ its records in ``results/`` and write the results report (``docs/results.md``).
     kml-reproduce campaign=5mode_dev_protonet max_runs=1     # one run, then stop
     kml-reproduce campaign=2mode_protonet_84 'only_methods=[ProtoNet]'     # one method's runs
     kml-reproduce campaign=5mode_dev_protonet report_only=true   # the report from results/ alone
+    kml-reproduce campaign=2mode_maml_84 launcher=submitit_slurm \
+        "launcher_overrides=['hydra.launcher.partition=gpu','hydra.launcher.timeout_min=600']"
+                                                # each missing run as a SLURM job, recorded when they end
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kml.errors import KmlError, MissingExtraError
@@ -18,6 +20,7 @@ __all__ = [
     "CONFIG_DIR",
     "config_dir",
     "register_resolvers",
+    "hydra_initialized",
     "compose_run_config",
     "describe_hydra_error",
     "group_options",
@@ -82,26 +85,40 @@ def _backbone_default(backbone: str, setting: str):
     raise KmlError(f"kml_backbone_default: {setting!r} is not a backbone default; use channels or style")
 
 
-def compose_run_config(overrides: list[str]):
-    """The run config that ``kml-train <overrides>`` composes (inside a running Hydra app,
-    or standalone).
-
-    Raises:
-        KmlError: an override names an unknown key or option, or cannot be parsed.
-    """
-    from hydra import compose, initialize_config_dir
+@contextmanager
+def hydra_initialized() -> Iterator[None]:
+    """Hydra's global state, ready to compose the configs of ``configs/``: the running
+    app's (inside an entry point), else initialised for the duration of the block.
+    Inside it, ``GlobalHydra.instance().config_loader()`` is the loader that composed them."""
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from kml.config.run import RunConfig
     from kml.config.store import register_configs
 
     register_resolvers()
     register_configs()
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        yield
+
+
+def compose_run_config(overrides: list[str], return_hydra_config: bool = False):
+    """The run config that ``kml-train <overrides>`` composes (inside a running Hydra app,
+    or standalone); with ``return_hydra_config``, Hydra's own settings too (``hydra.*``,
+    as a launcher reads them).
+
+    Raises:
+        KmlError: an override names an unknown key or option, or cannot be parsed.
+    """
+    from hydra import compose
+
+    from kml.config.run import RunConfig
+
     try:
-        if GlobalHydra.instance().is_initialized():
-            return compose(config_name="config", overrides=list(overrides))
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+        with hydra_initialized():
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
     except Exception as err:
         message = describe_hydra_error(err, RunConfig)
         if message is None:

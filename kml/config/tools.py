@@ -229,6 +229,12 @@ class ReproduceScriptConfig:
     # and resume runs on another commit than they started on (marked too)
     allow_dirty: bool = False
     allow_commit_change: bool = False
+    # hand the missing runs to a Hydra launcher, one job per run, all launched at once, and
+    # record them when they end: a hydra/launcher option (submitit_slurm, submitit_local;
+    # the [slurm] extra); null: train them in this process, one after the other
+    launcher: Optional[str] = None
+    # the launcher's settings, as Hydra overrides: ['hydra.launcher.partition=gpu', ...]
+    launcher_overrides: list[str] = field(default_factory=list)
     data_root: str = "data"  # prepared datasets
     work_dir: str = "outputs/campaigns"  # run directories (checkpoints live here, never in results_dir)
     results_dir: str = "results"  # the small records of finished runs, one folder per campaign

@@ -248,12 +248,14 @@ def code_state() -> dict:
 
 
 def prepare_run_dir(
-    run_dir: Path, cfg: DictConfig, resuming: bool, ctx: DistributedContext, data: dict | None = None
+    run_dir: Path, cfg: DictConfig, resuming: bool, ctx: DistributedContext, data: dict | None = None,
+    command: list[str] | None = None,
 ) -> None:
     """Create/check the run directory and record the config and provenance.
 
     ``run_info.json`` records the versions, the code (commit, uncommitted changes), the
-    seed, the host and the command, and ``data`` (:func:`kml.data.provenance.data_provenance`).
+    seed, the host and the command (``command``, default ``sys.argv``), and ``data``
+    (:func:`kml.data.provenance.data_provenance`).
     A resumed run keeps the first session's record and appends one entry per resume to
     ``resumes`` with that session's code and data hashes, so a run continued on other
     code or data says so.
@@ -278,7 +280,7 @@ def prepare_run_dir(
         **code,
         "seed": int(cfg.train.seed),
         "hostname": socket.gethostname(),
-        "command": sys.argv,
+        "command": list(sys.argv if command is None else command),
         "started": started,
         "cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

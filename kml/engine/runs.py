@@ -282,13 +282,16 @@ def _load_for_resume(last: Path, device) -> dict:
         raise CheckpointError(f"cannot resume: {err}") from None
 
 
-def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, log=logger.info) -> dict:
+def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, log=logger.info,
+                 command: list[str] | None = None) -> dict:
     """Meta-train and evaluate as ``cfg`` says, writing everything to ``run_dir``.
 
     With ``cfg.resume`` a run directory, that is the run to continue and ``cfg`` the
     freshly composed config (merged with the saved one by :func:`resume_config`). With
     ``cfg.resume == "auto"`` the run in ``run_dir`` is continued if ``run_dir`` holds one
     of the same config (:func:`auto_resume_config`), and started there otherwise.
+    ``command`` is the command ``run_info.json`` records (default: this process's,
+    ``sys.argv``); a job started by a launcher records the command that launched it.
 
     Returns:
         the ``results.json`` content; ``results["val_accuracy"]`` is the val accuracy (%)
@@ -329,7 +332,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     # deterministic algorithms for this run only: the process's settings are restored after it
     previous = set_determinism(bool(cfg.train.deterministic))
     try:
-        return _run_with(cfg, run_dir, device, ctx, log, resuming)
+        return _run_with(cfg, run_dir, device, ctx, log, resuming, command)
     finally:
         restore_determinism(previous)
 
@@ -348,7 +351,8 @@ def _auto_resume(cfg: DictConfig, run_dir: Path) -> tuple[bool | None, str | Non
     return True, OmegaConf.to_yaml(merged, resolve=True)
 
 
-def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, resuming: bool) -> dict:
+def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, resuming: bool,
+              command: list[str] | None) -> dict:
     vectorized = use_vectorized(cfg.train.vectorized, device, int(cfg.data.image_size))
     use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled)  # a setting this device cannot honour fails here
     seed = int(cfg.train.seed)
@@ -360,7 +364,7 @@ def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, re
     lock = RunLock(run_dir).acquire() if ctx.is_main else None
     status = "failed"
     try:
-        results = _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log, resuming, loggers)
+        results = _run_locked(cfg, run_dir, device, ctx, vectorized, seed, tasksets, log, resuming, loggers, command)
         # every rank waits for rank 0's writing, then leaves the group together (a rank
         # exiting with live gloo/NCCL threads aborts and takes the others down)
         ctx.shutdown()
@@ -389,9 +393,9 @@ def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, re
 
 
 def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, tasksets, log, resuming: bool,
-                loggers: MetricLoggers | None) -> dict:
+                loggers: MetricLoggers | None, command: list[str] | None) -> dict:
     data = data_provenance_for(cfg) if ctx.is_main else None
-    prepare_run_dir(run_dir, cfg, resuming=resuming, ctx=ctx, data=data)
+    prepare_run_dir(run_dir, cfg, resuming=resuming, ctx=ctx, data=data, command=command)
     say = log if ctx.is_main else (lambda *_: None)
     method = method_name(cfg.learner.name, cfg.modulation.name, bool(cfg.multi))
     say(f"{method} on {cfg.mode.name} ({', '.join(cfg.mode.datasets)}), "
