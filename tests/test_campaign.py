@@ -491,3 +491,16 @@ def test_launcher_errors_are_one_line_before_anything_runs(reproduce, synthetic_
         "hydra/launcher=submitit_slurm needs Hydra's submitit launcher plugin, which is not installed; "
         'install it with: pip install "kernel-modulation[slurm]"')
     assert not (tmp_path / "work").exists() and not (tmp_path / "results").exists()
+
+
+def test_records_lose_machine_paths_only_where_they_stand_as_paths(reproduce, tmp_path, monkeypatch):
+    from kml.campaign.runner import _portable, machine_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = reproduce(["campaign=synthetic", "work_dir=work", "data_root=mydata"])
+    paths = machine_paths(cfg)
+    text = (f"root: mydata\nrun_dir: work/synthetic/run\npython: /opt/work/venv/bin/python\n"
+            f"abs: {tmp_path}/work/synthetic/run\nframework: homework\nother: mydata2")
+    assert _portable(text, paths).splitlines() == [
+        "root: data", "run_dir: outputs/campaigns/synthetic/run", "python: /opt/work/venv/bin/python",
+        "abs: outputs/campaigns/synthetic/run", "framework: homework", "other: mydata2"]

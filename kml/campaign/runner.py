@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -87,9 +88,12 @@ def machine_paths(cfg: DictConfig) -> dict[str, str]:
 
 
 def _portable(text: str, paths: dict[str, str]) -> str:
-    """``text`` with each machine path replaced by its portable path, longest first."""
+    """``text`` with each machine path replaced by its portable path, longest first. A
+    path is replaced only where it stands as a path of its own (not inside a longer name
+    or path): a relative ``work_dir=work`` must not rewrite ``/opt/work/...``."""
     for path in sorted(paths, key=len, reverse=True):
-        text = text.replace(path, paths[path])
+        tail = "" if path.endswith(("/", os.sep)) else r"(?![\w.-])"
+        text = re.sub(r"(?<![\w./-])" + re.escape(path) + tail, lambda _: paths[path], text)
     return text
 
 
