@@ -31,7 +31,8 @@ from kml.functional import (
 )
 from kml.modulation import FeatureModulation, KernelModulation, ModulationSpec, list_modulations
 
-__all__ = ["Conv4", "ConvBlock", "TaskEncoder", "LayerModulation", "MODULATIONS", "STYLES", "POOLS"]
+# MODULATIONS: module __getattr__, read from the registry
+__all__ = ["Conv4", "ConvBlock", "TaskEncoder", "LayerModulation", "MODULATIONS", "STYLES", "POOLS"]  # noqa: F822
 
 #: the per-layer modulation of the built-in modulations (a registered one returns its own)
 LayerModulation = Union[KernelModulation, FeatureModulation, None]

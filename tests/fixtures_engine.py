@@ -86,8 +86,8 @@ def tiny_learner():
     model (:data:`TINY_MODEL`, ``overrides`` on top) in float64, seeded, with its
     generators moved off their identity initialisation by ``perturbation``."""
     import torch
-
     from helpers import perturb
+
     from kml.learners import build_learner
 
     def make(learner, modulation, seed=0, perturbation=0.2, **overrides):

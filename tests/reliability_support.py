@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 from fixtures_engine import REPO, SCRIPTS, TINY
 
 __all__ = ["REPO", "SCRIPTS", "TINY", "Result", "cli", "start_driver", "wait_for", "final_parameters", "same_parameters"]

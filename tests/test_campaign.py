@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
-
 from fixtures_engine import SCRIPTS, TINY, run_script
+
 from kml.campaign.plan import NEW, PARTIAL, RECORD_FILES, RECORDED, plan_campaign
 from kml.campaign.runner import run_campaign
 from kml.errors import KmlError

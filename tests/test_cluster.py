@@ -9,12 +9,11 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
 import yaml
-
 from fixtures_engine import TINY, run_script
-from kml.engine.checkpoints import load_checkpoint
 from reliability_support import cli, final_parameters, same_parameters
+
+from kml.engine.checkpoints import load_checkpoint
 
 #: a tiny MMAML+KML run: 8 iterations, checkpoints every 2, a metrics line every 3
 ARGS = ["learner=maml", "modulation=kml", *TINY, "train.iterations=8", "train.checkpoint_every=2",

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fixtures_engine import TINY
 
 REFERENCE = Path(__file__).with_name("comparability_reference.json")

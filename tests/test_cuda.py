@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from fixtures_engine import TINY
 from helpers import perturb, tiny_episode
+
 from kml.learners import build_learner
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_data import DATA_SYNTHETIC_SIZE
+from fixtures_engine import TINY
 from omegaconf import OmegaConf
 from PIL import Image
 
-from fixtures_data import DATA_SYNTHETIC_SIZE
-from fixtures_engine import TINY
 from kml.data import (
     DataError,
     get_spec,

@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-import kml
 from fixtures_data import (
     DATA_CUB_CLASSES,
     DATA_GTSRB_CLASSES,
@@ -30,8 +28,18 @@ from fixtures_data import (
     data_miniimagenet_colour,
     data_omniglot_strokes,
 )
-from kml.data import DataError, file_digest, get_spec, get_tasksets, load_modes, prepare_all, prepare_dataset
-from kml.data import read_manifest
+
+import kml
+from kml.data import (
+    DataError,
+    file_digest,
+    get_spec,
+    get_tasksets,
+    load_modes,
+    prepare_all,
+    prepare_dataset,
+    read_manifest,
+)
 from kml.data.sources import SourceTree
 from kml.data.splits import seeded_class_split, split_sizes
 from kml.data.storage import load_split_array

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures_data import DATA_SYNTHETIC_SIZE
 from omegaconf import OmegaConf
 
-from fixtures_data import DATA_SYNTHETIC_SIZE
-from kml.data import DataError, read_manifest
 from kml.config import PrepareDataConfig, resolve_prepare_config
+from kml.data import DataError, read_manifest
 from kml.errors import KmlError
 
 REPO = Path(__file__).resolve().parents[1]

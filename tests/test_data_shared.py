@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from fixtures_data import DATA_SHARED_FOLDERS, DATA_SHARED_SIZE
+
 from kml.data import DataError, fixed_eval_tasks, get_spec, get_tasksets, prepare_all, read_manifest
 from kml.data.datasets.omniglot import VINYALS_TEST, VINYALS_TRAIN, VINYALS_VAL
 from kml.data.prepare import prepared_path

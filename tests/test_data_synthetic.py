@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from fixtures_data import DATA_SYNTHETIC_SIZE
+
 from kml.data import SYNTHETIC_MIXTURE, get_spec, get_tasksets, prepare_dataset, read_manifest, resolve_names
 from kml.data.prepare import prepared_path
 from kml.data.storage import load_split_array

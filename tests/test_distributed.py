@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-
 from fixtures_engine import SCRIPTS, TINY, run_script
+
 from kml.engine.checkpoints import load_checkpoint
 from kml.engine.distributed import shard_bounds
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures_engine import TINY_MODEL
 from torch.utils.data import DataLoader
 
-from fixtures_engine import TINY_MODEL
 from kml.data import DataError, EpisodeBatch, EpisodeDataset, get_tasksets
 
 

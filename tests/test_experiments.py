@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_engine import SCRIPTS, TINY, run_script
 from omegaconf import OmegaConf
 
-from fixtures_engine import SCRIPTS, TINY, run_script
 from kml.cli import CONFIG_DIR
 from kml.config import ConfigError, validate
 from kml.engine.checkpoints import load_checkpoint, load_run

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from omegaconf import OmegaConf
-
 from fixtures_engine import TINY, TINY_MODEL, run_script
 from helpers import perturb, tiny_episode
+from omegaconf import OmegaConf
+
 from kml.backbone import get_backbone
 from kml.config import ConfigError, validate
 from kml.learners import MAML, ProtoNet, build_learner, method_name, register_learner
@@ -29,11 +29,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 @pytest.fixture
 def registries():
     """Registrations made by a test are removed after it (the registries are per process)."""
+    import sys
+
     import kml.backbone
     import kml.learners.base
     import kml.modulation
-
-    import sys
 
     get_backbone("conv4")  # the built-ins are loaded before the snapshot is taken
     kml.learners.base.list_learners()

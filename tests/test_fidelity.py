@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 import torch
-
 from fixtures_engine import TINY
 from helpers import perturb, tiny_episode
+
 from kml.engine.checkpoints import load_checkpoint, load_run
 from kml.engine.from_config import build_learner_from_config, specialist_config
 from kml.engine.optim import build_optimizers

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_engine import TINY
+from helpers import tiny_episode
 from PIL import Image
 
 import kml
-from fixtures_engine import TINY
-from helpers import tiny_episode
 
 
 @pytest.mark.parametrize("learner,modulation", [("maml", "kml"), ("protonet", "kml"), ("protonet", "none")])
@@ -36,6 +36,7 @@ def test_predict_equals_forward_without_query_labels(tiny_learner, learner, modu
 def trained_run(tmp_path_factory, synthetic_root) -> Path:
     """A tiny MMAML+KML run (second-order inner loop: predict must still adapt)."""
     from fixtures_engine import compose_config
+
     from kml.engine.runs import run_training
 
     run_dir = tmp_path_factory.mktemp("inference") / "run"

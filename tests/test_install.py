@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fixtures_engine import TINY as TINY_RUN
 
 REPO = Path(__file__).resolve().parent.parent

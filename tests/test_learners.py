@@ -3,11 +3,10 @@ differences, ProtoNet by hand, learning a fixed episode, inner-loop details."""
 
 import pytest
 import torch
-
 from fixtures_engine import TINY_MODEL
 from helpers import tiny_episode
-from kml.learners import MAML, ProtoNet, build_learner, method_name
 
+from kml.learners import MAML, ProtoNet, build_learner, method_name
 
 VARIANTS = [
     ("maml", "none", False),

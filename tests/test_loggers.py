@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fixtures_engine import TINY
+
 from kml.engine.runs import run_training
 from kml.errors import KmlError
 
@@ -109,7 +109,7 @@ def test_the_runs_messages_go_to_train_log(synthetic_root, tmp_path):
     result = cli("train.py", f"data.root={synthetic_root}", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.code == 0, result.err
     log = (run_dir / "train.log").read_text()
-    assert f"[kml.engine.runs][INFO] MProtoNet+KML on synthetic (synthetic), 3-way 1-shot" in log
+    assert "[kml.engine.runs][INFO] MProtoNet+KML on synthetic (synthetic), 3-way 1-shot" in log
     assert "| **overall** |" in log and f"run directory: {run_dir}" in log
     assert "| **overall** |" in result.out  # and on the terminal, as plain lines
     assert not result.out.lstrip().startswith("[")

@@ -1,10 +1,10 @@
 """kml.modulation: kernel modulation math, FiLM, identity at init, batching, gradients, counts."""
 
 import pytest
-from helpers import perturb as _perturb
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import perturb as _perturb
 
 from kml.modulation import (
     FiLM,
@@ -191,6 +191,7 @@ def test_a_trained_learners_layers_are_the_public_layers(learner, kind):
     """The modulated blocks of a learner are KernelModulatedConv2d / FiLM instances, and a
     standalone layer loaded with a trained block's weights gives that block's output."""
     from helpers import tiny_episode
+
     from kml.learners import build_learner
 
     torch.manual_seed(11)

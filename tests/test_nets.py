@@ -3,8 +3,8 @@
 import pytest
 import torch
 import torch.nn as nn
-
 from helpers import perturb
+
 from kml.nets import Conv4, TaskEncoder
 
 

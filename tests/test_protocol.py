@@ -3,8 +3,8 @@ KML code's query modulation, prototype refinement and batch statistics."""
 
 import pytest
 import torch
-
 from helpers import tiny_episode
+
 from kml.config import ConfigError, validate
 from kml.learners import published_refined_prototypes, soft_refined_prototypes
 

@@ -4,6 +4,7 @@ use, and a content hash of the prepared arrays; and the code of every session.""
 import json
 
 from fixtures_engine import TINY
+
 from kml.data import ensure_prepared
 from kml.data.provenance import arrays_digest, data_provenance
 from kml.engine.runs import run_training

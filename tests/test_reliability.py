@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_engine import run_script
+from reliability_support import REPO, TINY, cli, final_parameters, same_parameters
 
 import kml
-from fixtures_engine import run_script
 from kml.cli import CONFIG_DIR
 from kml.config import LearnerConfig, RunConfig, TrainConfig
 from kml.engine.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
-from reliability_support import REPO, TINY, cli, final_parameters, same_parameters
 
 MODES = sorted(p.stem for p in (Path(CONFIG_DIR) / "mode").glob("*.yaml"))
 

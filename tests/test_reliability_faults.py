@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from reliability_support import SCRIPTS, TINY, cli, final_parameters, same_parameters, start_driver, wait_for
 
 from kml.engine.checkpoints import load_checkpoint
-from reliability_support import SCRIPTS, TINY, cli, final_parameters, same_parameters, start_driver, wait_for
 
 
 def _args(root: Path) -> list[str]:

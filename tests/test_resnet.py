@@ -10,9 +10,9 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-
 from fixtures_engine import TINY, run_script
 from helpers import perturb, tiny_episode
+
 from kml.config import ConfigError, validate
 from kml.learners import build_learner
 from kml.modulation import FiLM, KernelModulatedConv2d

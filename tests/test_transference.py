@@ -10,9 +10,8 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from helpers import tiny_episode
-from kml.learners import build_learner
+
 from kml.analysis.transference import (
     NEGATIVE,
     NEUTRAL,
@@ -28,6 +27,7 @@ from kml.analysis.transference import (
     transfer_shares,
     transference,
 )
+from kml.learners import build_learner
 
 VARIANTS = [("maml", "none"), ("maml", "kml"), ("protonet", "none"), ("protonet", "kml")]
 
@@ -188,9 +188,9 @@ def test_tasks_from_an_episode_batch_and_chunk_budget():
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory, synthetic_root):
     """Two tiny trained runs (ProtoNet and MProtoNet+KML) with checkpoints at 2 and 4."""
+    from fixtures_engine import TINY as TINY_RUN
     from hydra import compose, initialize_config_dir
 
-    from fixtures_engine import TINY as TINY_RUN
     from kml.cli import CONFIG_DIR, register_resolvers
     from kml.config import register_configs
     from kml.engine.runs import run_training
@@ -257,8 +257,8 @@ def test_script_writes_json_and_pngs_for_tiny_runs(tiny_runs):
             assert entry["matrix"]["counts"] == [[2, 2, 2]] * 3
             assert entry["source_modes"] == [modes[0]] * 5 and entry["target_modes"] == [modes[1]]
     # the JSON's values are the library's on the same tasks (loop reference, this checkpoint)
-    from kml.engine.from_config import tasksets_for
     from kml.engine.checkpoints import load_run
+    from kml.engine.from_config import tasksets_for
 
     script = _script()
     loaded = load_run(kml_run, 4)
@@ -274,9 +274,9 @@ def test_script_writes_json_and_pngs_for_tiny_runs(tiny_runs):
 
 
 def test_script_command_line_and_user_errors(tiny_runs):
+    from fixtures_engine import run_script
     from hydra.errors import ConfigCompositionException
 
-    from fixtures_engine import run_script
     from kml.errors import KmlError
 
     root, (plain, _) = tiny_runs

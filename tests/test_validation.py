@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-
 from fixtures_engine import TINY
+
 from kml.config import ConfigError, validate
 from kml.engine.checkpoints import load_checkpoint
 from kml.engine.runs import run_training

@@ -68,7 +68,7 @@ def modulation_statistics(learner: MetaLearner, batches: Iterable[tuple[str, Epi
                 entry["embedding"].append(task_embedding)
             if modulation is not None:
                 entry["blocks"].append(modulation)
-        for mode, entry in out.items():
+        for entry in out.values():
             norms = torch.cat(entry.pop("feature_norm"))
             entry["feature_norm"] = float(norms.mean())
             embeddings = entry.pop("embedding")

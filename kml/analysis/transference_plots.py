@@ -20,8 +20,6 @@ from typing import Sequence
 
 import numpy as np
 
-from kml.plotting import save_figure, subplots
-
 from kml.analysis.transference import (
     DEFAULT_NEUTRAL,
     NEGATIVE,
@@ -32,6 +30,7 @@ from kml.analysis.transference import (
     transfer_classes,
     transfer_shares,
 )
+from kml.plotting import save_figure, subplots
 
 __all__ = [
     "TRANSFER_COLORS",

@@ -4,16 +4,16 @@ checkpoints of one or more runs -> LR_{i->j} histograms, overlay, mode matrix, J
 from __future__ import annotations
 
 import logging
-import sys
 import re
+import sys
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kml.errors import KmlError
 from kml.config import validate_transference_config
+from kml.errors import KmlError
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +100,10 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 
 def analyse_run(run_dir: Path, cfg: DictConfig, device, log=logger.info) -> dict:
     """Transference of every requested checkpoint of one run (and the mode matrix)."""
-    from kml.data import derive_seed
-    from kml.engine.from_config import tasksets_for
-    from kml.engine.checkpoints import load_run
     from kml.analysis.transference import Tasks, transference
+    from kml.data import derive_seed
+    from kml.engine.checkpoints import load_run
+    from kml.engine.from_config import tasksets_for
 
     iterations = _checkpoints(run_dir, list(cfg.checkpoints))
     first = load_run(run_dir, iterations[0], device=device)
@@ -184,9 +184,9 @@ def _panel_title(entry: dict) -> str:
 
 def write_outputs(records: list[dict], labels: list[str], cfg: DictConfig, output_dir: Path, log=logger.info) -> dict:
     """PNGs and ``transference.json``; returns the written paths."""
-    from kml.io import atomic_write_json
-    from kml.analysis.transference_plots import plot_lr_histograms, plot_lr_overlay, plot_mode_matrix
     from kml.analysis.transference import ModeMatrix
+    from kml.analysis.transference_plots import plot_lr_histograms, plot_lr_overlay, plot_mode_matrix
+    from kml.io import atomic_write_json
 
     output_dir.mkdir(parents=True, exist_ok=True)
     files: dict = {"histograms": {}, "matrix": {}, "overlay": None}

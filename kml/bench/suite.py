@@ -14,8 +14,8 @@ from kml.errors import KmlError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "methods", "SECTIONS", "PRESETS",
-           "METHODS"]
+__all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "methods", "SECTIONS", "PRESETS",  # noqa: F822
+           "METHODS"]  # METHODS: module __getattr__, read from the registries
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -103,17 +103,17 @@ def run_suite(
     plans: dict[str, list[tuple[str, BenchCase]]] = {}
     registered = methods()
     if "vectorized" in sections:
-        plans["vectorized"] = [("train", replace(base, learner=l, modulation=m, shots=k, vectorized=p))
-                          for l, m in registered for k in shots for p in (True, False)]
+        plans["vectorized"] = [("train", replace(base, learner=learner, modulation=m, shots=k, vectorized=p))
+                          for learner, m in registered for k in shots for p in (True, False)]
     if "eval" in sections:
-        plans["eval"] = [("eval", replace(base, learner=l, modulation=m, vectorized=p))
-                         for l, m in registered for p in (True, False)]
+        plans["eval"] = [("eval", replace(base, learner=learner, modulation=m, vectorized=p))
+                         for learner, m in registered for p in (True, False)]
     if "resnet12" in sections:
         resnet = replace(base, backbone="resnet12",
                          meta_batch_size=RESNET12_META_BATCH["gpu" if device.type == "cuda" else "cpu"])
         # each method on ResNet-12 (vectorised and loop) and, for scale, on Conv-4 in the same process
-        plans["resnet12"] = [("train", replace(case, learner=l, modulation=m, vectorized=p))
-                             for l, m in registered
+        plans["resnet12"] = [("train", replace(case, learner=learner, modulation=m, vectorized=p))
+                             for learner, m in registered
                              for case, paths in ((resnet, (True, False)), (replace(resnet, backbone="conv4"), (True,)))
                              for p in paths]
     if "meta_batch" in sections:
@@ -128,13 +128,13 @@ def run_suite(
             ("train", replace(base, image_size=84, meta_batch_size=4, vectorized=p)) for p in (True, False)]
     if "paper_cpu" in sections:
         paper = BenchCase(image_size=84, meta_batch_size=10)
-        plans["paper_cpu"] = [("train", replace(paper, learner=l, modulation=m, vectorized=p))
-                              for l, m in (("maml", "none"), ("maml", "kml"), ("protonet", "kml"))
+        plans["paper_cpu"] = [("train", replace(paper, learner=learner, modulation=m, vectorized=p))
+                              for learner, m in (("maml", "none"), ("maml", "kml"), ("protonet", "kml"))
                               for p in (True, False)]
     if "options" in sections:
         cases = []
-        for l, m in (("maml", "kml"), ("protonet", "kml")):
-            plain = replace(base, learner=l, modulation=m, vectorized=True)
+        for learner, m in (("maml", "kml"), ("protonet", "kml")):
+            plain = replace(base, learner=learner, modulation=m, vectorized=True)
             # the plain case twice, first and last of its group: a slow first case (allocator,
             # clocks) shows as a gap between the two rather than as a fake gain of an option
             cases += [("train", plain), ("train", replace(plain, precision="bf16")),
@@ -144,22 +144,22 @@ def run_suite(
                           ("train", replace(plain, cuda_graph=True, precision="bf16")),
                           ("train", replace(plain, vectorized=False, cuda_graph=True))]
             cases += [("train", plain)]
-            if l == "protonet":
+            if learner == "protonet":
                 cases += [("train", replace(plain, compile=True)), ("eval", replace(plain, compile=True)),
                           ("eval", plain)]
         first_order = replace(base, modulation="kml", first_order=True, vectorized=True)
         cases += [("train", first_order), ("train", replace(first_order, compile=True))]
         plans["options"] = cases
     if "cuda_graphs" in sections and device.type == "cuda":
-        plans["cuda_graphs"] = [("train", replace(base, learner=l, modulation=m, shots=k, cuda_graph=g))
-                                for l, m in registered for k in shots for g in (False, True)]
+        plans["cuda_graphs"] = [("train", replace(base, learner=learner, modulation=m, shots=k, cuda_graph=g))
+                                for learner, m in registered for k in shots for g in (False, True)]
     if "determinism" in sections:
-        plans["determinism"] = [("train", replace(base, learner=l, modulation="kml", deterministic=d, cuda_graph=g))
-                                for l in ("maml", "protonet") for g in ((False, True) if device.type == "cuda" else (False,))
+        plans["determinism"] = [("train", replace(base, learner=learner, modulation="kml", deterministic=d, cuda_graph=g))
+                                for learner in ("maml", "protonet") for g in ((False, True) if device.type == "cuda" else (False,))
                                 for d in (False, True)]
     if "eval_1000" in sections:
-        plans["eval_1000"] = [("eval", replace(base, learner=l, modulation=m, vectorized=device.type != "cpu"))
-                              for l, m in (("maml", "kml"), ("protonet", "kml"))]
+        plans["eval_1000"] = [("eval", replace(base, learner=learner, modulation=m, vectorized=device.type != "cpu"))
+                              for learner, m in (("maml", "kml"), ("protonet", "kml"))]
     plans = {section: plans[section] for section in sections if section in plans}  # run in the order asked
     total = sum(len(p) for p in plans.values())
     bar = tqdm(total=total, desc="bench", unit="case")

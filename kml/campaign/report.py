@@ -666,8 +666,8 @@ def curves_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title: 
 
 
 def transference_section(c: CampaignRecords, report: Path, figures_dir: Path) -> str:
-    from kml.analysis.transference_plots import plot_lr_histograms
     from kml.analysis.transference import transfer_shares
+    from kml.analysis.transference_plots import plot_lr_histograms
 
     t = c.transference
     s = t["settings"]

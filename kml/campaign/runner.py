@@ -93,7 +93,7 @@ def _portable(text: str, paths: dict[str, str]) -> str:
     or path): a relative ``work_dir=work`` must not rewrite ``/opt/work/...``."""
     for path in sorted(paths, key=len, reverse=True):
         tail = "" if path.endswith(("/", os.sep)) else r"(?![\w.-])"
-        text = re.sub(r"(?<![\w./-])" + re.escape(path) + tail, lambda _: paths[path], text)
+        text = re.sub(r"(?<![\w./-])" + re.escape(path) + tail, lambda _, new=paths[path]: new, text)
     return text
 
 

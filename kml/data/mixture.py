@@ -29,13 +29,13 @@ from typing import Iterator, Sequence
 import torch
 
 from kml.data.episodes import (
+    OUTPUT_CHANNELS,
     EpisodeBatch,
     ModeData,
     TaskDraw,
     draw_tasks,
     episode_labels,
     gather_tasks,
-    OUTPUT_CHANNELS,
 )
 from kml.data.errors import DataError
 

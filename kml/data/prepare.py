@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from kml.data.archives import verify_checksum
 from kml.data.datasets.base import ClassListing, DatasetSpec
 from kml.data.datasets.folder import FolderSpec, prepare_folder_command
-from kml.data.archives import verify_checksum
 from kml.data.download import downloads_dir, fetch
 from kml.data.errors import DataError, NotPreparedError
 from kml.data.registry import SPECS, check_folder_name, get_spec
@@ -34,8 +34,8 @@ from kml.data.storage import (
     AtomicDir,
     Manifest,
     SplitInfo,
-    prepared_dir,
     preparation_lock,
+    prepared_dir,
     read_manifest,
     write_manifest,
 )

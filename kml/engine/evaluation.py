@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kml.engine.numerics import autocast_for
 from kml.engine.distributed import DistributedContext
+from kml.engine.numerics import autocast_for
 
 __all__ = ["ModeEvaluation", "Validator", "summarize", "evaluate_batches", "pooled_summary"]
 

@@ -10,7 +10,6 @@ import numpy as np
 
 from kml.plotting import save_figure, subplots
 
-
 __all__ = [
     "read_metrics",
     "plot_learning_curve",

@@ -12,13 +12,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config import RunConfig, validate
-from kml.engine.device import resolve_device, use_cuda_graphs, use_vectorized
-from kml.engine.from_config import build_learner_from_config, data_provenance_for, specialist_config, tasksets_for
-from kml.engine.numerics import restore_determinism, set_determinism
 from kml.engine.checkpoints import BEST, CheckpointError, list_checkpoints, load_checkpoint
+from kml.engine.device import resolve_device, use_cuda_graphs, use_vectorized
 from kml.engine.distributed import DistributedContext, init_distributed
 from kml.engine.evaluation import ModeEvaluation, Validator, evaluate_batches, pooled_summary
+from kml.engine.from_config import build_learner_from_config, data_provenance_for, specialist_config, tasksets_for
 from kml.engine.loggers import MetricLoggers
+from kml.engine.numerics import restore_determinism, set_determinism
 from kml.engine.rundir import (
     AUTO_RESUME,
     RunLock,

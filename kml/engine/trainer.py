@@ -18,12 +18,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from kml.engine.numerics import autocast_for
-from kml.engine.optim import build_optimizers, build_schedulers
 from kml.engine.checkpoints import BEST, check_state_dict, save_checkpoint, save_checkpoint_as
 from kml.engine.distributed import DistributedContext
 from kml.engine.evaluation import Validator
 from kml.engine.loggers import MetricLoggers
+from kml.engine.numerics import autocast_for
+from kml.engine.optim import build_optimizers, build_schedulers
 from kml.errors import KmlError
 from kml.io import atomic_write_text
 from kml.learners import MetaLearner, method_name, upgrade_state_dict

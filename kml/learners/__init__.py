@@ -34,8 +34,8 @@ from kml.learners.base import (
 from kml.learners.maml import MAML
 from kml.learners.protonet import (
     ProtoNet,
-    published_refined_prototypes,
     prototypes,
+    published_refined_prototypes,
     soft_refined_prototypes,
     squared_euclidean_logits,
 )
@@ -186,7 +186,7 @@ def build_learner(
         unknown = sorted(set(renamed) - set(_RENAMED))
         if unknown:
             raise TypeError(f"build_learner() got unexpected keyword argument(s) {', '.join(unknown)}")
-        for old, value in renamed.items():
+        for old in renamed:
             warnings.warn(f"build_learner({old}=...) is now {_RENAMED[old]}=...", DeprecationWarning, stacklevel=2)
         hidden = renamed.get("generator_hidden", hidden)
         rank = renamed.get("kml_rank", rank)
