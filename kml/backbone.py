@@ -307,7 +307,10 @@ class ConvBlock(nn.Module):
             h = conv2d_grouped(x, weight, bias, num_tasks, stride=self.stride, padding=self.padding)
         if self.bn is not None:
             h = batch_norm_grouped(
-                h, num_tasks, params.get(prefix + "bn.weight", self.bn.weight), params.get(prefix + "bn.bias", self.bn.bias)
+                h,
+                num_tasks,
+                params.get(prefix + "bn.weight", self.bn.weight),
+                params.get(prefix + "bn.bias", self.bn.bias),
             )
         else:
             h = batch_norm_grouped(h, num_tasks)

@@ -531,7 +531,9 @@ def register_modulation(name: str, *, method_suffix: str | None = None):
 
     def prepare(cls: type) -> None:
         if not (isinstance(cls, type) and issubclass(cls, (ModulatedConv2d, ModulatedFeatures))):
-            raise TypeError(f"register_modulation({name!r}): {cls!r} must subclass ModulatedConv2d or ModulatedFeatures")
+            raise TypeError(
+                f"register_modulation({name!r}): {cls!r} must subclass ModulatedConv2d or ModulatedFeatures"
+            )
         if name == "none":
             raise ValueError("the modulation name 'none' means no modulation; choose another name")
         if issubclass(cls, ModulatedFeatures) and not name.isidentifier():

@@ -128,7 +128,9 @@ class Conv4(Backbone):
         self.stride = 2 if style == "strided" else 1
         widths = (in_channels,) + self.channels
         self.blocks = nn.ModuleList(
-            ConvBlock(widths[i], widths[i + 1], self.stride, bn_affine, modulation=spec, bias=bias, first_layer=(i == 0))
+            ConvBlock(
+                widths[i], widths[i + 1], self.stride, bn_affine, modulation=spec, bias=bias, first_layer=(i == 0)
+            )
             for i in range(len(self.channels))
         )
         spatial = _spatial_size(image_size, style, len(self.channels))

@@ -87,7 +87,11 @@ def _same(a: object, b: object) -> bool:
     """The same object, or the same class defined again (a module reloaded)."""
     if a is b:
         return True
-    return isinstance(a, type) and isinstance(b, type) and (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+    return (
+        isinstance(a, type)
+        and isinstance(b, type)
+        and (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+    )
 
 
 def _describe(entry: object) -> str:

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from fixtures_engine import REPO, SCRIPTS, TINY
 
-__all__ = ["REPO", "SCRIPTS", "TINY", "Result", "cli", "start_driver", "wait_for", "final_parameters", "same_parameters"]
+__all__ = ["REPO", "SCRIPTS", "TINY", "Result", "cli", "start_driver", "wait_for", "final_parameters",
+           "same_parameters"]
 
 
 @dataclass
@@ -87,12 +88,15 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_driver(tmp_path: Path, script: str, args: list[str], patch: str = "", name: str = "driver") -> tuple[subprocess.Popen, Path]:
+def start_driver(
+    tmp_path: Path, script: str, args: list[str], patch: str = "", name: str = "driver"
+) -> tuple[subprocess.Popen, Path]:
     """Start ``scripts/<script> args`` in a subprocess after running ``patch`` (Python
     source that may call ``hang()``); returns the process and the marker file that
     ``hang()`` creates."""
     marker = tmp_path / f"{name}.at"
-    source = _DRIVER.format(marker=str(marker), patch=textwrap.dedent(patch), script=str(SCRIPTS / script), args=list(args))
+    source = _DRIVER.format(marker=str(marker), patch=textwrap.dedent(patch), script=str(SCRIPTS / script),
+                            args=list(args))
     driver = tmp_path / f"{name}.py"
     driver.write_text(source)
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")

@@ -66,7 +66,8 @@ def test_unknown_section_is_refused_with_the_valid_names(tmp_path):
     from kml.errors import KmlError
 
     cfg = OmegaConf.create({"device": "cpu", "preset": "auto", "sections": ["path"], "output_dir": str(tmp_path)})
-    with pytest.raises(KmlError, match="sections: 'path' is not a benchmark section; use any of: vectorized, cuda_graphs"):
+    with pytest.raises(KmlError,
+                       match="sections: 'path' is not a benchmark section; use any of: vectorized, cuda_graphs"):
         run_from_config(cfg)
     assert not list(tmp_path.iterdir())
 
@@ -95,7 +96,8 @@ def test_the_resnet12_section_times_every_registered_method_on_both_backbones(mo
     monkeypatch.setattr("kml.bench.suite.time_training", fake)
     result = run_suite(torch.device("cpu"), sections=["resnet12"], image_size=32, shots=[1], meta_batch_sizes=[],
                        inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None)
-    expected = [(l, m, b, p) for l, m in methods() for b, p in (("resnet12", True), ("resnet12", False), ("conv4", True))]
+    expected = [(learner, m, b, p) for learner, m in methods()
+                for b, p in (("resnet12", True), ("resnet12", False), ("conv4", True))]
     assert [(c.learner, c.modulation, c.backbone, c.vectorized) for c in timed] == expected
     assert {c.meta_batch_size for c in timed} == {2} and len(timed) == 18
     table = suite_markdown(result)

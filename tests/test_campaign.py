@@ -139,7 +139,9 @@ def test_report_only_rebuilds_from_records_without_checkpoints(reproduce, synthe
     assert set(paired) == {("MProtoNet", "ProtoNet"), ("MProtoNet+KML", "ProtoNet"), ("MProtoNet+KML", "MProtoNet")}
     assert paired[("MProtoNet+KML", "ProtoNet")]["overall"]["tasks"] == 12
     # the claims table repeats the paired contrasts of the main methods (one seed: CI over tasks)
-    cell = lambda a, b: f"**{paired[(a, b)]['overall']['difference']:+.2f} ± {paired[(a, b)]['overall']['ci95']:.2f}**"
+    def cell(a, b):
+        return f"**{paired[(a, b)]['overall']['difference']:+.2f} ± {paired[(a, b)]['overall']['ci95']:.2f}**"
+
     claims = {line.split("|")[1].strip(): [x.strip() for x in line.strip("|").split("|")]
               for line in before.splitlines() if line.startswith("| KML >") or line.startswith("| FiLM >")}
     assert set(claims) == {"KML > none (ProtoNet family: MProtoNet+KML − ProtoNet)",
@@ -216,7 +218,8 @@ def test_diagnostics_skip_runs_trained_elsewhere_redo_other_settings_and_merge(r
     monkeypatch.setattr(modulation, "modulation_statistics", meanwhile)
     lines: list[str] = []
     run_campaign(reproduce(overrides), log=lines.append)
-    assert any("synthetic_1shot_mprotonet_seed0 is recorded but its checkpoints [4] are not in" in line for line in lines)
+    assert any("synthetic_1shot_mprotonet_seed0 is recorded but its checkpoints [4] are not in" in line
+               for line in lines)
     record = json.loads(path.read_text())
     assert [e["label"] for e in record["runs"]] == ["MProtoNet+KML", "Elsewhere"]
     # other checkpoints or task counts: the old entries are recomputed, not mixed in
@@ -229,7 +232,8 @@ def test_diagnostics_skip_runs_trained_elsewhere_redo_other_settings_and_merge(r
 def test_transference_step_with_an_alpha_sweep_is_recorded_and_reported(reproduce, synthetic_root, tmp_path,
                                                                       monkeypatch):
     overrides = [*tiny_campaign(synthetic_root, tmp_path), "campaign.transference.methods=[ProtoNet,MProtoNet+KML]",
-                 "campaign.transference.source_mode=synthetic_glyphs", "campaign.transference.target_mode=synthetic_textures",
+                 "campaign.transference.source_mode=synthetic_glyphs",
+                 "campaign.transference.target_mode=synthetic_textures",
                  "campaign.transference.checkpoints=[2,4]", "campaign.transference.sources=3",
                  "campaign.transference.alpha=0.05", "campaign.transference.alpha_sweep=[0.01,0.05]",
                  "campaign.transference.sweep_checkpoint=2"]
@@ -245,7 +249,8 @@ def test_transference_step_with_an_alpha_sweep_is_recorded_and_reported(reproduc
     assert sweep[("MProtoNet+KML", 0.05)]["positive"] == pytest.approx(main["shares"]["positive"])
     report = (tmp_path / "docs" / "results.md").read_text()
     assert "### Transference" in report and "| 0.01 | ProtoNet |" in report
-    assert (tmp_path / "docs" / "figures" / "results_synthetic_transference_synthetic_1shot_mprotonet-kml_seed0.png").is_file()
+    assert (tmp_path / "docs" / "figures"
+            / "results_synthetic_transference_synthetic_1shot_mprotonet-kml_seed0.png").is_file()
 
     # every LR computation is kept with its run: a killed step continues without recomputing
     kept = tmp_path / "work" / "synthetic" / "synthetic_1shot_protonet_seed0" / "transference"

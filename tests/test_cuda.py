@@ -13,7 +13,8 @@ from kml.learners import build_learner
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.mark.parametrize("learner,modulation", [(l, m) for l in ("maml", "protonet") for m in ("none", "film", "kml")])
+@pytest.mark.parametrize("learner,modulation",
+                         [(name, m) for name in ("maml", "protonet") for m in ("none", "film", "kml")])
 def test_batched_equals_loop_on_cuda(learner, modulation):
     torch.manual_seed(0)
     net = build_learner(learner, modulation, channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,

@@ -217,7 +217,8 @@ def test_fixed_eval_tasks_are_independent_of_state_chunking_and_mixture(modes):
 
 
 def test_bad_episode_settings(modes):
-    with pytest.raises(DataError, match=r"13-way tasks need 13 classes but split 'train' of alpha has 12; lower episode.ways"):
+    with pytest.raises(DataError,
+                       match=r"13-way tasks need 13 classes but split 'train' of alpha has 12; lower episode.ways"):
         MixtureSampler(modes, ways=13, shots=1, queries=1)
     with pytest.raises(DataError) as info:
         MixtureSampler(modes, ways=2, shots=2, queries=4)

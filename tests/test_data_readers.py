@@ -414,7 +414,8 @@ def test_tinyimagenet_classes_shared_with_miniimagenet_leave_the_mixture(tmp_pat
     for split in SPLITS:
         _, tiny_mixed = load_modes(["miniimagenet", "tinyimagenet"], split, root, 16, verbose=False)
         (tiny_alone,) = load_modes("tinyimagenet", split, root, 16, verbose=False)
-        _, tiny_kept = load_modes(["miniimagenet", "tinyimagenet"], split, root, 16, exclude_overlap=False, verbose=False)
+        _, tiny_kept = load_modes(["miniimagenet", "tinyimagenet"], split, root, 16, exclude_overlap=False,
+                                  verbose=False)
         assert set(tiny_alone.class_names) - set(tiny_mixed.class_names) == set(tiny_mixed.excluded_classes)
         assert not set(tiny_mixed.class_names) & shared
         assert tiny_mixed.images.shape[0] == 2 * tiny_mixed.num_classes

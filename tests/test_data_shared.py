@@ -134,7 +134,8 @@ def test_five_mode_mixture_from_shared_data(data_shared_root):
     with pytest.raises(DataError, match=r"20-way tasks need 20 classes but split 'val' of gtsrb has 6"):
         get_tasksets("gtsrb", ways=20, shots=1, queries=1, root=data_shared_root, image_size=SIZE)
     # CUB classes have 45-60 images: 5 shots + 50 queries need replacement
-    with pytest.raises(DataError, match=r"shots \+ queries = 55 but class .* has only 4\d images.*data.replacement=true"):
+    with pytest.raises(DataError,
+                       match=r"shots \+ queries = 55 but class .* has only 4\d images.*data.replacement=true"):
         get_tasksets("cub", ways=5, shots=5, queries=50, root=data_shared_root, image_size=SIZE)
     ok = get_tasksets("cub", 5, 5, 50, root=data_shared_root, image_size=SIZE, replacement=True)
     assert ok.train.sample(2).query.shape == (2, 250, 3, SIZE, SIZE)

@@ -83,9 +83,9 @@ def test_ctrl_c_under_torchrun_stops_every_rank_and_resumes(synthetic_root, tmp_
     os.killpg(proc.pid, signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as hung:
         os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError("a rank hung after Ctrl-C")
+        raise AssertionError("a rank hung after Ctrl-C") from hung
     assert proc.returncode != 0
     assert "interrupted at iteration" in err
     stopped = load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"]

@@ -179,7 +179,8 @@ def test_compare_script_writes_the_paper_style_table(compose, synthetic_root, tm
                       cwd=tmp_path)
     text = (tmp_path / "table.md").read_text()
     table = text.split("\n\n")[0]
-    assert table.splitlines()[0] == "| method | setup | synthetic_glyphs | synthetic_textures | synthetic_shapes | overall |"
+    assert (table.splitlines()[0]
+            == "| method | setup | synthetic_glyphs | synthetic_textures | synthetic_shapes | overall |")
     assert {line.split("|")[1].strip() for line in table.splitlines()[2:]} == {"MAML", "ProtoNet"}
     assert " +- " in table and text.strip() in proc.stdout
     assert len(json.loads((tmp_path / "table.json").read_text())) == 2
@@ -247,7 +248,8 @@ def test_resume_with_another_config_is_refused(compose, synthetic_root, tmp_path
     run_training(cfg, tmp_path / "run", log=lambda *a: None)
     proc = run_script("train.py", f"resume={tmp_path / 'run'}", "learner=maml", cwd=tmp_path, check=False)
     assert proc.returncode == 1
-    assert "resume points at a run with a different config: learner is 'protonet' in the run but 'maml' now" in proc.stderr
+    assert ("resume points at a run with a different config: learner is 'protonet' in the run but 'maml' now"
+            in proc.stderr)
     assert "Traceback" not in proc.stderr
     # resumable keys may change: more iterations continue the run
     run_script("train.py", f"resume={tmp_path / 'run'}", "train.iterations=4", cwd=tmp_path)

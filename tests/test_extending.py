@@ -121,7 +121,8 @@ def test_a_generator_under_another_attribute_name_is_a_generator(registries, com
     @register_modulation("unmarked")
     class Unmarked(ModulatedConv2d):
         def __init__(self, site, task_dim):
-            super().__init__(site.in_channels, site.out_channels, site.kernel_size, site.stride, site.padding, site.bias)
+            super().__init__(site.in_channels, site.out_channels, site.kernel_size, site.stride, site.padding,
+                             site.bias)
             self.hyper = nn.Linear(task_dim, site.out_channels)  # not a Generator
             self.reset_parameters()
 
@@ -150,8 +151,10 @@ def test_registered_modulation_and_learner_are_selectable_everywhere(registries,
     # build_learner and method names
     net = build_learner("cosine", "shift", **TINY_MODEL)
     assert type(net) is Cosine and net.backbone.pool == "flatten"  # ProtoNet's recipe, not a silent ProtoNet
-    assert method_name("cosine", "shift") == "MCosineProtoNet+shift" and method_name("cosine", "kml") == "MCosineProtoNet+KML"
-    assert method_name("maml", "shift") == "MMAML+shift" and method_name("cosine", "none", multi=True) == "Multi-CosineProtoNet"
+    assert (method_name("cosine", "shift") == "MCosineProtoNet+shift"
+            and method_name("cosine", "kml") == "MCosineProtoNet+KML")
+    assert (method_name("maml", "shift") == "MMAML+shift"
+            and method_name("cosine", "none", multi=True) == "Multi-CosineProtoNet")
     # the run config (as the command line composes it)
     cfg = compose(["learner.name=cosine", "modulation.name=shift", "+modulation.options.bound=0.5", *TINY])
     validate(cfg)
@@ -159,7 +162,8 @@ def test_registered_modulation_and_learner_are_selectable_everywhere(registries,
     assert type(built) is Cosine and built.backbone.modulated_layers()[0].bound == 0.5
     with pytest.raises(ConfigError, match=r"^modulation.options: shift has one setting, bound; got \['scale'\]$"):
         validate(compose(["modulation.name=shift", "+modulation.options.scale=1"]))
-    with pytest.raises(ConfigError, match=r"modulation.options=\{'rank': 2\} is not valid: modulation kml takes no options"):
+    with pytest.raises(ConfigError,
+                       match=r"modulation.options=\{'rank': 2\} is not valid: modulation kml takes no options"):
         validate(compose(["modulation=kml", "+modulation.options.rank=2"]))
     # the campaign planner and the benchmark
     campaign = OmegaConf.merge(OmegaConf.structured(CampaignConfig), {
@@ -184,8 +188,10 @@ def test_unknown_names_fail_with_the_registered_names(compose, tmp_path):
         build_learner("maml", backbone="vit")
     with pytest.raises(UnknownNameError, match="learner must be one of"):
         method_name("reptile", "none")
-    for override, message in (("learner.name=reptile", "learner.name='reptile' is not valid; use one of: maml, protonet"),
-                              ("modulation.name=foo", "modulation.name='foo' is not valid; use one of: none, film, kml"),
+    for override, message in (("learner.name=reptile",
+                               "learner.name='reptile' is not valid; use one of: maml, protonet"),
+                              ("modulation.name=foo",
+                               "modulation.name='foo' is not valid; use one of: none, film, kml"),
                               ("learner.backbone.name=vit", "learner.backbone.name='vit' is not valid; use one of: "
                                                             "conv4, resnet12")):
         with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
@@ -228,8 +234,8 @@ def test_the_documented_modulation_trains_evaluates_and_is_not_adapted_in_the_in
         (project / path).write_text(text)
     train = _documented_command("kml-train", "modulation=channel_scale")
     run_dir = project / "runs" / "channel_scale"
-    run_script("train.py", *train, f"data.root={synthetic_root}", *TINY, "train.iterations=3", "train.checkpoint_every=1",
-               cwd=project)
+    run_script("train.py", *train, f"data.root={synthetic_root}", *TINY, "train.iterations=3",
+               "train.checkpoint_every=1", cwd=project)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["method"] == "MMAML+channel_scale" and results["iterations"] == {"all": 3}
     assert results["config"]["modulation"]["options"] == {"max_scale": 0.5}

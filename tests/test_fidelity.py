@@ -49,7 +49,8 @@ def test_multi_specialists_follow_the_published_recipes(compose):
     assert (mini.learner.inner_lr, mini.learner.inner_steps) == (0.01, 5)
     assert (mini.train.meta_batch_size, mini.train.iterations) == (4, 80000)
     # command-line overrides of one dataset's specialist
-    tuned = compose(["mode=2mode", "learner=maml", "multi=true", "learner.specialist.per_dataset.omniglot.iterations=7"])
+    tuned = compose(["mode=2mode", "learner=maml", "multi=true",
+                     "learner.specialist.per_dataset.omniglot.iterations=7"])
     assert specialist_config(tuned, "omniglot").train.iterations == 7
     assert specialist_config(tuned, "miniimagenet").train.iterations == 80000
     proto = compose(["mode=2mode", "learner=protonet", "modulation=none", "multi=true"])

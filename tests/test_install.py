@@ -108,7 +108,8 @@ def test_the_wheel_ships_every_config_and_every_package_of_the_checkout(installe
     """configs/ of the checkout becomes kml/configs of the wheel, file for file, and every
     package (a folder of kml/ with an __init__.py) is installed."""
     configs = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
-    shipped = sorted(str(p.relative_to(installed / "kml" / "configs")) for p in (installed / "kml" / "configs").rglob("*.yaml"))
+    shipped = sorted(str(p.relative_to(installed / "kml" / "configs"))
+                     for p in (installed / "kml" / "configs").rglob("*.yaml"))
     assert configs and shipped == configs
     packages = sorted(str(p.parent.relative_to(REPO)) for p in (REPO / "kml").rglob("__init__.py"))
     missing = [package for package in packages if not (installed / package / "__init__.py").is_file()]

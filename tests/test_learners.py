@@ -125,7 +125,8 @@ def test_protonet_logits_match_hand_computation():
         assert out.task_losses[t].item() == pytest.approx(expected_loss.item(), rel=1e-12)
 
 
-@pytest.mark.parametrize("learner,modulation", [(l, m) for l in ("maml", "protonet") for m in ("none", "film", "kml")])
+@pytest.mark.parametrize("learner,modulation",
+                         [(name, m) for name in ("maml", "protonet") for m in ("none", "film", "kml")])
 def test_learner_fits_one_fixed_episode(learner, modulation):
     torch.manual_seed(10)
     net = build_learner(learner, modulation, channels=(8, 8, 8, 8), image_size=12, task_dim=8, ways=3,
@@ -186,7 +187,8 @@ def test_method_names_and_wrong_heads():
         build_learner("reptile")
 
 
-@pytest.mark.parametrize("learner,modulation", [("maml", "kml"), ("maml", "film"), ("protonet", "kml"), ("protonet", "none")])
+@pytest.mark.parametrize("learner,modulation",
+                         [("maml", "kml"), ("maml", "film"), ("protonet", "kml"), ("protonet", "none")])
 def test_per_task_meta_parameters_through_functional_call(learner, modulation, make):
     """Every meta-parameter may carry a leading task dimension (one parameter vector
     per task): the batched run equals running each task with its own parameters."""
@@ -194,7 +196,8 @@ def test_per_task_meta_parameters_through_functional_call(learner, modulation, m
     episode = tiny_episode(tasks=3, ways=3, seed=19, dtype=torch.float64)
     g = torch.Generator().manual_seed(20)
     base = {n: p.detach() for n, p in net.named_parameters()}
-    per_task = [{n: v + 0.01 * torch.randn(v.shape, generator=g, dtype=v.dtype) for n, v in base.items()} for _ in range(3)]
+    per_task = [{n: v + 0.01 * torch.randn(v.shape, generator=g, dtype=v.dtype) for n, v in base.items()}
+                for _ in range(3)]
     stacked = {n: torch.stack([p[n] for p in per_task]) for n in base}
     batched = torch.func.functional_call(net, stacked, tuple(episode))
     for t in range(3):

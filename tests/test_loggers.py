@@ -50,7 +50,8 @@ def test_csv_and_tensorboard_get_every_record_of_metrics_jsonl(compose, syntheti
         assert float(row["train/lr"]) == pytest.approx(t["lr"])
         assert float(row["train/accuracy/synthetic_shapes"]) == pytest.approx(t["per_mode"]["synthetic_shapes"])
         assert float(row["val/accuracy"]) == pytest.approx(v["val"]["accuracy"])
-        assert float(row["val/accuracy/synthetic_glyphs"]) == pytest.approx(v["val"]["per_mode"]["synthetic_glyphs"]["accuracy"])
+        assert (float(row["val/accuracy/synthetic_glyphs"])
+                == pytest.approx(v["val"]["per_mode"]["synthetic_glyphs"]["accuracy"]))
 
     # TensorBoard: the event files read back with tensorboard's own reader
     events = EventAccumulator(str(run_dir / "tensorboard"))
@@ -63,7 +64,8 @@ def test_csv_and_tensorboard_get_every_record_of_metrics_jsonl(compose, syntheti
     assert [e.step for e in events.Scalars("val/accuracy")] == [2, 4]
     assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([r["val"]["accuracy"] for r in val])
     # the objective kml-train returns: the val accuracy of the tested (last) weights
-    assert json.loads((run_dir / "results.json").read_text())["val_accuracy"] == pytest.approx(val[-1]["val"]["accuracy"])
+    assert (json.loads((run_dir / "results.json").read_text())["val_accuracy"]
+            == pytest.approx(val[-1]["val"]["accuracy"]))
 
 
 def test_a_resumed_run_continues_its_csv(compose, synthetic_root, tmp_path):

@@ -64,7 +64,7 @@ def test_used_counts_leave_out_the_classes_a_mixture_drops(tmp_path, monkeypatch
     def prepare(name, splits):
         folder = tmp_path / name / "8"
         folder.mkdir(parents=True)
-        for split, (classes, counts) in splits.items():
+        for split, (_, counts) in splits.items():
             np.save(folder / f"{split}.npy", np.zeros((sum(counts), 8, 8, 3), np.uint8))
         write_manifest(folder, Manifest(name, 8, 3, "seeded", 0,
                                         {s: SplitInfo(c, n) for s, (c, n) in splits.items()}))

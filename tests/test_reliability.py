@@ -107,16 +107,18 @@ def test_unknown_key_in_a_real_terminal(tmp_path):
         ("mode=foo", f"mode=foo is not a known option; valid options for mode: {', '.join(MODES)}"),
         ("learner=reptile", "learner=reptile is not a known option; valid options for learner: maml, protonet"),
         ("modulation=kmll", "modulation=kmll is not a known option; valid options for modulation: film, kml, none"),
-        ("trian.iterations=5", f"unknown config key 'trian.iterations' (did you mean train?); valid keys at the top level: {_keys(RunConfig)}"),
-        ("learner.inner_lrr=0.1", f"unknown config key 'learner.inner_lrr' (did you mean learner.inner_lr?); valid keys of learner: {_keys(LearnerConfig)}"),
+        ("trian.iterations=5", "unknown config key 'trian.iterations' (did you mean train?); "
+         f"valid keys at the top level: {_keys(RunConfig)}"),
+        ("learner.inner_lrr=0.1", "unknown config key 'learner.inner_lrr' (did you mean learner.inner_lr?); "
+         f"valid keys of learner: {_keys(LearnerConfig)}"),
         ("+train.iteratons=5", "unknown config key 'train.iteratons' (did you mean train.iterations?); "
          f"valid keys of train: {_keys(TrainConfig)}; remove it (a '+key=value' override adds keys)"),
         ("episode.ways=five", "invalid value in episode.ways=five: Value 'five' of type 'str' could not be converted "
          "to Integer; pass a value of the key's type"),
         ("episode.ways", "cannot parse the override 'episode.ways': missing EQUAL at '<EOF>'; "
          "write overrides as key=value (e.g. train.iterations=100)"),
-        ("train.iterations=${foo}", "config value train.iterations cannot be resolved (Interpolation key 'foo' not found); "
-         "fix or remove that override"),
+        ("train.iterations=${foo}", "config value train.iterations cannot be resolved "
+         "(Interpolation key 'foo' not found); fix or remove that override"),
     ],
 )
 def test_config_errors_name_the_valid_choices(tmp_path, override, message):
@@ -153,7 +155,9 @@ def test_out_of_range_values_are_refused_before_anything_is_written(tmp_path, ov
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu(tmp_path):
     result = cli("train.py", "device=cuda", "hydra.run.dir=run", cwd=tmp_path)
-    _assert_user_error(result, "device=cuda was requested but no CUDA GPU is available; use device=cpu (or device=auto)")
+    _assert_user_error(
+        result, "device=cuda was requested but no CUDA GPU is available; use device=cpu (or device=auto)"
+    )
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
@@ -252,7 +256,8 @@ def test_empty_prepared_dataset(tmp_path):
     _assert_user_error(
         result,
         "the train split of aircraft has no classes (empty prepared dataset); prepare it again with "
-        f"python scripts/prepare_data.py dataset=aircraft data.root={root} image_size=16 force=true, or choose another mode",
+        f"python scripts/prepare_data.py dataset=aircraft data.root={root} image_size=16 force=true, "
+        "or choose another mode",
     )
 
 
@@ -267,7 +272,8 @@ def test_ways_larger_than_a_split(tmp_path, synthetic_root):
 
 
 def test_shots_plus_queries_larger_than_a_class(tmp_path, synthetic_root):
-    result = cli("train.py", f"data.root={synthetic_root}", *TINY, "episode.queries=25", "hydra.run.dir=run", cwd=tmp_path)
+    result = cli("train.py", f"data.root={synthetic_root}", *TINY, "episode.queries=25", "hydra.run.dir=run",
+                 cwd=tmp_path)
     _assert_user_error(
         result,
         "shots + queries = 26 but class 'glyphs0000' of split 'train' of synthetic_glyphs has only 20 images; "
@@ -307,10 +313,13 @@ def _eval(run_dir: Path, checkpoint, cwd: Path):
 
 
 def test_checkpoint_that_does_not_exist(tmp_path, trained):
-    _assert_user_error(_eval(trained, 99, tmp_path), f"{trained} has no checkpoint at iteration 99; available iterations: 2, 4")
+    _assert_user_error(
+        _eval(trained, 99, tmp_path), f"{trained} has no checkpoint at iteration 99; available iterations: 2, 4"
+    )
     missing = tmp_path / "nowhere.pt"
     _assert_user_error(
-        _eval(trained, missing, tmp_path), f"checkpoint {missing} does not exist; pass an existing file (see {tmp_path}/)"
+        _eval(trained, missing, tmp_path),
+        f"checkpoint {missing} does not exist; pass an existing file (see {tmp_path}/)",
     )
     _assert_user_error(
         cli("eval.py", f"run_dir={tmp_path}", cwd=tmp_path),
@@ -331,7 +340,8 @@ def test_truncated_checkpoint(tmp_path, trained):
     empty.write_bytes(b"")
     _assert_user_error(
         _eval(trained, empty, tmp_path),
-        f"checkpoint {empty} is empty (truncated); use another checkpoint of the run, e.g. an earlier iter_*.pt in {tmp_path}/",
+        f"checkpoint {empty} is empty (truncated); use another checkpoint of the run, "
+        f"e.g. an earlier iter_*.pt in {tmp_path}/",
     )
 
 
@@ -346,7 +356,8 @@ def test_file_that_is_not_a_checkpoint(tmp_path, trained):
     torch.save({"state_dict": {"w": torch.ones(2)}}, foreign)
     _assert_user_error(
         _eval(trained, foreign, tmp_path),
-        f"{foreign} is not a kml checkpoint (no '{CHECKPOINT_FORMAT}' marker); pass a file from a run's checkpoints/ folder",
+        f"{foreign} is not a kml checkpoint (no '{CHECKPOINT_FORMAT}' marker); "
+        "pass a file from a run's checkpoints/ folder",
     )
 
 
@@ -357,7 +368,8 @@ def test_checkpoint_of_another_method_names_the_differing_keys(tmp_path, trained
         result,
         f"checkpoint {foreign} does not match this model (it was saved by MAML but this run is MProtoNet+KML; "
         "missing keys backbone.blocks.0.bn.bias, backbone.blocks.0.bn.weight, "
-        "backbone.blocks.0.conv.generator.g1.0.bias, backbone.blocks.0.conv.generator.g1.0.weight and 46 more; unexpected keys backbone.head.bias, backbone.head.weight); "
+        "backbone.blocks.0.conv.generator.g1.0.bias, backbone.blocks.0.conv.generator.g1.0.weight and 46 more; "
+        "unexpected keys backbone.head.bias, backbone.head.weight); "
         "it belongs to a different architecture or method: use a checkpoint of this run, or this run's own config",
     )
 
@@ -414,7 +426,8 @@ def test_a_run_directory_in_use_is_refused(tmp_path, trained):
         owner = (run / ".lock").read_text().strip()
         _assert_user_error(
             result,
-            f"{run} is in use by another run ({owner}); wait for it to finish (or stop it), or choose another output directory",
+            f"{run} is in use by another run ({owner}); wait for it to finish (or stop it), "
+            "or choose another output directory",
         )
         assert owner.startswith("pid ")
     finally:
@@ -430,11 +443,13 @@ def test_a_refused_run_never_overwrites_an_existing_run(tmp_path, trained, synth
     result = cli("train.py", f"data.root={synthetic_root}", *TINY, f"hydra.run.dir={run}", cwd=tmp_path)
     _assert_user_error(
         result,
-        f"{run} already holds a run (config.yaml exists); pass resume={run} to continue it, or choose another output directory",
+        f"{run} already holds a run (config.yaml exists); pass resume={run} to continue it, "
+        "or choose another output directory",
     )
     after = _snapshot(run)
     # Hydra's record of the refused command went to a fresh .hydra_2/, everything else is unchanged
-    assert {k for k in after if k not in before} == {".hydra_2/config.yaml", ".hydra_2/hydra.yaml", ".hydra_2/overrides.yaml"}
+    assert {k for k in after if k not in before} == {".hydra_2/config.yaml", ".hydra_2/hydra.yaml",
+                                                     ".hydra_2/overrides.yaml"}
     assert all(after[k] == before[k] for k in before)
 
 
@@ -550,7 +565,8 @@ def test_nan_parameters_after_a_finite_loss_are_never_checkpointed(tmp_path, syn
     result = cli("train.py", "learner=maml", f"data.root={synthetic_root}", *TINY, "train.iterations=6",
                  f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.code == 1
-    assert result.err.startswith("error: the parameters became NaN or infinite at iteration 2 (backbone.blocks.0.conv.weight")
+    assert result.err.startswith("error: the parameters became NaN or infinite at iteration 2 "
+                                 "(backbone.blocks.0.conv.weight")
     assert result.err.endswith("; no checkpoint had been saved yet; no results were written. Lower train.lr or "
                                "learner.inner_lr (or set learner.grad_clip) and start again\n")
     assert not (run / "checkpoints").exists() and not (run / "results.json").exists()
@@ -632,7 +648,8 @@ def test_same_seed_same_run(tmp_path, synthetic_root):
     assert same_parameters(final_parameters(tmp_path / "a"), final_parameters(tmp_path / "b"))
     assert first["per_mode"] == second["per_mode"] and first["overall"] == second["overall"]
     assert (tmp_path / "a" / "metrics.jsonl").read_text().count("\n") == 4
-    losses = [[json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in "ab"]
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+              for d in "ab"]
     assert losses[0] == losses[1]
     _train(tmp_path / "c", *args, "train.seed=1")
     assert not same_parameters(final_parameters(tmp_path / "a"), final_parameters(tmp_path / "c"))

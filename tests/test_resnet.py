@@ -77,7 +77,8 @@ def test_parameter_count_of_the_default_widths():
         weights = 9 * c_in * c_out + 2 * 9 * c_out * c_out + c_in * c_out
         expected += weights + 4 * c_out + 4 * 2 * c_out  # conv biases, BN scale and shift
     assert sum(p.numel() for p in net.parameters()) == expected == 12_429_056
-    assert net.feature_dim == 640 and ResNet12(pool="flatten", image_size=84, channels=(2, 2, 2, 2)).feature_dim == 2 * 25
+    assert (net.feature_dim == 640
+            and ResNet12(pool="flatten", image_size=84, channels=(2, 2, 2, 2)).feature_dim == 2 * 25)
 
 
 def test_batched_tasks_equal_each_task_alone_and_per_task_parameters_equal_separate_networks():

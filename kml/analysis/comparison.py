@@ -104,7 +104,9 @@ def comparison_table(runs: list[RunRecord] | list[tuple[Path, dict]]) -> str:
             v = run.results["per_mode"].get(m)
             cells.append(f"{v['accuracy']:.2f} +- {v['ci95']:.2f}" if v else "-")
         o = run.results["overall"]
-        rows.append(f"| {run.method} | {run.setup} | " + " | ".join(cells) + f" | {o['accuracy']:.2f} +- {o['ci95']:.2f} |")
+        rows.append(
+            f"| {run.method} | {run.setup} | " + " | ".join(cells) + f" | {o['accuracy']:.2f} +- {o['ci95']:.2f} |"
+        )
     return "\n".join(rows)
 
 
@@ -115,7 +117,9 @@ def _baseline_index(runs: list[RunRecord], baseline: str | None) -> int:
         if run.method == baseline or run.path == Path(baseline) or run.path.name == baseline:
             return i
     names = ", ".join(dict.fromkeys(r.method for r in runs))
-    raise KmlError(f"baseline={baseline!r} is none of the compared runs; use one of the methods ({names}) or a run directory")
+    raise KmlError(
+        f"baseline={baseline!r} is none of the compared runs; use one of the methods ({names}) or a run directory"
+    )
 
 
 def paired_comparisons(runs: list[RunRecord], baseline: str | None = None) -> dict:

@@ -154,8 +154,10 @@ def run_suite(
         plans["cuda_graphs"] = [("train", replace(base, learner=learner, modulation=m, shots=k, cuda_graph=g))
                                 for learner, m in registered for k in shots for g in (False, True)]
     if "determinism" in sections:
-        plans["determinism"] = [("train", replace(base, learner=learner, modulation="kml", deterministic=d, cuda_graph=g))
-                                for learner in ("maml", "protonet") for g in ((False, True) if device.type == "cuda" else (False,))
+        plans["determinism"] = [("train", replace(base, learner=learner, modulation="kml", deterministic=d,
+                                                  cuda_graph=g))
+                                for learner in ("maml", "protonet")
+                                for g in ((False, True) if device.type == "cuda" else (False,))
                                 for d in (False, True)]
     if "eval_1000" in sections:
         plans["eval_1000"] = [("eval", replace(base, learner=learner, modulation=m, vectorized=device.type != "cpu"))
@@ -166,7 +168,8 @@ def run_suite(
     for section, plan in plans.items():
         rows = []
         for kind, case in plan:
-            bar.set_postfix_str(f"{section}: {case.method} {'vectorised' if case.vectorized else 'loop'} T={case.meta_batch_size}")
+            bar.set_postfix_str(f"{section}: {case.method} {'vectorised' if case.vectorized else 'loop'} "
+                                f"T={case.meta_batch_size}")
             try:
                 if kind == "train":
                     rows.append(time_training(case, device, warmup=warmup, repeats=repeats))
@@ -174,7 +177,8 @@ def run_suite(
                     n = 1000 if section == "eval_1000" else eval_tasks
                     rows.append(time_evaluation(case, device, tasks=n))
             except Exception as err:  # an option that fails is reported, not fatal
-                rows.append({**asdict(case), "method": case.method, "kind": kind, "error": f"{type(err).__name__}: {err}"[:300]})
+                rows.append({**asdict(case), "method": case.method, "kind": kind,
+                             "error": f"{type(err).__name__}: {err}"[:300]})
             bar.update(1)
         if any(r.get("kind") == "train" for r in rows):
             _pair_speedups([r for r in rows if r.get("kind") == "train" and "error" not in r])
@@ -218,11 +222,12 @@ def suite_markdown(result: dict) -> str:
             parts.append(markdown_table(train, columns))
         if evals:
             parts.append("")
-            parts.append(markdown_table(evals, [("method", "method"), ("vectorized", "vectorized"), ("compile", "compile"),
-                                                ("eval_tasks", "tasks"), ("eval_seconds", "seconds"),
-                                                ("eval_tasks_per_s", "tasks/s")]))
+            parts.append(markdown_table(evals, [("method", "method"), ("vectorized", "vectorized"),
+                                                ("compile", "compile"), ("eval_tasks", "tasks"),
+                                                ("eval_seconds", "seconds"), ("eval_tasks_per_s", "tasks/s")]))
         for r in errors:
-            parts.append(f"- {r['method']} ({'vectorised' if r['vectorized'] else 'loop'}, precision={r['precision']}, compile={r['compile']}): "
+            parts.append(f"- {r['method']} ({'vectorised' if r['vectorized'] else 'loop'}, "
+                         f"precision={r['precision']}, compile={r['compile']}): "
                          f"failed: {r['error']}")
         parts.append("")
     return "\n".join(parts)
@@ -231,14 +236,14 @@ def suite_markdown(result: dict) -> str:
 #: kml 0.1 names of sections
 _RENAMED_SECTIONS = {"paths": "vectorized"}
 
-SECTIONS = ("vectorized", "cuda_graphs", "determinism", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu", "options",
-            "eval_1000", "resnet12")
+SECTIONS = ("vectorized", "cuda_graphs", "determinism", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu",
+            "options", "eval_1000", "resnet12")
 
 PRESETS = {
     "cpu": dict(sections=["vectorized", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu"], image_size=32,
                 shots=[1], meta_batch_sizes=[1, 2, 4, 8], inner_steps=[1, 5], repeats=3, warmup=1, eval_tasks=40),
-    "gpu": dict(sections=["vectorized", "cuda_graphs", "determinism", "eval_1000", "meta_batch", "inner_steps", "peer", "eval", "options",
-                          "resnet12"], image_size=84,
+    "gpu": dict(sections=["vectorized", "cuda_graphs", "determinism", "eval_1000", "meta_batch", "inner_steps", "peer",
+                          "eval", "options", "resnet12"], image_size=84,
                 shots=[1, 5], meta_batch_sizes=[1, 2, 4, 8, 16, 32], inner_steps=[1, 2, 5, 10], repeats=10, warmup=3,
                 eval_tasks=200),
 }

@@ -102,7 +102,9 @@ def validate_campaign(campaign: DictConfig) -> None:
         named += list(row[:2])
     for name in named:
         if name not in names:
-            raise ConfigError(f"campaign {campaign.name} refers to method {name!r}, which it does not list ({', '.join(names)})")
+            raise ConfigError(
+                f"campaign {campaign.name} refers to method {name!r}, which it does not list ({', '.join(names)})"
+            )
     for pair in campaign.pairs:
         if len(pair) != 2:
             raise ConfigError(f"campaign {campaign.name}: each of pairs is [method, reference], got {list(pair)}")

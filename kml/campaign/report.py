@@ -285,7 +285,9 @@ def paired_section(c: CampaignRecords, contrasts: list[Contrast]) -> str:
     for cmp in contrasts:
         modes += [m for m in cmp.modes() if m not in modes]
     rows = [
-        "| comparison | " + " | ".join(modes) + " | **overall** | stratified by mode | seeds | p | wins / losses / ties |",
+        "| comparison | "
+        + " | ".join(modes)
+        + " | **overall** | stratified by mode | seeds | p | wins / losses / ties |",
         "|" + "---|" * (len(modes) + 6),
     ]
     sentences = []
@@ -770,7 +772,10 @@ def _machine_text(machine: dict) -> str:
         return "an unrecorded machine"
     if machine.get("gpu"):
         return f"{machine['gpu']} (torch {machine.get('torch')})"
-    return f"CPU {machine.get('cpu')} ({machine.get('cpu_count')} cores, torch threads: {machine.get('torch_threads')}, torch {machine.get('torch')})"
+    return (
+        f"CPU {machine.get('cpu')} ({machine.get('cpu_count')} cores, "
+        f"torch threads: {machine.get('torch_threads')}, torch {machine.get('torch')})"
+    )
 
 
 
@@ -849,7 +854,8 @@ def _transference_claims(c: CampaignRecords) -> list[str]:
         pa, pb = paper.get(kml["label"]), paper.get(none["label"])
         paper_text = f"{_signed(pa - pb)} ({pa:g} vs {pb:g} % positive)" if pa is not None and pb is not None else "-"
         rows.append(f"| KML: more positive transfer than none (share of LR < 1, last checkpoint, points) | {setting} "
-                    f"| {paper_text} | **{_signed(mean)} ± {ci:.2f}** | {seed_of(kml)} | {verdict(mean - ci, mean + ci)} |")
+                    f"| {paper_text} | **{_signed(mean)} ± {ci:.2f}** | {seed_of(kml)} "
+                    f"| {verdict(mean - ci, mean + ci)} |")
     for run in (none, kml):  # the paper shows this for its histograms during training, without numbers
         if run is None or len(run["checkpoints"]) < 2:
             continue
@@ -990,9 +996,11 @@ def _budget_lines(c: CampaignRecords, budget: dict) -> list[str]:
         "",
         f"- Budget per run: {budget.get('image_size')}x{budget.get('image_size')} images, "
         f"{budget.get('iterations')} iterations"
-        + (f", meta-batch {budget['meta_batch_size']}" if budget.get("meta_batch_size") else ", the recipe's meta-batch")
+        + (f", meta-batch {budget['meta_batch_size']}"
+           if budget.get("meta_batch_size") else ", the recipe's meta-batch")
         + f", {budget.get('eval_tasks_per_mode')} test tasks per mode"
-        + (f", validation every {budget['val_every']} iterations on {budget.get('val_tasks_per_mode')} val tasks per mode"
+        + (f", validation every {budget['val_every']} iterations on "
+           f"{budget.get('val_tasks_per_mode')} val tasks per mode"
            if budget.get("val_every") else "")
         + f", tested checkpoint: {budget.get('eval_checkpoint', 'last')}.",
         f"- Hardware: {'; '.join(sorted(machines)) or 'unrecorded'}"

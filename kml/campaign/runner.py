@@ -313,7 +313,9 @@ def estimate_seconds(run: PlannedRun, device: torch.device, cache: dict) -> floa
         val_every = int(learner_cfg.eval.val_every)
         validations = (left // val_every + 1) if val_every else 0
         total += left * per_iteration
-        total += per_task * modes * (int(learner_cfg.eval.tasks_per_mode) + validations * int(learner_cfg.eval.val_tasks_per_mode))
+        total += per_task * modes * (
+            int(learner_cfg.eval.tasks_per_mode) + validations * int(learner_cfg.eval.val_tasks_per_mode)
+        )
     return total
 
 
@@ -524,7 +526,9 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
         for checkpoint in checkpoints:
             loaded = load_run(run.run_dir, checkpoint)
             test = tasksets_for(loaded.config, "cpu").test
-            batches = list(fixed_eval_tasks(test, d.tasks_per_mode, d.tasks_per_mode, seed=int(loaded.config.eval.seed)))
+            batches = list(
+                fixed_eval_tasks(test, d.tasks_per_mode, d.tasks_per_mode, seed=int(loaded.config.eval.seed))
+            )
             modes = modulation_statistics(loaded.learner, batches)
             entries.append({
                 "label": run.method,

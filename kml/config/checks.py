@@ -16,7 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from kml.errors import KmlError
 
-__all__ = ["ConfigError", "choice", "at_least", "unknown_keys", "unknown_key_message", "resolves", "reject_unknown_keys"]
+__all__ = [
+    "ConfigError",
+    "choice",
+    "at_least",
+    "unknown_keys",
+    "unknown_key_message",
+    "resolves",
+    "reject_unknown_keys",
+]
 
 
 class ConfigError(KmlError):

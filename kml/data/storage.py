@@ -159,7 +159,9 @@ def load_split_array(folder: Path, split: str, manifest: Manifest, mmap: bool = 
         command = prepare_command(
             manifest.dataset, folder.parent.parent, manifest.image_size, manifest.split_scheme, manifest.split_seed
         )
-        raise DataError(f"prepared file {path} is unreadable ({error}); prepare it again: {command} force=true") from error
+        raise DataError(
+            f"prepared file {path} is unreadable ({error}); prepare it again: {command} force=true"
+        ) from error
     info = manifest.splits[split]
     expected = (info.num_images, manifest.image_size, manifest.image_size, manifest.channels)
     if array.dtype != np.uint8 or tuple(array.shape) != expected:

@@ -123,7 +123,9 @@ def load_checkpoint(
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        what = f"loading it would call or import {found.group(1)}" if found else "it holds objects other than plain data"
+        what = (
+            f"loading it would call or import {found.group(1)}" if found else "it holds objects other than plain data"
+        )
         raise CheckpointError(
             f"checkpoint {path} was refused and nothing in it was run: {what}, but a checkpoint "
             "may only hold tensors and plain data (it is malicious or from another program); "
@@ -282,7 +284,9 @@ def checkpoint_config(state: dict[str, Any], path: str | Path) -> DictConfig:
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(text))
     except Exception as err:  # omegaconf raises several error types
-        raise CheckpointError(f"the config embedded in {path} is not a valid kml run config ({_first_line(err)})") from None
+        raise CheckpointError(
+            f"the config embedded in {path} is not a valid kml run config ({_first_line(err)})"
+        ) from None
     OmegaConf.set_struct(cfg, True)
     return cfg
 
@@ -319,7 +323,9 @@ def load_run(
     path = Path(path)
     if path.is_file():
         if checkpoint not in (None, "last"):
-            raise CheckpointError(f"{path} is a checkpoint file: drop checkpoint={checkpoint} (or pass its run directory)")
+            raise CheckpointError(
+                f"{path} is a checkpoint file: drop checkpoint={checkpoint} (or pass its run directory)"
+            )
         return _load_file(path, device)
     if not path.is_dir():
         raise CheckpointError(f"{path} does not exist; pass a run directory or a checkpoint file (.pt)")

@@ -26,4 +26,7 @@ def build_schedulers(optimizers: list[torch.optim.Optimizer], cfg: DictConfig) -
     step_size = cfg.train.scheduler.step_size
     if not step_size:
         return []
-    return [torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=cfg.train.scheduler.gamma) for opt in optimizers]
+    return [
+        torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=cfg.train.scheduler.gamma)
+        for opt in optimizers
+    ]

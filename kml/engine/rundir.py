@@ -113,7 +113,8 @@ def resume_config(saved: DictConfig, composed: DictConfig, overrides: list[str])
                     OmegaConf.update(merged, diff, OmegaConf.select(composed, diff), merge=False)
                 elif not _allowed_on_resume(diff):
                     conflicts.append(
-                        f"{diff} is {OmegaConf.select(saved, diff)!r} in the run but {OmegaConf.select(composed, diff)!r} now"
+                        f"{diff} is {OmegaConf.select(saved, diff)!r} in the run "
+                        f"but {OmegaConf.select(composed, diff)!r} now"
                     )
     if conflicts:
         raise KmlError(
@@ -319,7 +320,8 @@ def find_run_dirs(patterns: list[str], marker: str, missing_fix: str) -> list[Pa
         matches = sorted(glob.glob(text)) if is_glob else ([text] if Path(text).exists() else [])
         if not matches:
             raise KmlError(
-                f"run_dirs pattern {pattern!r} matches nothing; pass existing run directories or a glob like 'outputs/*/*'"
+                f"run_dirs pattern {pattern!r} matches nothing; "
+                "pass existing run directories or a glob like 'outputs/*/*'"
             )
         for match in matches:
             path = Path(match)

@@ -129,9 +129,13 @@ class Trainer:
         """Restore everything from a checkpoint (``source`` names it in errors)."""
         method = method_name(self.cfg.learner.name, self.cfg.modulation.name, bool(self.cfg.multi))
         state["model"] = upgrade_state_dict(state["model"])
-        check_state_dict(self.learner, state["model"], f"checkpoint {source}", methods=(str(state.get("method", "")), method))
+        check_state_dict(
+            self.learner, state["model"], f"checkpoint {source}", methods=(str(state.get("method", "")), method)
+        )
         if len(state["optimizers"]) != len(self.optimizers):
-            raise KmlError(f"checkpoint {source} has {len(state['optimizers'])} optimisers, this run {len(self.optimizers)}")
+            raise KmlError(
+                f"checkpoint {source} has {len(state['optimizers'])} optimisers, this run {len(self.optimizers)}"
+            )
         self.learner.load_state_dict(state["model"])
         for opt, s in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(s)

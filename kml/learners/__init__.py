@@ -201,7 +201,8 @@ def build_learner(
                 "batch_norm": batch_norm}
     defaults = {"query_modulation": QUERY_MODULATIONS[0], "prototype_refinement": PROTOTYPE_REFINEMENTS[0],
                 "batch_norm": BATCH_NORMS[0]}
-    changed = [f"{k}={v!r}" for k, v in protocol.items() if v != defaults[k] and k not in learner_class.protocol_options]
+    changed = [f"{k}={v!r}" for k, v in protocol.items()
+               if v != defaults[k] and k not in learner_class.protocol_options]
     if changed:
         raise ValueError(
             f"{', '.join(changed)}: these protocol options are ProtoNet's; {learner_class.display_name} has none"

@@ -79,9 +79,10 @@ class MetaLearner(nn.Module, abc.ABC):
     - ``query (T, N*Q, C, H, W)``, ``query_labels (T, N*Q)``,
 
     and returns a :class:`LearnerOutput`; :meth:`predict` takes no query labels and
-    returns the ``(T, N*Q, N)`` query logits. Subclasses implement :meth:`query_logits`. With ``vectorized=True`` (default) the
-    ``T`` tasks run as one vectorised computation; ``vectorized=False`` is the plain
-    per-task loop, kept as the reference the vectorised path must agree with.
+    returns the ``(T, N*Q, N)`` query logits. Subclasses implement :meth:`query_logits`.
+    With ``vectorized=True`` (default) the ``T`` tasks run as one vectorised computation;
+    ``vectorized=False`` is the plain per-task loop, kept as the reference the vectorised
+    path must agree with.
 
     A learner class is registered by name with :func:`register_learner`, which sets the
     class attributes below; :func:`kml.learners.build_learner` builds it through
@@ -107,7 +108,9 @@ class MetaLearner(nn.Module, abc.ABC):
                 f"modulation={backbone.modulation!r} with {'no ' if encoder is None else 'an '}encoder"
             )
         if encoder is not None and encoder.task_dim != backbone.task_dim:
-            raise ValueError(f"the encoder's task_dim {encoder.task_dim} differs from the backbone's {backbone.task_dim}")
+            raise ValueError(
+                f"the encoder's task_dim {encoder.task_dim} differs from the backbone's {backbone.task_dim}"
+            )
         self.backbone = backbone
         self.encoder = encoder
         self._register_load_state_dict_pre_hook(_upgrade_state_dict_hook)
@@ -205,7 +208,9 @@ class MetaLearner(nn.Module, abc.ABC):
         if vectorized:
             return self.query_logits(support, support_labels, query, ways, vectorized=True)[0]
         return torch.cat([
-            self.query_logits(support[t : t + 1], support_labels[t : t + 1], query[t : t + 1], ways, vectorized=False)[0]
+            self.query_logits(
+                support[t : t + 1], support_labels[t : t + 1], query[t : t + 1], ways, vectorized=False
+            )[0]
             for t in range(support.shape[0])
         ])
 
