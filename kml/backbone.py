@@ -109,6 +109,22 @@ class Backbone(nn.Module):
         return cls(in_channels=in_channels, channels=channels, style=style, bn_affine=bn_affine, bias=bias, pool=pool,
                    num_classes=num_classes, image_size=image_size, modulation=modulation)
 
+    def resolve_options(
+        self,
+        channels: Sequence[int] | None,
+        style: str | None,
+        pool: str,
+        modulation: str | ModulationSpec,
+        modulation_options: Mapping[str, Any],
+    ) -> tuple[ModulationSpec, Sequence[int], str]:
+        """The modulation spec, widths and style a constructor builds with: ``None`` is the
+        backbone's own default, and every option is checked (:meth:`check_options`)."""
+        spec = modulation_spec(modulation, modulation_options)
+        channels = self.default_channels if channels is None else channels
+        style = self.default_style if style is None else style
+        self.check_options(channels=channels, style=style, pool=pool, modulation=spec)
+        return spec, channels, style
+
     @classmethod
     def check_options(cls, *, channels: Sequence[int] | None, style: str | None, pool: str,
                       modulation: ModulationSpec) -> None:

@@ -16,6 +16,7 @@ from typing import IO, Any, Callable
 from kml.errors import KmlError
 
 __all__ = [
+    "read_jsonl",
     "WriteError",
     "atomic_write",
     "atomic_write_text",
@@ -116,3 +117,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSON-lines file (``metrics.jsonl``); a torn line (a run killed while
+    appending) is skipped, and a missing file has none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.backbone import Backbone, ConvBlock, modulation_spec, register_backbone
+from kml.backbone import Backbone, ConvBlock, register_backbone
 from kml.functional import (
     TaskLinear,
     flatten_grouped,
@@ -113,10 +113,7 @@ class Conv4(Backbone):
         **modulation_options: Any,
     ) -> None:
         super().__init__()
-        spec = modulation_spec(modulation, modulation_options)
-        channels = self.default_channels if channels is None else channels
-        style = self.default_style if style is None else style
-        self.check_options(channels=channels, style=style, pool=pool, modulation=spec)
+        spec, channels, style = self.resolve_options(channels, style, pool, modulation, modulation_options)
         self.in_channels = in_channels
         self.channels = tuple(int(c) for c in channels)
         self.style = style

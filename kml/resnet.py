@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.backbone import Backbone, ConvBlock, modulation_spec, register_backbone
+from kml.backbone import Backbone, ConvBlock, register_backbone
 from kml.functional import flatten_grouped, global_avg_pool_grouped, linear_tasks, tasks_to_grouped
 from kml.modulation import ModulatedLayer, ModulationSpec
 
@@ -116,10 +116,7 @@ class ResNet12(Backbone):
         **modulation_options: Any,
     ) -> None:
         super().__init__()
-        spec = modulation_spec(modulation, modulation_options)
-        channels = self.default_channels if channels is None else channels
-        style = self.default_style if style is None else style
-        self.check_options(channels=channels, style=style, pool=pool, modulation=spec)
+        spec, channels, style = self.resolve_options(channels, style, pool, modulation, modulation_options)
         if image_size < 16:
             raise ValueError(f"image_size {image_size} is too small for ResNet-12's four 2x2 max-pools (16 at least)")
         self.in_channels = in_channels

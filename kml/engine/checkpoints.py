@@ -329,9 +329,6 @@ def load_run(
         return _load_file(path, device)
     if not path.is_dir():
         raise CheckpointError(f"{path} does not exist; pass a run directory or a checkpoint file (.pt)")
-    from kml.engine.from_config import build_learner_from_config
-    from kml.learners import method_name, upgrade_state_dict
-
     run_dir = path
     config = read_run_config(run_dir)
     if config.multi:
@@ -347,40 +344,29 @@ def load_run(
     else:
         path = resolve_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path, map_location="cpu")
-    mode_names = list(state.get("mode_names", []))
-    chosen_mode = chosen if config.multi else None
-    learner = build_learner_from_config(config, dataset=chosen_mode)
-    method = method_name(config.learner.name, config.modulation.name, bool(config.multi))
-    if not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"{path} holds no model; pass a file from a run's checkpoints/ folder")
-    state["model"] = upgrade_state_dict(state["model"])
-    check_state_dict(learner, state["model"], f"checkpoint {path}", methods=(str(state.get("method", "")), method))
-    learner.load_state_dict(state["model"])
-    learner.to(device).eval()
-    return LoadedRun(
-        learner=learner,
-        config=config,
-        iteration=int(state["iteration"]),
-        method=method,
-        mode_names=mode_names,
-        checkpoint=path,
-        state=state,
-        specialist=chosen_mode,
-    )
+    return _loaded(path, state, config, chosen if config.multi else None, device)
 
 
 def _load_file(path: Path, device: str | torch.device) -> LoadedRun:
     """:func:`load_run` of one checkpoint file, built from the config it embeds."""
+    state = load_checkpoint(path, map_location="cpu")
+    config = checkpoint_config(state, path)
+    # a specialist's checkpoint embeds the specialist's own config (its inner steps and lr)
+    return _loaded(path, state, config, str(state.get("mode") or "") or None, device, specialist_config=False)
+
+
+def _loaded(path: Path, state: dict, config, specialist: str | None, device: str | torch.device,
+            specialist_config: bool = True) -> LoadedRun:
+    """The learner of ``config`` with the weights of checkpoint ``state`` (read from
+    ``path``), in eval mode on ``device``. ``specialist_config``: build the specialist's
+    config from the run's (a run directory) rather than use ``config`` as it is (a
+    specialist's own checkpoint)."""
     from kml.engine.from_config import build_learner_from_config
     from kml.learners import method_name, upgrade_state_dict
 
-    state = load_checkpoint(path, map_location="cpu")
-    config = checkpoint_config(state, path)
     if not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path} holds no model; pass a file from a run's checkpoints/ folder")
-    specialist = str(state.get("mode") or "") or None
-    # a specialist's checkpoint embeds the specialist's own config (its inner steps and lr)
-    learner = build_learner_from_config(config)
+    learner = build_learner_from_config(config, dataset=specialist if specialist_config else None)
     method = method_name(config.learner.name, config.modulation.name, bool(config.multi))
     state["model"] = upgrade_state_dict(state["model"])
     check_state_dict(learner, state["model"], f"checkpoint {path}", methods=(str(state.get("method", "")), method))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 import secrets
 import string
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from kml.errors import KmlError, MissingExtraError
+from kml.io import read_jsonl
 
 __all__ = ["MetricLoggers", "record_scalars", "require_extra"]
 
@@ -74,18 +74,6 @@ def record_scalars(record: dict[str, Any]) -> dict[str, float]:
         if record.get(key) is not None:
             out[f"train/{key}"] = float(record[key])
     return out
-
-
-def _read_records(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
 
 
 class _CsvLogger:
@@ -200,7 +188,7 @@ class MetricLoggers:
                        "train/lr", "train/tasks_per_s"]
             if validation:
                 columns += ["val/accuracy", "val/ci95", *[f"val/accuracy/{m}" for m in mode_names]]
-            earlier = _read_records(folder / "metrics.jsonl") if iteration else []
+            earlier = read_jsonl(folder / "metrics.jsonl") if iteration else []
             self._active.append(_CsvLogger(folder / self.settings.csv.file, columns, earlier))
         if self.settings.tensorboard is not None:
             self._active.append(_TensorBoardLogger(folder / self.settings.tensorboard.dir, iteration))

@@ -3,11 +3,11 @@ task-embedding scatter."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from kml.io import read_jsonl
 from kml.plotting import save_figure, subplots
 
 __all__ = [
@@ -21,15 +21,7 @@ __all__ = [
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The records of ``metrics.jsonl`` (a torn last line is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    records = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
 
 
 def plot_learning_curve(records_by_name: dict[str, list[dict]], path: Path, title: str) -> None:
