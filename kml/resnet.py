@@ -21,7 +21,7 @@ from torch import Tensor
 
 from kml.backbone import Backbone, ConvBlock, register_backbone
 from kml.functional import flatten_grouped, global_avg_pool_grouped, linear_tasks, tasks_to_grouped
-from kml.modulation import ModulatedLayer, ModulationSpec
+from kml.modulation import KernelModulatedConv2d, ModulatedLayer, ModulationSpec, get_modulation
 
 __all__ = ["ResNet12", "ResidualBlock"]
 
@@ -145,7 +145,9 @@ class ResNet12(Backbone):
         super().check_options(channels=channels, style=style, pool=pool, modulation=modulation)
         if channels is not None and len(channels) != 4:
             raise ValueError(f"ResNet-12 has 4 blocks: channels must list 4 widths, got {list(channels)}")
-        if modulation.name == "kml" and modulation.factorization != "channel":
+        layer = get_modulation(modulation.name)
+        kernel_modulated = layer is not None and issubclass(layer, KernelModulatedConv2d)
+        if kernel_modulated and modulation.factorization != "channel":
             raise ValueError(
                 f"ResNet-12 offers only modulation.factorization=channel, got {modulation.factorization!r}: the "
                 "published factor sizes are defined for Conv-4 only, and a full generator would need over a billion "

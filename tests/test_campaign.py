@@ -437,6 +437,8 @@ def test_a_launcher_runs_the_missing_runs_as_jobs_and_the_campaign_records_them(
             assert str(tmp_path) not in path.read_text(), path.name
         record = json.loads((run.record_dir / "record.json").read_text())
         assert record["seconds"] > 0 and record["machine"]["cpu_count"] == os.cpu_count()  # the job's machine
+        # which the job also left in its run directory, for when the launcher loses its results
+        assert json.loads((run.run_dir / "job.json").read_text())["machine"] == record["machine"]
         info = json.loads((run.record_dir / "run_info.json").read_text())
         assert "submitit" not in " ".join(info["command"])  # the campaign's command, not the job's bootstrap
         assert json.loads((run.record_dir / "results.json").read_text())["iterations"] == {"all": 4}
@@ -502,10 +504,12 @@ def test_records_lose_machine_paths_only_where_they_stand_as_paths(reproduce, tm
     from kml.campaign.runner import _portable, machine_paths
 
     monkeypatch.chdir(tmp_path)
-    cfg = reproduce(["campaign=synthetic", "work_dir=work", "data_root=mydata"])
+    cfg = reproduce(["campaign=synthetic", "work_dir=work", "data_root=datasets"])
     paths = machine_paths(cfg)
-    text = (f"root: mydata\nrun_dir: work/synthetic/run\npython: /opt/work/venv/bin/python\n"
-            f"abs: {tmp_path}/work/synthetic/run\nframework: homework\nother: mydata2")
+    text = (f"root: datasets\nrun_dir: work/synthetic/run\npython: /opt/work/venv/bin/python\n"
+            f"abs: {tmp_path}/work/synthetic/run\nframework: homework\nother: datasets2\ndatasets:\n"
+            f"note: the work tree\ncommand: [\"data_root=datasets\", \"{tmp_path}/scripts/train.py\"]")
     assert _portable(text, paths).splitlines() == [
         "root: data", "run_dir: outputs/campaigns/synthetic/run", "python: /opt/work/venv/bin/python",
-        "abs: outputs/campaigns/synthetic/run", "framework: homework", "other: mydata2"]
+        "abs: outputs/campaigns/synthetic/run", "framework: homework", "other: datasets2", "datasets:",
+        "note: the work tree", 'command: ["data_root=data", "scripts/train.py"]']

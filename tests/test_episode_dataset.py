@@ -47,6 +47,9 @@ def test_workers_draw_distinct_reproducible_streams(synthetic_root):
     one = DataLoader(EpisodeDataset(_train(synthetic_root), meta_batch_size=2, num_batches=1), batch_size=None,
                      num_workers=1)
     assert not _same(list(one)[0], list(one)[0])  # one worker too: each pass draws new tasks
+    kept = DataLoader(EpisodeDataset(_train(synthetic_root), meta_batch_size=2, num_batches=1), batch_size=None,
+                      num_workers=1, persistent_workers=True)
+    assert not _same(list(kept)[0], list(kept)[0])  # a persistent worker keeps its seed, yet draws anew
 
 
 def test_bad_arguments_are_refused(synthetic_root):

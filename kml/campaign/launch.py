@@ -20,6 +20,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kml.campaign.plan import PlannedRun
 from kml.errors import KmlError
+from kml.io import atomic_write_json
+
+#: what a launched job leaves in its run directory when it finishes: its training time
+#: and its machine (what the run's record says)
+JOB_RECORD = "job.json"
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +83,8 @@ def job_overrides(run: PlannedRun) -> list[str]:
 def train_command(run: PlannedRun) -> str:
     """The ``scripts/train.py`` command that does what ``run``'s job does: start the run
     in its directory, or continue it there."""
-    return f"{run.command()} resume=auto hydra.run.dir={shlex.quote(str(run.run_dir))}"
+    return (f"{run.command()} data.root={shlex.quote(run.data_root)} resume=auto "
+            f"hydra.run.dir={shlex.quote(str(run.run_dir))}")
 
 
 def compose_launcher_config(launcher: str, overrides: list[str], folder: Path, name: str):
@@ -151,7 +157,11 @@ class TrainJob:
         except Exception as err:
             logger.exception("the run failed")
             raise KmlError(f"{type(err).__name__}: {err} (the traceback is in its train.log)") from None
-        return {"seconds": time.perf_counter() - started, "machine": machine_description(resolve_device(cfg.device))}
+        outcome = {"seconds": time.perf_counter() - started, "machine": machine_description(resolve_device(cfg.device))}
+        # also in the run directory: a launcher that loses the jobs' results (a killed job
+        # makes submitit's launch raise) must not cost the finished runs their machine
+        atomic_write_json(Path(hydra_cfg.runtime.output_dir) / JOB_RECORD, outcome)
+        return outcome
 
 
 def _line(err: BaseException) -> str:

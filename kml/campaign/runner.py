@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kml.campaign.launch import check_launcher, compose_launcher_config, launch_runs, train_command
+from kml.campaign.launch import JOB_RECORD, check_launcher, compose_launcher_config, launch_runs, train_command
 from kml.campaign.plan import (
     FINISHED,
     NEW,
@@ -32,7 +32,7 @@ from kml.campaign.plan import (
     plan_campaign,
 )
 from kml.errors import KmlError
-from kml.io import atomic_write_json, atomic_write_text
+from kml.io import atomic_write_json, atomic_write_text, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +87,27 @@ def machine_paths(cfg: DictConfig) -> dict[str, str]:
     return {path: placeholder for path, placeholder in paths.items() if path not in ("", placeholder)}
 
 
+#: what may stand before a path given as a value: the start of a line, whitespace, a quote,
+#: a bracket, a comma, ``=`` (``data_root=data``) or ``:`` (a YAML or JSON key's value)
+_BEFORE = r"(?:(?<=^)|(?<=[\s\"'\[,=:]))"
+#: what may follow it: the end, a separator (a path below it), a quote, a closing bracket,
+#: a comma or a line end, but not a word, ``:`` (a key) or a space (prose)
+_AFTER = r"(?=$|[/\\\"',\]}\r\n])"
+
+
 def _portable(text: str, paths: dict[str, str]) -> str:
-    """``text`` with each machine path replaced by its portable path, longest first. A
-    path is replaced only where it stands as a path of its own (not inside a longer name
-    or path): a relative ``work_dir=work`` must not rewrite ``/opt/work/...``."""
+    """``text`` with each machine path replaced by its portable path, longest first.
+
+    A path is replaced only where it stands as a value of its own: a relative
+    ``work_dir=work`` rewrites ``run_dir: work/...`` but not ``/opt/work/...``, ``the work
+    tree`` or a key ``work:``. The checkout's own folder (a prefix ending in a separator)
+    is removed wherever it starts a path."""
     for path in sorted(paths, key=len, reverse=True):
-        tail = "" if path.endswith(("/", os.sep)) else r"(?![\w.-])"
-        text = re.sub(r"(?<![\w./-])" + re.escape(path) + tail, lambda _, new=paths[path]: new, text)
+        if path.endswith(("/", os.sep)):
+            pattern = r"(?<![\w.-])" + re.escape(path)
+        else:
+            pattern = _BEFORE + re.escape(path) + _AFTER
+        text = re.sub(pattern, lambda _, new=paths[path]: new, text, flags=re.MULTILINE)
     return text
 
 
@@ -156,6 +170,10 @@ def record_run(
         KmlError: the run was trained from uncommitted code and ``allow_dirty`` is not set.
     """
     paths = paths or {}
+    job = run.run_dir / JOB_RECORD  # the run was trained as a launcher's job: its own machine and time
+    if job.is_file():
+        outcome = json.loads(job.read_text())
+        seconds, machine = outcome.get("seconds", seconds), outcome.get("machine") or machine
     code = run_code(run.run_dir)
     if code.get("dirty") and not allow_dirty:
         raise KmlError(
@@ -269,17 +287,8 @@ def _seconds_per_iteration(cfg: DictConfig, device: torch.device, repeats: int =
 
 def _done_iterations(run_dir: Path) -> int:
     """The last logged training iteration of a started run (0 if none)."""
-    done = 0
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "loss" in record:
-                done = max(done, int(record["iteration"]))
-    return done
+    iterations = [int(r["iteration"]) for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    return max(iterations, default=0)
 
 
 def estimate_seconds(run: PlannedRun, device: torch.device, cache: dict) -> float:
@@ -639,13 +648,16 @@ def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
         waiting = [r for r in plan if r.run_id in selected and statuses[r.run_id] != RECORDED]
         if cfg.launcher:
             jobs = [r for r in waiting if statuses[r.run_id] in (NEW, PARTIAL)]
+            if cfg.max_runs:
+                jobs = jobs[: int(cfg.max_runs)]
             log(f"launcher {cfg.launcher} would start {len(jobs)} job{'s' if len(jobs) != 1 else ''}, one per run, "
                 "each doing what its command here does:")
             for run in jobs:
                 log(f"  {run.run_id}: {train_command(run)}")
             finished = [r.run_id for r in waiting if statuses[r.run_id] == FINISHED]
             if finished:
-                log(f"finished here, recorded without a job: {', '.join(finished)}")
+                log(f"trained already (finished in their run directories), recorded without a job: "
+                    f"{', '.join(finished)}")
         else:
             for run in waiting:
                 log(f"  {run.run_id}: {run.command()}")

@@ -43,12 +43,13 @@ class EpisodeDataset(IterableDataset):
     ``modes (T,)``, on the sampler's device.
 
     With ``num_workers=0`` the items are the sampler's own next meta-batches (the same
-    tasks as calling ``sampler.sample(meta_batch_size)`` for the same seed). With two or
-    more worker processes each worker draws from a copy of the sampler reseeded from the
-    sampler's seed and the worker's seed (the loader's base seed, new for every pass, plus
-    the worker id: ``torch.manual_seed`` or the loader's ``generator`` make it
-    reproducible), and the ``num_batches`` items are dealt to the workers in turn; the
-    stream is then not the sampler's own. Workers need a CPU sampler.
+    tasks as calling ``sampler.sample(meta_batch_size)`` for the same seed). With worker
+    processes each worker draws from a copy of the sampler reseeded from the sampler's
+    seed, the worker's seed (the loader's base seed, new for every pass, plus the worker
+    id: ``torch.manual_seed`` or the loader's ``generator`` make it reproducible) and the
+    passes the worker has served (``persistent_workers=True`` keeps a worker's seed), and
+    the ``num_batches`` items are dealt to the workers in turn; the stream is then not the
+    sampler's own. Workers need a CPU sampler.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class EpisodeDataset(IterableDataset):
         self.meta_batch_size = int(meta_batch_size)
         self.num_batches = None if num_batches is None else int(num_batches)
         self.mode = None if mode is None else sampler.mode_index(mode)
+        self._worker_passes = 0  # in a worker's copy: the passes it has served
 
     def __len__(self) -> int:
         if self.num_batches is None:
@@ -88,8 +90,11 @@ class EpisodeDataset(IterableDataset):
                     "use num_workers=0 (sampling is already vectorised), or a CPU sampler"
                 )
             # worker.seed: the loader's base seed (new for every pass) + the worker id; a worker
-            # holds a copy of the sampler as it was, so without this every pass would repeat
-            sampler.generator.manual_seed(derive_seed("kml-episode-worker", sampler.seed, worker.seed))
+            # holds a copy of the sampler as it was, so without this every pass would repeat.
+            # A persistent worker keeps its seed: the passes it has served tell them apart
+            passes = self._worker_passes
+            self._worker_passes += 1
+            sampler.generator.manual_seed(derive_seed("kml-episode-worker", sampler.seed, worker.seed, passes))
             index, step = worker.id, worker.num_workers
         while self.num_batches is None or index < self.num_batches:
             yield self._draw(sampler)

@@ -124,7 +124,10 @@ def published_refined_prototypes(
     if shots * ways != rows:
         raise ValueError(f"{rows} support rows are not {ways} ways times a number of shots")
     class_major = torch.arange(ways, device=support_labels.device).repeat_interleave(shots)
-    if not bool((support_labels == class_major).all()):
+    capturing = support_labels.is_cuda and torch.cuda.is_current_stream_capturing()
+    # (a graphed training step cannot read a value back: the library's samplers give
+    # class-major rows, so the check runs in every step but the captured ones)
+    if not capturing and not bool((support_labels == class_major).all()):
         raise ValueError(
             "prototype_refinement='published' indexes support rows as the published code does, which needs "
             "class-major support labels [0]*K + [1]*K + ...; reorder the support set, or use 'soft'"
