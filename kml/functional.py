@@ -19,15 +19,22 @@ Parameters may carry a leading task dimension: a conv weight is either
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from kml.recipes import PER_TASK_CONVS
+
 __all__ = [
     "tasks_to_grouped",
     "grouped_to_tasks",
     "conv2d_grouped",
+    "per_task_conv",
+    "PER_TASK_CONVS",
     "batch_norm_grouped",
     "film_grouped",
     "global_avg_pool_grouped",
@@ -58,6 +65,52 @@ def _per_task_vector(v: Tensor | None, num_tasks: int) -> Tensor | None:
     return v.reshape(-1)
 
 
+_PER_TASK_CONV: contextvars.ContextVar[str] = contextvars.ContextVar("kml_per_task_conv", default="grouped")
+
+
+@contextlib.contextmanager
+def per_task_conv(formulation: str):
+    """Within this context, convolutions with one kernel per task use ``formulation``:
+
+    - ``grouped`` (default): one grouped convolution with ``groups=T`` (cuDNN's grouped
+      kernels on a GPU);
+    - ``channels_last``: the same grouped convolution on its input in channels-last
+      (NHWC) memory order, which cuDNN's tensor-core kernels read without a layout
+      transform; its output stays channels-last, so the next layer's costs nothing;
+    - ``unfold``: the input's patches (``F.unfold``) times each task's kernel as one
+      batched matrix product ``(T, C_out, C_in*k*k) @ (T, C_in*k*k, B*H'*W')``.
+
+    Both compute the same function (to float rounding) and are differentiable to any
+    order; they differ in speed and memory only. Shared-kernel convolutions are not
+    affected.
+    """
+    if formulation not in PER_TASK_CONVS:
+        raise ValueError(f"per-task convolution {formulation!r} is not one of {', '.join(PER_TASK_CONVS)}")
+    token = _PER_TASK_CONV.set(formulation)
+    try:
+        yield
+    finally:
+        _PER_TASK_CONV.reset(token)
+
+
+def _conv2d_per_task_unfold(x: Tensor, weight: Tensor, bias: Tensor | None, num_tasks: int, stride: int,
+                            padding: int) -> Tensor:
+    """:func:`conv2d_grouped` with per-task ``weight (T, C_out, C_in, k, k)`` as unfold + bmm."""
+    batch, tc, height, width = x.shape
+    _, out_channels, in_channels, kh, kw = weight.shape
+    cols = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # (B, T*C_in*kh*kw, L), task-major
+    length = cols.shape[-1]
+    patch = in_channels * kh * kw
+    cols = cols.view(batch, num_tasks, patch, length).permute(1, 2, 0, 3).reshape(num_tasks, patch, batch * length)
+    y = torch.bmm(weight.reshape(num_tasks, out_channels, patch), cols)  # (T, C_out, B*L)
+    y = y.view(num_tasks, out_channels, batch, length).permute(2, 0, 1, 3)  # (B, T, C_out, L)
+    if bias is not None:
+        y = y + _per_task_vector(bias, num_tasks).view(1, num_tasks, out_channels, 1)
+    out_height = (height + 2 * padding - kh) // stride + 1
+    out_width = (width + 2 * padding - kw) // stride + 1
+    return y.reshape(batch, num_tasks * out_channels, out_height, out_width)
+
+
 def conv2d_grouped(
     x: Tensor,
     weight: Tensor,
@@ -75,7 +128,8 @@ def conv2d_grouped(
         num_tasks: ``T``.
 
     Returns:
-        ``(B, T*C_out, H', W')``.
+        ``(B, T*C_out, H', W')``. A per-task ``weight`` runs as :func:`per_task_conv`
+        selects (default: one grouped convolution).
     """
     batch, tc, height, width = x.shape
     in_channels = tc // num_tasks
@@ -95,6 +149,11 @@ def conv2d_grouped(
         return y
     if weight.shape[0] != num_tasks:
         raise ValueError(f"per-task weight has {weight.shape[0]} tasks, input has {num_tasks}")
+    formulation = _PER_TASK_CONV.get()
+    if formulation == "unfold":
+        return _conv2d_per_task_unfold(x, weight, bias, num_tasks, stride, padding)
+    if formulation == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
     out_channels = weight.shape[1]
     flat_weight = weight.reshape(num_tasks * out_channels, *weight.shape[2:])
     return F.conv2d(

@@ -107,3 +107,75 @@ def test_training_with_cuda_graphs_follows_the_eager_trajectory(compose, synthet
         states[graphs] = torch.load(tmp_path / graphs / "checkpoints" / "last.pt", map_location="cpu")["model"]
     for name, value in states["false"].items():
         torch.testing.assert_close(states["true"][name], value, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("formulation", ["channels_last", "unfold"])
+@pytest.mark.parametrize("learner", ["maml", "protonet"])
+def test_per_task_conv_formulations_equal_grouped_on_cuda(learner, formulation):
+    from kml.functional import per_task_conv
+
+    torch.manual_seed(2)
+    net = build_learner(learner, "kml", channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
+                        inner_steps=2, inner_lr=0.1).double().cuda()
+    perturb(net.backbone.generator_parameters(), 0.2)
+    episode = [t.cuda() for t in tiny_episode(tasks=4, ways=3, shots=2, queries=3, size=20, dtype=torch.float64)]
+    params = list(net.parameters())
+    grouped = net(*episode)
+    with per_task_conv(formulation):
+        unfolded = net(*episode)
+        unfolded_grads = torch.autograd.grad(unfolded.loss, params)  # second order through MAML's inner loop
+    torch.testing.assert_close(unfolded.loss, grouped.loss, atol=1e-9, rtol=1e-7)
+    for a, b in zip(unfolded_grads, torch.autograd.grad(grouped.loss, params)):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+
+
+def test_whole_iteration_graph_replays_the_eager_iterations():
+    """k iterations captured in one graph (sampling, forward, backward, Adam) end where k
+    eager iterations from the same parameters, optimiser state and generator state end."""
+    import copy
+
+    from kml.bench.timing import BenchCase, random_sampler
+    from kml.bench.whole_iterations import WholeIterations
+
+    case = BenchCase(learner="protonet", modulation="kml", image_size=16, meta_batch_size=3, queries=3)
+    device = torch.device("cuda")
+    net = case.build(device)
+    sampler = random_sampler(case, device)
+    whole = WholeIterations(net, sampler.modes[0], case.ways, case.shots, case.queries, case.meta_batch_size,
+                            iterations=2, warmup=1)
+    twin = copy.deepcopy(net)
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3, capturable=True)
+    optimizer.load_state_dict(copy.deepcopy(whole.optimizer.state_dict()))  # not aliasing the graph's state
+    generator = whole.generator
+    state = generator.get_state()
+    before = [p.detach().clone() for p in net.parameters()]
+    whole()
+    torch.cuda.synchronize()
+    assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters()))
+    assert torch.isfinite(whole.loss)
+    generator.set_state(state)
+    eager = copy.copy(whole)
+    eager.learner, eager.optimizer = twin, optimizer
+    for _ in range(2):
+        loss = eager._iteration()
+    torch.testing.assert_close(loss, whole.loss, atol=1e-4, rtol=1e-4)
+    for a, b in zip(twin.parameters(), net.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_profile_and_memory_sections_on_cuda():
+    import dataclasses
+
+    from kml.bench.profile import profile_training
+    from kml.bench.timing import BenchCase, memory_footprint
+
+    case = BenchCase(learner="maml", modulation="kml", image_size=16, meta_batch_size=2, queries=2, inner_steps=1)
+    eager = profile_training(case, torch.device("cuda"), warmup=1)
+    assert eager["classes"]["convolution"]["ms"] > 0 and eager["kernel_ms"] > 0
+    assert eager["phases"]["inner-loop autograd"]["ms"] > 0 and eager["phases"]["optimiser"]["ms"] > 0
+    assert eager["gflop"] > 0
+    assert torch.autograd.grad.__name__ == "grad"  # the phase annotations are undone
+    graphed = profile_training(dataclasses.replace(case, cuda_graph=True), torch.device("cuda"), warmup=1)
+    assert graphed["kernels"] > 0
+    row = memory_footprint(case, torch.device("cuda"), limit=8, bisections=1)
+    assert row["peak_memory_mb"] > 0 and row["largest_meta_batch"] == 8 and row["search"] == "fits at the limit (8)"

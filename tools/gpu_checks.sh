@@ -4,9 +4,12 @@
 # to $OUT (default ./gpu_checks): the CUDA test log, the parity runs and the benchmark
 # (bench_cuda.json / bench_cuda.md), as described in docs/performance.md.
 #
-# Phase 1 (untimed work, run concurrently): the CUDA tests and four short synthetic
-#   runs for a parity check (MProtoNet+KML and MMAML+KML, same seed): fp32 vs bf16
-#   (PARITY_SET=precision) or eager vs CUDA graphs (PARITY_SET=graphs).
+# Phase 1 (untimed work, run concurrently): the CUDA tests and short synthetic runs
+#   for a parity check (MProtoNet+KML and MMAML+KML, same seed, same test tasks): fp32 vs
+#   bf16 (PARITY_SET=precision), eager vs CUDA graphs (PARITY_SET=graphs), or the
+#   default path vs each speed option and all of them (PARITY_SET=candidates), or vs
+#   training seeds 1 and 2 and channels-last convolutions (PARITY_SET=seeds), each
+#   compared, paired on the same test tasks, with the first run (parity_<learner>.md).
 # Phase 2 (alone on the GPU): scripts/bench.py, sections in order of importance; it
 #   writes its JSON and markdown after every section, so a cut-short run keeps what
 #   it measured.
@@ -27,13 +30,18 @@ echo "== phase 1: CUDA tests + ${PARITY_SET:-precision} parity runs (concurrent,
 case ${PARITY_SET:-precision} in
   precision) runs="fp32:train.precision=fp32,train.cuda_graphs=false bf16:train.precision=bf16,train.cuda_graphs=false" ;;
   graphs) runs="eager:train.cuda_graphs=false graphs:train.cuda_graphs=true" ;;
+  candidates) runs="current:train.fused_adam=false fused:train.fused_adam=true tf32:train.tf32=true
+    unfold:train.per_task_conv=unfold all:train.fused_adam=true,train.tf32=true,train.per_task_conv=unfold" ;;
+  # the spread between training seeds, against which the candidates' differences are judged
+  seeds) runs="current:train.seed=0 seed1:train.seed=1 seed2:train.seed=2
+    channels_last:train.per_task_conv=channels_last" ;;
   none) runs="" ;;
 esac
 for learner in protonet maml; do
   for run in $runs; do
     name=$learner-${run%%:*}
     overrides=${run#*:}
-    (OMP_NUM_THREADS=3 timeout ${PHASE1_TIMEOUT:-150} python3 scripts/train.py learner=$learner modulation=kml \
+    (OMP_NUM_THREADS=${PARITY_THREADS:-3} timeout ${PHASE1_TIMEOUT:-150} python3 scripts/train.py learner=$learner modulation=kml \
       device=cuda ${overrides//,/ } train.iterations=${PARITY_ITERS:-500} train.progress=false \
       eval.tasks_per_mode=300 data.root="$OUT/data-$name" hydra.run.dir="$OUT/parity/$name" \
       >"$OUT/parity_$name.log" 2>&1) &
@@ -54,6 +62,14 @@ for path in sorted(glob.glob(os.path.join(os.environ["OUT"], "parity", "*", "res
     rows[os.path.basename(os.path.dirname(path))] = {"overall": r["overall"], "per_mode": r["per_mode"]}
 json.dump(rows, open(os.path.join(os.environ["OUT"], "parity.json"), "w"), indent=1)
 PY
+# each learner's runs paired with its first run, on the identical test tasks
+for learner in protonet maml; do
+  dirs=$(for run in $runs; do d="$OUT/parity/$learner-${run%%:*}"; [ -f "$d/results.json" ] && echo "$d"; done | paste -sd, -)
+  first=${dirs%%,*}
+  [ -n "$dirs" ] && [ "$dirs" != "$first" ] && python3 scripts/compare.py "run_dirs=[$dirs]" baseline="$first" \
+    output="$OUT/parity_$learner.md" hydra.run.dir="$OUT/compare-$learner" >"$OUT/compare_$learner.log" 2>&1 \
+    && cat "$OUT/parity_$learner.md"
+done
 
 echo "== phase 2: benchmark"
 start=$SECONDS

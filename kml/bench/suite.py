@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from kml.bench.timing import BenchCase, device_name, time_evaluation, time_training
+from kml.bench.timing import BenchCase, device_name, memory_footprint, time_evaluation, time_training
 from kml.errors import KmlError
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,46 @@ def _pair_speedups(rows: list[dict]) -> None:
             r["graph_speedup"] = twin["ms_per_iteration"] / r["ms_per_iteration"]
 
 
+def _candidate_plan(base: BenchCase, device: torch.device) -> list[tuple[str, BenchCase]]:
+    """The speed candidates, each alone and combined, for MMAML+KML and MProtoNet+KML, next
+    to the current path (first and last of each method's group, as a gauge of noise).
+
+    The current path is what a single-GPU run takes by default apart from determinism:
+    vectorised, CUDA-graphed forward + backward, cuDNN autotuning (the rows of the
+    ``cuda_graphs`` section). On a CPU the graph rows are left out and the current path is
+    the eager one."""
+    cuda = device.type == "cuda"
+    cases: list[BenchCase] = []
+    for learner in ("maml", "protonet"):
+        eager = replace(base, learner=learner, modulation="kml", vectorized=True)
+        current = replace(eager, cuda_graph=cuda)
+        fast = replace(current, fused_adam=True, tf32=True)
+        group = [current, replace(current, fused_adam=True), replace(current, tf32=True),
+                 replace(current, per_task_conv="unfold"), fast, replace(fast, per_task_conv="unfold"),
+                 replace(current, deterministic=True), replace(current, deterministic=True, autotune=True)]
+        if cuda:
+            group += [eager, replace(eager, per_task_conv="unfold"), replace(eager, whole_graph=1),
+                      replace(eager, whole_graph=10), replace(eager, whole_graph=10, fused_adam=True, tf32=True),
+                      replace(eager, whole_graph=10, fused_adam=True, tf32=True, per_task_conv="unfold")]
+        cases += group + [current]
+    return [("train", case) for case in cases]
+
+
+def _versus_current(rows: list[dict], device: torch.device) -> None:
+    """``vs_current``: the current path's time over each row's (above 1: faster), per method."""
+    current: dict[str, float] = {}
+    for r in rows:
+        if "error" in r or r.get("kind") != "train" or r.get("first_order"):
+            continue
+        plain = (r["cuda_graph"] == (device.type == "cuda") and not (r["fused_adam"] or r["tf32"] or r["deterministic"]
+                 or r["whole_graph"] or r["compile"]) and r["per_task_conv"] == "grouped" and r["autotune"] is None
+                 and r.get("benchmark_limit") is None)
+        if plain and r["method"] not in current:
+            current[r["method"]] = r["ms_per_iteration"]
+        if r["method"] in current:
+            r["vs_current"] = current[r["method"]] / r["ms_per_iteration"]
+
+
 def run_suite(
     device: torch.device,
     sections: list[str],
@@ -98,7 +138,10 @@ def run_suite(
     """Run the benchmark sections; returns ``{section: [rows]}`` plus metadata."""
     from tqdm.auto import tqdm
 
-    out: dict = {"device": device_name(device), "torch": torch.__version__, "sections": {}}
+    from kml.engine.numerics import tf32_settings
+
+    out: dict = {"device": device_name(device), "torch": torch.__version__, "tf32": tf32_settings(),
+                 "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None, "sections": {}}
     base = BenchCase(image_size=image_size)
     plans: dict[str, list[tuple[str, BenchCase]]] = {}
     registered = methods()
@@ -159,6 +202,28 @@ def run_suite(
                                 for learner in ("maml", "protonet")
                                 for g in ((False, True) if device.type == "cuda" else (False,))
                                 for d in (False, True)]
+    if "candidates" in sections:
+        plans["candidates"] = _candidate_plan(base, device)
+    if "cudnn" in sections:  # cuDNN's choice of grouped-convolution kernels: memory order and algorithm search
+        cases = []
+        for learner in ("maml", "protonet"):
+            current = replace(base, learner=learner, modulation="kml", vectorized=True,
+                              cuda_graph=device.type == "cuda")
+            cases += [current, replace(current, per_task_conv="channels_last"), replace(current, benchmark_limit=0),
+                      replace(current, per_task_conv="channels_last", benchmark_limit=0),
+                      replace(current, per_task_conv="channels_last", fused_adam=True, tf32=True), current]
+        plans["cudnn"] = [("train", c) for c in cases]
+    if "compile" in sections:  # torch.compile: ProtoNet and first-order MAML (compile has no double backward)
+        protonet = replace(base, learner="protonet", modulation="kml", vectorized=True)
+        first_order = replace(base, modulation="kml", first_order=True, vectorized=True)
+        plans["compile"] = [("train", c) for c in (protonet, replace(protonet, compile=True), first_order,
+                                                   replace(first_order, compile=True))]
+    if "profile" in sections:
+        plans["profile"] = [("profile", replace(base, learner=learner, modulation="kml", cuda_graph=g))
+                            for learner in ("maml", "protonet") for g in (False, True)]
+    if "memory" in sections:
+        plans["memory"] = [("memory", replace(base, learner=learner, modulation=m, deterministic=True))
+                           for learner, m in registered]
     if "eval_1000" in sections:
         plans["eval_1000"] = [("eval", replace(base, learner=learner, modulation=m, vectorized=device.type != "cpu"))
                               for learner, m in (("maml", "kml"), ("protonet", "kml"))]
@@ -173,6 +238,12 @@ def run_suite(
             try:
                 if kind == "train":
                     rows.append(time_training(case, device, warmup=warmup, repeats=repeats))
+                elif kind == "profile":
+                    from kml.bench.profile import profile_training
+
+                    rows.append(profile_training(case, device, warmup=warmup))
+                elif kind == "memory":
+                    rows.append(memory_footprint(case, device))
                 else:
                     n = 1000 if section == "eval_1000" else eval_tasks
                     rows.append(time_evaluation(case, device, tasks=n))
@@ -182,6 +253,8 @@ def run_suite(
             bar.update(1)
         if any(r.get("kind") == "train" for r in rows):
             _pair_speedups([r for r in rows if r.get("kind") == "train" and "error" not in r])
+        if section in ("candidates", "cudnn"):
+            _versus_current(rows, device)
         out["sections"][section] = rows
         if on_section is not None:
             on_section(out)
@@ -194,6 +267,12 @@ def run_suite(
 def suite_markdown(result: dict) -> str:
     """All sections of :func:`run_suite` as markdown."""
     parts = [f"Device: **{result['device']}**, torch {result['torch']}.", ""]
+    if result.get("tf32"):
+        tf32 = result["tf32"]
+        parts[0] += (f" TF32 in force unless a row says otherwise: float32 matmul precision "
+                     f"`{tf32['float32_matmul_precision']}`, cuDNN convolutions "
+                     f"`allow_tf32={tf32['cudnn_allow_tf32']}`" + (f", cuDNN {result['cudnn']}" if result.get("cudnn")
+                                                                 else "") + ".")
     for section, rows in result["sections"].items():
         parts.append(f"### {section}")
         train = [r for r in rows if r.get("kind") == "train" and "error" not in r]
@@ -215,6 +294,14 @@ def suite_markdown(result: dict) -> str:
                 columns.append(("graph_speedup", "graph/eager"))
             if section == "cuda_graphs":
                 columns.insert(6, ("cuda_graph", "CUDA graph"))
+            if section in ("candidates", "compile", "cudnn"):
+                columns = [("method", "method"), ("first_order", "first order"), ("cuda_graph", "CUDA graph"),
+                           ("whole_graph", "whole its/graph"), ("fused_adam", "fused Adam"), ("tf32", "TF32 matmul"),
+                           ("per_task_conv", "per-task conv"), ("deterministic", "deterministic"),
+                           ("autotune", "autotune"), ("benchmark_limit", "cuDNN search"), ("compile", "compile"),
+                           ("ms_per_iteration", "ms/it"),
+                           ("ms_spread", "spread ms"), ("tasks_per_s", "tasks/s"), ("peak_memory_mb", "peak MiB"),
+                           ("vs_current", "current/this")]
             if section in ("peer", "resnet12"):
                 columns.insert(1, ("backbone", "backbone"))
             if section == "resnet12":
@@ -225,6 +312,16 @@ def suite_markdown(result: dict) -> str:
             parts.append(markdown_table(evals, [("method", "method"), ("vectorized", "vectorized"),
                                                 ("compile", "compile"), ("eval_tasks", "tasks"),
                                                 ("eval_seconds", "seconds"), ("eval_tasks_per_s", "tasks/s")]))
+        for r in rows:
+            if r.get("kind") == "profile" and "error" not in r:
+                parts.append(profile_markdown(r))
+        memory = [r for r in rows if r.get("kind") == "memory" and "error" not in r]
+        if memory:
+            parts.append(markdown_table(memory, [
+                ("method", "method"), ("meta_batch_size", "T"), ("peak_memory_mb", "peak MiB"),
+                ("largest_meta_batch", "largest T that fits"), ("largest_peak_memory_mb", "its peak MiB"),
+                ("smallest_failing_meta_batch", "smallest failing T"), ("first_failure", "failure"),
+                ("search", "search")]))
         for r in errors:
             parts.append(f"- {r['method']} ({'vectorised' if r['vectorized'] else 'loop'}, "
                          f"precision={r['precision']}, compile={r['compile']}): "
@@ -233,17 +330,44 @@ def suite_markdown(result: dict) -> str:
     return "\n".join(parts)
 
 
+def profile_markdown(row: dict) -> str:
+    """One profiled iteration (:func:`kml.bench.profile.profile_training`) as markdown:
+    summary, kernel classes, phases (eager) and the top kernels."""
+    graph = "CUDA graph" if row["cuda_graph"] else "eager"
+    lines = [f"#### {row['method']}, {graph}", "",
+             f"Wall {row['wall_ms']:.2f} ms per iteration; GPU kernels {row['kernel_ms']:.2f} ms "
+             f"({row['kernels']} kernels, busy {100 * (row['gpu_busy'] or 0):.0f} % of the wall time); "
+             f"{row['allocated_mb']:.0f} MiB allocated per iteration."]
+    if row.get("gflop") is not None:
+        lines[-1] += (f" {row['gflop']:.1f} GFLOP per iteration (forward + backward, convolutions and matrix "
+                      f"products), {row['achieved_tflops']:.2f} TFLOP/s achieved.")
+    floors = [f"{label} {row[key]:.3f} ms" for key, label in (("compute_floor_ms", "compute floor (dense TF32 peak)"),
+                                                               ("memory_floor_ms", "allocation floor (bandwidth)"))
+              if row.get(key) is not None]
+    if floors:
+        lines[-1] += " Floors: " + ", ".join(floors) + "."
+    lines += ["", markdown_table([{"class": k, **v, "share": 100 * v["share"]} for k, v in row["classes"].items()],
+                                 [("class", "kernel class"), ("ms", "ms"), ("share", "% of kernel time")])]
+    if row.get("phases") and not row["cuda_graph"]:
+        lines += ["", markdown_table([{"phase": k, **v, "share": 100 * v["share"]} for k, v in row["phases"].items()],
+                                     [("phase", "phase"), ("ms", "ms"), ("share", "% of kernel time")])]
+    lines += ["", markdown_table([{**k, "share": 100 * k["share"]} for k in row["top"]],
+                                 [("kernel", "kernel"), ("class", "class"), ("calls", "calls"), ("ms", "ms"),
+                                  ("share", "%")]), ""]
+    return "\n".join(lines)
+
+
 #: kml 0.1 names of sections
 _RENAMED_SECTIONS = {"paths": "vectorized"}
 
 SECTIONS = ("vectorized", "cuda_graphs", "determinism", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu",
-            "options", "eval_1000", "resnet12")
+            "options", "eval_1000", "resnet12", "candidates", "cudnn", "compile", "profile", "memory")
 
 PRESETS = {
     "cpu": dict(sections=["vectorized", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu"], image_size=32,
                 shots=[1], meta_batch_sizes=[1, 2, 4, 8], inner_steps=[1, 5], repeats=3, warmup=1, eval_tasks=40),
-    "gpu": dict(sections=["vectorized", "cuda_graphs", "determinism", "eval_1000", "meta_batch", "inner_steps", "peer",
-                          "eval", "options", "resnet12"], image_size=84,
+    "gpu": dict(sections=["candidates", "cudnn", "vectorized", "cuda_graphs", "determinism", "eval_1000", "meta_batch",
+                          "inner_steps", "peer", "eval", "options", "resnet12"], image_size=84,
                 shots=[1, 5], meta_batch_sizes=[1, 2, 4, 8, 16, 32], inner_steps=[1, 2, 5, 10], repeats=10, warmup=3,
                 eval_tasks=200),
 }

@@ -13,14 +13,15 @@ import contextlib
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from kml.engine.numerics import autocast_for, restore_determinism, set_determinism
+from kml.engine.numerics import autocast_for, restore_determinism, set_determinism, tf32_matmul
+from kml.functional import per_task_conv
 from kml.learners import build_learner, method_name
 
-__all__ = ["BenchCase", "random_sampler", "time_training", "time_evaluation", "device_name"]
+__all__ = ["BenchCase", "random_sampler", "time_training", "time_evaluation", "device_name", "memory_footprint"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ class BenchCase:
     compile: bool = False
     cuda_graph: bool = False  # forward + backward replayed as a CUDA graph (kml.engine.graphs)
     deterministic: bool = False  # torch.use_deterministic_algorithms + cuDNN autotuning off
+    autotune: bool | None = None  # cuDNN autotuning (benchmark mode); None: off when deterministic, else on
+    fused_adam: bool = False  # torch.optim.Adam(fused=True) instead of the multi-tensor (foreach) default
+    tf32: bool = False  # float32 matmuls on TF32 tensor cores (CUDA)
+    per_task_conv: str = "grouped"  # grouped | channels_last | unfold (kml.functional.per_task_conv)
+    benchmark_limit: int | None = None  # cuDNN algorithms tried by autotuning (0: all; None: PyTorch's default, 10)
+    whole_graph: int = 0  # >0: that many whole iterations (sampling, forward, backward, Adam) per CUDA graph
 
     @property
     def method(self) -> str:
@@ -112,26 +119,82 @@ def _forward(learner, case: BenchCase):
 
 
 @contextlib.contextmanager
-def _determinism(case: BenchCase):
-    """The case's algorithm choice (deterministic, or cuDNN autotuning), restored after."""
+def _numerics(case: BenchCase, device: torch.device):
+    """The case's algorithm choices (deterministic algorithms, cuDNN autotuning, TF32
+    matmuls, per-task convolution), restored after."""
     previous = set_determinism(case.deterministic)
+    limit = torch.backends.cudnn.benchmark_limit
+    if case.autotune is not None:
+        torch.backends.cudnn.benchmark = case.autotune
+    if case.benchmark_limit is not None:
+        torch.backends.cudnn.benchmark_limit = case.benchmark_limit
     try:
-        yield
+        with tf32_matmul(case.tf32, device), per_task_conv(case.per_task_conv):
+            yield
     finally:
         restore_determinism(previous)
+        torch.backends.cudnn.benchmark_limit = limit
+
+
+def _optimizers(learner, case: BenchCase) -> list[torch.optim.Optimizer]:
+    """Adam for the backbone and one for the encoder and generators, as training builds them."""
+    fused = {"fused": True} if case.fused_adam else {}
+    groups = [learner.backbone_parameters(), learner.modulation_parameters()]
+    return [torch.optim.Adam(params, lr=1e-3, **fused) for params in groups if params]
 
 
 def time_training(case: BenchCase, device: torch.device, warmup: int = 2, repeats: int = 5) -> dict:
     """Median time of a full meta-training iteration (sample, forward, backward, Adam step)."""
-    with _determinism(case):
+    with _numerics(case, device):
+        if case.whole_graph:
+            return _time_whole_iterations(case, device, warmup, repeats)
         return _time_training(case, device, warmup, repeats)
+
+
+def _row(case: BenchCase, learner, times: list[float], device: torch.device, repeats: int) -> dict:
+    seconds = statistics.median(times)
+    return {
+        **asdict(case),
+        "method": case.method,
+        "kind": "train",
+        "ms_per_iteration": 1000.0 * seconds,
+        "ms_spread": 1000.0 * (max(times) - min(times)),
+        "tasks_per_s": case.meta_batch_size / seconds,
+        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "repeats": repeats,
+        "parameters": sum(p.numel() for p in learner.parameters()),
+    }
+
+
+def _time_whole_iterations(case: BenchCase, device: torch.device, warmup: int, repeats: int) -> dict:
+    """Per-iteration time of :class:`~kml.bench.whole_iterations.WholeIterations` replays."""
+    from kml.bench.whole_iterations import WholeIterations
+
+    if device.type != "cuda":
+        raise ValueError("whole-iteration CUDA graphs need a CUDA device")
+    learner = case.build(device)
+    sampler = random_sampler(case, device)
+    torch.cuda.reset_peak_memory_stats(device)
+    whole = WholeIterations(learner, sampler.modes[0], case.ways, case.shots, case.queries, case.meta_batch_size,
+                            optimizer_kwargs={"fused": True} if case.fused_adam else None,
+                            iterations=case.whole_graph, vectorized=case.vectorized, warmup=max(warmup, 1))
+    times = []
+    replays = max(1, -(-repeats // case.whole_graph))  # at least `repeats` iterations
+    for i in range(1 + replays):
+        _sync(device)
+        start = time.perf_counter()
+        whole()
+        _sync(device)
+        if i:  # the first replay is a warm-up
+            times.append((time.perf_counter() - start) / case.whole_graph)
+    return _row(case, learner, times, device, replays * case.whole_graph)
 
 
 def _time_training(case: BenchCase, device: torch.device, warmup: int, repeats: int) -> dict:
     learner = case.build(device)
     model = _forward(learner, case)
     sampler = random_sampler(case, device)
-    optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    optimizers = _optimizers(learner, case)
     vectorized = case.vectorized
     graphed = None
     if case.cuda_graph:
@@ -152,29 +215,25 @@ def _time_training(case: BenchCase, device: torch.device, warmup: int, repeats: 
             with autocast_for(case.precision, device):
                 out = model(support, batch.support_labels, query, batch.query_labels, ways=case.ways,
                             vectorized=vectorized)
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    return {
-        **asdict(case),
-        "method": case.method,
-        "kind": "train",
-        "ms_per_iteration": 1000.0 * seconds,
-        "ms_spread": 1000.0 * (max(times) - min(times)),
-        "tasks_per_s": case.meta_batch_size / seconds,
-        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "repeats": repeats,
-        "parameters": sum(p.numel() for p in learner.parameters()),
-    }
+    return _row(case, learner, times, device, repeats)
 
 
 def time_evaluation(case: BenchCase, device: torch.device, tasks: int = 200, batch_size: int = 20) -> dict:
     """Evaluation throughput (tasks/s) on the sampler's fixed evaluation tasks, task
     generation included: learner in eval mode, no outer gradients."""
+    with _numerics(case, device):
+        return _time_evaluation(case, device, tasks, batch_size)
+
+
+def _time_evaluation(case: BenchCase, device: torch.device, tasks: int, batch_size: int) -> dict:
     learner = case.build(device).eval()
     model = _forward(learner, case)
     sampler = random_sampler(case, device)
@@ -202,3 +261,59 @@ def time_evaluation(case: BenchCase, device: torch.device, tasks: int = 200, bat
     }
 
 
+
+
+def _fits(case: BenchCase, device: torch.device) -> tuple[bool, float | None, str | None]:
+    """One training iteration of ``case``: ``(fits, peak MiB, why not)``."""
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    try:
+        time_training(case, device, warmup=0, repeats=1)
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as err:  # out of memory, or a kernel's size limit
+        torch.cuda.empty_cache()
+        return False, None, f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+    return True, torch.cuda.max_memory_allocated(device) / 2**20, None
+
+
+def memory_footprint(case: BenchCase, device: torch.device, limit: int = 2048, bisections: int = 3,
+                     trial_seconds: float = 20.0) -> dict:
+    """Peak device memory of one training iteration at ``case.meta_batch_size`` and the
+    largest meta-batch that fits: doubling from it until an iteration fails (out of memory,
+    or a kernel refuses the size), up to ``limit`` tasks, then ``bisections`` bisection
+    steps between the last size that fit and the first that did not. A trial slower than
+    ``trial_seconds`` ends the search (the row says so)."""
+    if device.type != "cuda":
+        raise ValueError("the memory footprint needs a CUDA device")
+    fits, peak, _ = _fits(case, device)
+    row = {**asdict(case), "method": case.method, "kind": "memory", "peak_memory_mb": peak,
+           "largest_meta_batch": None, "largest_peak_memory_mb": None, "first_failure": None, "search": "complete"}
+    if not fits:
+        row["search"] = "meta-batch does not fit"
+        return row
+    good, good_peak, bad = case.meta_batch_size, peak, None
+    while bad is None and good < limit:
+        size = min(2 * good, limit)
+        start = time.perf_counter()
+        fits, peak, why = _fits(replace(case, meta_batch_size=size), device)
+        if fits:
+            good, good_peak = size, peak
+        else:
+            bad, row["first_failure"] = size, why
+        if time.perf_counter() - start > trial_seconds:
+            row["search"] = f"stopped: a trial took over {trial_seconds:.0f} s"
+            break
+    for _ in range(bisections if bad is not None and row["search"] == "complete" else 0):
+        if bad - good <= 1:
+            break
+        size = (good + bad) // 2
+        fits, peak, why = _fits(replace(case, meta_batch_size=size), device)
+        if fits:
+            good, good_peak = size, peak
+        else:
+            bad = size
+    row["largest_meta_batch"], row["largest_peak_memory_mb"] = good, good_peak
+    if bad is None and good >= limit:
+        row["search"] = f"fits at the limit ({limit})"
+    elif bad is not None:
+        row["smallest_failing_meta_batch"] = bad
+    return row

@@ -24,6 +24,7 @@ from kml.recipes import (
     BATCH_NORMS,
     DEFAULT_LEARNER,
     EPISODE_DEFAULTS,
+    PER_TASK_CONVS,
     PROTOCOLS,
     PROTOTYPE_REFINEMENTS,
     QUERY_MODULATIONS,
@@ -172,6 +173,9 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16: autocast of forward passes (parameters and inner updates stay fp32)
     cuda_graphs: str = "auto"  # auto | true | false: replay each iteration as a CUDA graph (auto: one GPU)
     deterministic: bool = True  # deterministic algorithms (exact reproducibility on CPU)
+    fused_adam: bool = False  # PyTorch's fused Adam kernels instead of the multi-tensor (foreach) ones
+    tf32: bool = False  # float32 matrix products on TF32 tensor cores (CUDA; convolutions: cuDNN's default)
+    per_task_conv: str = "grouped"  # grouped | channels_last | unfold: how a convolution with one kernel per task runs
     progress: bool = True
 
 
@@ -347,6 +351,7 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     choice(c.eval.split, ("train", "val", "test"), "eval.split")
     choice(c.train.precision, ("fp32", "bf16"), "train.precision")
     choice(str(c.train.cuda_graphs).lower(), ("auto", "true", "false"), "train.cuda_graphs")
+    choice(c.train.per_task_conv, PER_TASK_CONVS, "train.per_task_conv")
     at_least(c.episode.ways, 2, "episode.ways")
     at_least(c.episode.shots, 1, "episode.shots")
     at_least(c.episode.queries, 1, "episode.queries")

@@ -303,12 +303,16 @@ def draw_tasks(
     generator: torch.Generator,
     replacement: bool = False,
     rotations: bool = False,
+    count_range: tuple[int, int] | None = None,
 ) -> TaskDraw:
     """Draw classes, images and rotations for ``num_tasks`` tasks.
 
     ``counts`` (int64, ``(num_classes,)``, on the generator's device) gives
     the images per class; ``samples`` = K + Q images are drawn per class. The
     generator is consumed in a fixed order (classes, images, rotations).
+    ``count_range``: ``(min, max)`` of ``counts`` when the caller knows it; then drawing
+    reads nothing back from the device (no host synchronisation: a CUDA graph can
+    capture it, rotations aside).
     """
     device = generator.device
     num_classes = counts.shape[0]
@@ -318,9 +322,9 @@ def draw_tasks(
         keys = torch.rand(num_tasks, ways, samples, generator=generator, device=device)
         picks = (keys * chosen_counts.unsqueeze(-1)).long().clamp_max_(chosen_counts.unsqueeze(-1) - 1)
     else:
-        largest = int(counts.max())
+        smallest, largest = count_range if count_range is not None else (int(counts.min()), int(counts.max()))
         keys = torch.rand(num_tasks, ways, largest, generator=generator, device=device)
-        if int(counts.min()) != largest:
+        if smallest != largest:
             beyond = torch.arange(largest, device=device) >= chosen_counts.unsqueeze(-1)
             keys.masked_fill_(beyond, -1.0)
         picks = keys.topk(samples, dim=2).indices

@@ -105,6 +105,7 @@ class MixtureSampler:
         self.generator.manual_seed(self.seed)
         self._start = 0
         self._counts_cpu = [mode.counts.cpu() for mode in self.modes]
+        self._count_ranges = [(int(c.min()), int(c.max())) for c in self._counts_cpu]  # no device read per draw
 
     # ---------------------------------------------------------------- checks
     def _check_mode(self, mode: ModeData) -> None:
@@ -189,6 +190,7 @@ class MixtureSampler:
             generator,
             replacement=self.replacement,
             rotations=self.rotations[index],
+            count_range=self._count_ranges[index],
         )
         return draw.to(self.device)
 

@@ -1,4 +1,4 @@
-"""Numerical settings of a run: autocast precision and deterministic algorithms."""
+"""Numerical settings of a run: autocast precision, TF32 matrix products and deterministic algorithms."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-__all__ = ["autocast_for", "set_determinism", "restore_determinism"]
+__all__ = ["autocast_for", "set_determinism", "restore_determinism", "tf32_matmul", "tf32_settings"]
 
 
 def autocast_for(precision: str, device: torch.device, cache_enabled: bool = True):
@@ -36,3 +36,26 @@ def restore_determinism(previous: tuple[bool, bool, bool]) -> None:
     """Undo :func:`set_determinism`."""
     torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
     torch.backends.cudnn.benchmark = previous[2]
+
+
+@contextlib.contextmanager
+def tf32_matmul(enabled: bool, device: torch.device):
+    """``train.tf32``: float32 matrix products (``torch.matmul``, ``nn.Linear``, ``bmm``) on
+    a CUDA device may use TF32 tensor cores (``torch.set_float32_matmul_precision("high")``)
+    within this context. cuDNN convolutions allow TF32 by default in PyTorch whatever this
+    says (``torch.backends.cudnn.allow_tf32``). No effect on other devices."""
+    if not enabled or device.type != "cuda":
+        yield
+        return
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+def tf32_settings() -> dict[str, object]:
+    """The TF32 settings in force: matmul precision and cuDNN's TF32 switch."""
+    return {"float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32)}

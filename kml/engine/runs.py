@@ -18,7 +18,7 @@ from kml.engine.distributed import DistributedContext, init_distributed
 from kml.engine.evaluation import ModeEvaluation, Validator, evaluate_batches, pooled_summary
 from kml.engine.from_config import build_learner_from_config, data_provenance_for, specialist_config, tasksets_for
 from kml.engine.loggers import MetricLoggers
-from kml.engine.numerics import restore_determinism, set_determinism
+from kml.engine.numerics import restore_determinism, set_determinism, tf32_matmul
 from kml.engine.rundir import (
     AUTO_RESUME,
     RunLock,
@@ -30,6 +30,7 @@ from kml.engine.rundir import (
 )
 from kml.engine.trainer import Trainer, TrainingInterrupted
 from kml.errors import KmlError
+from kml.functional import per_task_conv
 from kml.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from kml.learners import method_name
 
@@ -332,7 +333,9 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     # deterministic algorithms for this run only: the process's settings are restored after it
     previous = set_determinism(bool(cfg.train.deterministic))
     try:
-        return _run_with(cfg, run_dir, device, ctx, log, resuming, command)
+        # the speed options of the run (per-task convolutions, TF32), for this run only too
+        with per_task_conv(str(cfg.train.per_task_conv)), tf32_matmul(bool(cfg.train.tf32), device):
+            return _run_with(cfg, run_dir, device, ctx, log, resuming, command)
     finally:
         restore_determinism(previous)
 
