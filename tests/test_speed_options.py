@@ -130,7 +130,7 @@ def test_speed_options_of_a_run_are_checked_and_build_fused_optimisers(compose):
 
 def test_flop_count_charges_a_grouped_convolution_backward_per_group():
     """Forward + backward of a grouped convolution costs three forwards (input and weight
-    gradients), not the ``groups``-fold overcount of the stock formula."""
+    gradients); the stock formula counts the weight gradient ``groups`` times."""
     import torch.nn.functional as F
 
     from kml.bench.profile import count_flops
@@ -149,3 +149,15 @@ def test_flop_count_charges_a_grouped_convolution_backward_per_group():
                                "query_labels": None})()
     forward = 2 * (4 * 6) * 5 * 3 * 3 * 2 * 5 * 5  # 2 * C_out * C_in/groups * k * k * batch * H' * W'
     assert count_flops(Grouped(), batch, ways=5) == 3 * forward
+
+
+def test_a_row_that_changes_cudnn_search_is_timed_in_a_fresh_process():
+    """cuDNN's algorithm cache is per process: such rows are timed in a new one (spawned,
+    so it works after CUDA was initialised) and come back as ordinary rows."""
+    from kml.bench.suite import _in_fresh_process
+
+    case = BenchCase(learner="protonet", modulation="none", ways=3, queries=2, meta_batch_size=2, image_size=12,
+                     autotune=True)
+    row = _in_fresh_process(case, torch.device("cpu"), warmup=0, repeats=1)
+    assert row["fresh_process"] and row["method"] == "ProtoNet" and row["autotune"] is True
+    assert row["ms_per_iteration"] > 0

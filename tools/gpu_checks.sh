@@ -26,7 +26,8 @@ start=$SECONDS
 echo "== phase 1: CUDA tests + ${PARITY_SET:-precision} parity runs (concurrent, not timed)"
 (OMP_NUM_THREADS=4 timeout ${PHASE1_TIMEOUT:-150} python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
   >"$OUT/cuda_tests.log" 2>&1) &
-# PARITY_SET=precision: fp32 vs bf16 (eager); PARITY_SET=graphs: CUDA graphs off vs on (fp32)
+# PARITY_SET=precision: fp32 vs bf16 (eager); graphs: CUDA graphs off vs on (fp32); candidates: each speed
+# option and all of them; seeds: training seeds 1 and 2 and channels-last convolutions
 case ${PARITY_SET:-precision} in
   precision) runs="fp32:train.precision=fp32,train.cuda_graphs=false bf16:train.precision=bf16,train.cuda_graphs=false" ;;
   graphs) runs="eager:train.cuda_graphs=false graphs:train.cuda_graphs=true" ;;

@@ -156,8 +156,8 @@ def _annotated_phases(learner):
 def _convolution_backward_flops(grad_out_shape, x_shape, w_shape, _bias, stride, padding, dilation, transposed,
                                 output_padding, groups, output_mask, out_shape=None, **kwargs) -> int:
     """FLOPs of ``aten.convolution_backward``: each requested gradient (input, weight) costs
-    what the forward convolution costs. ``torch.utils.flop_counter``'s own formula ignores
-    ``groups`` and counts a grouped convolution's backward ``groups`` times too high."""
+    what the forward convolution costs. ``torch.utils.flop_counter``'s own formula counts a
+    grouped convolution's weight gradient ``groups`` times too high."""
     from math import prod
 
     forward = 2 * prod(w_shape) * grad_out_shape[0] * prod(grad_out_shape[2:])  # (C_out, C_in/groups, k, k)
@@ -169,7 +169,7 @@ def _convolution_backward_flops(grad_out_shape, x_shape, w_shape, _bias, stride,
 def count_flops(learner, batch, ways: int, vectorized: bool = True) -> float:
     """Floating-point operations of one forward + backward of ``learner`` on ``batch``
     (convolutions and matrix products, as ``torch.utils.flop_counter`` counts them, with
-    grouped convolutions' backward counted per group)."""
+    a grouped convolution's weight gradient counted per group)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False,

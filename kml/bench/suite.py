@@ -82,9 +82,35 @@ def _pair_speedups(rows: list[dict]) -> None:
             r["graph_speedup"] = twin["ms_per_iteration"] / r["ms_per_iteration"]
 
 
+def _timed_in_child(case: BenchCase, device: str, warmup: int, repeats: int, queue) -> None:
+    try:
+        queue.put(time_training(case, torch.device(device), warmup=warmup, repeats=repeats))
+    except Exception as err:  # reported in the row, as in the parent
+        queue.put({"error": f"{type(err).__name__}: {err}"[:300]})
+
+
+def _in_fresh_process(case: BenchCase, device: torch.device, warmup: int, repeats: int) -> dict:
+    """:func:`time_training` in a new process. PyTorch caches cuDNN's choice of algorithm per
+    process, keyed by shapes and flags but not by the autotuning settings: a row that changes
+    how cuDNN searches (``autotune``, ``benchmark_limit``) would reuse an earlier row's choice
+    in this process instead of searching."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_timed_in_child, args=(case, str(device), warmup, repeats, queue))
+    child.start()
+    row = queue.get()
+    child.join()
+    if "error" in row:
+        raise RuntimeError(row["error"])
+    return {**row, "fresh_process": True}
+
+
 def _candidate_plan(base: BenchCase, device: torch.device) -> list[tuple[str, BenchCase]]:
     """The speed candidates, each alone and combined, for MMAML+KML and MProtoNet+KML, next
-    to the current path (first and last of each method's group, as a gauge of noise).
+    to the current path (first and last of each method's group, as a gauge of noise);
+    cuDNN's settings are the ``cudnn`` section's.
 
     The current path is what a single-GPU run takes by default apart from determinism:
     vectorised, CUDA-graphed forward + backward, cuDNN autotuning (the rows of the
@@ -97,8 +123,8 @@ def _candidate_plan(base: BenchCase, device: torch.device) -> list[tuple[str, Be
         current = replace(eager, cuda_graph=cuda)
         fast = replace(current, fused_adam=True, tf32=True)
         group = [current, replace(current, fused_adam=True), replace(current, tf32=True),
-                 replace(current, per_task_conv="unfold"), fast, replace(fast, per_task_conv="unfold"),
-                 replace(current, deterministic=True), replace(current, deterministic=True, autotune=True)]
+                 replace(current, per_task_conv="unfold"), replace(current, tf32=True, per_task_conv="unfold"), fast,
+                 replace(fast, per_task_conv="unfold")]
         if cuda:
             group += [eager, replace(eager, per_task_conv="unfold"), replace(eager, whole_graph=1),
                       replace(eager, whole_graph=10), replace(eager, whole_graph=10, fused_adam=True, tf32=True),
@@ -204,14 +230,18 @@ def run_suite(
                                 for d in (False, True)]
     if "candidates" in sections:
         plans["candidates"] = _candidate_plan(base, device)
-    if "cudnn" in sections:  # cuDNN's choice of grouped-convolution kernels: memory order and algorithm search
+    if "cudnn" in sections:
+        # cuDNN's choice of kernels: memory order, the autotuning search, deterministic algorithms.
+        # A row that changes how cuDNN searches runs in a fresh process (see _in_fresh_process)
         cases = []
         for learner in ("maml", "protonet"):
             current = replace(base, learner=learner, modulation="kml", vectorized=True,
                               cuda_graph=device.type == "cuda")
             cases += [current, replace(current, per_task_conv="channels_last"), replace(current, benchmark_limit=0),
                       replace(current, per_task_conv="channels_last", benchmark_limit=0),
-                      replace(current, per_task_conv="channels_last", fused_adam=True, tf32=True), current]
+                      replace(current, per_task_conv="channels_last", fused_adam=True, tf32=True),
+                      replace(current, deterministic=True), replace(current, deterministic=True, autotune=True),
+                      current]
         plans["cudnn"] = [("train", c) for c in cases]
     if "compile" in sections:  # torch.compile: ProtoNet and first-order MAML (compile has no double backward)
         protonet = replace(base, learner="protonet", modulation="kml", vectorized=True)
@@ -236,7 +266,10 @@ def run_suite(
             bar.set_postfix_str(f"{section}: {case.method} {'vectorised' if case.vectorized else 'loop'} "
                                 f"T={case.meta_batch_size}")
             try:
-                if kind == "train":
+                if kind == "train" and device.type == "cuda" and (case.benchmark_limit is not None
+                                                                   or case.autotune is not None):
+                    rows.append(_in_fresh_process(case, device, warmup, repeats))
+                elif kind == "train":
                     rows.append(time_training(case, device, warmup=warmup, repeats=repeats))
                 elif kind == "profile":
                     from kml.bench.profile import profile_training

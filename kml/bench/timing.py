@@ -10,6 +10,7 @@ timed in the same process, so their ratio is meaningful on any machine.
 from __future__ import annotations
 
 import contextlib
+import gc
 import platform
 import statistics
 import time
@@ -172,6 +173,8 @@ def _time_whole_iterations(case: BenchCase, device: torch.device, warmup: int, r
 
     if device.type != "cuda":
         raise ValueError("whole-iteration CUDA graphs need a CUDA device")
+    if case.precision != "fp32" or case.compile or case.channels_last:
+        raise ValueError("whole-iteration CUDA graphs are timed in fp32, without compile or channels_last")
     learner = case.build(device)
     sampler = random_sampler(case, device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -263,15 +266,25 @@ def _time_evaluation(case: BenchCase, device: torch.device, tasks: int, batch_si
 
 
 
+#: messages of a size a kernel cannot handle (a ceiling like running out of memory)
+_SIZE_LIMITS = ("out of memory", "CUDNN_STATUS_NOT_SUPPORTED", "CUDNN_STATUS_BAD_PARAM", "32-bit index",
+                "canUse32BitIndexMath", "INT_MAX", "too large")
+
+
 def _fits(case: BenchCase, device: torch.device) -> tuple[bool, float | None, str | None]:
     """One training iteration of ``case``: ``(fits, peak MiB, why not)``."""
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     try:
         time_training(case, device, warmup=0, repeats=1)
-    except (torch.cuda.OutOfMemoryError, RuntimeError) as err:  # out of memory, or a kernel's size limit
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
+        message = str(err)
+        if not isinstance(err, torch.cuda.OutOfMemoryError) and not any(
+                marker in message for marker in _SIZE_LIMITS):
+            raise  # a real error, not a ceiling
+        gc.collect()
         torch.cuda.empty_cache()
-        return False, None, f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        return False, None, f"{type(err).__name__}: {message.splitlines()[0][:160]}"
     return True, torch.cuda.max_memory_allocated(device) / 2**20, None
 
 

@@ -92,7 +92,8 @@ class BenchScriptConfig:
     device: str = "auto"
     preset: str = "auto"  # auto | cpu | gpu
     # vectorized cuda_graphs determinism eval meta_batch inner_steps peer paper_cpu options eval_1000 resnet12
-    # candidates (speed options against the current path) compile profile (GPU kernels) memory (largest meta-batch)
+    # candidates (speed options against the current path) cudnn (its kernel choice) compile profile (GPU kernels)
+    # memory (largest meta-batch)
     sections: Optional[list[str]] = None
     image_size: Optional[int] = None
     shots: Optional[list[int]] = None

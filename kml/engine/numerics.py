@@ -38,24 +38,46 @@ def restore_determinism(previous: tuple[bool, bool, bool]) -> None:
     torch.backends.cudnn.benchmark = previous[2]
 
 
+def _matmul_precision() -> str:
+    """``highest`` or ``high``/``tf32``, read through whichever API this process uses
+    (PyTorch refuses to read the legacy one after the new one was set, and the reverse)."""
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        return str(torch.backends.cuda.matmul.fp32_precision)
+
+
+def _set_matmul_precision(value: str) -> None:
+    """Set the precision read by :func:`_matmul_precision` through the same API."""
+    try:
+        torch.get_float32_matmul_precision()
+    except RuntimeError:
+        torch.backends.cuda.matmul.fp32_precision = {"high": "tf32", "highest": "ieee"}.get(value, value)
+    else:
+        torch.set_float32_matmul_precision({"tf32": "high", "ieee": "highest"}.get(value, value))
+
+
 @contextlib.contextmanager
 def tf32_matmul(enabled: bool, device: torch.device):
     """``train.tf32``: float32 matrix products (``torch.matmul``, ``nn.Linear``, ``bmm``) on
-    a CUDA device may use TF32 tensor cores (``torch.set_float32_matmul_precision("high")``)
-    within this context. cuDNN convolutions allow TF32 by default in PyTorch whatever this
-    says (``torch.backends.cudnn.allow_tf32``). No effect on other devices."""
+    a CUDA device may use TF32 tensor cores within this context. cuDNN convolutions allow
+    TF32 by default in PyTorch whatever this says (``torch.backends.cudnn.allow_tf32``). No
+    effect on other devices."""
     if not enabled or device.type != "cuda":
         yield
         return
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")
+    previous = _matmul_precision()
+    _set_matmul_precision("high")
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(previous)
+        _set_matmul_precision(previous)
 
 
 def tf32_settings() -> dict[str, object]:
     """The TF32 settings in force: matmul precision and cuDNN's TF32 switch."""
-    return {"float32_matmul_precision": torch.get_float32_matmul_precision(),
-            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32)}
+    try:
+        cudnn = bool(torch.backends.cudnn.allow_tf32)
+    except RuntimeError:
+        cudnn = str(torch.backends.cudnn.conv.fp32_precision)
+    return {"float32_matmul_precision": _matmul_precision(), "cudnn_allow_tf32": cudnn}
