@@ -139,9 +139,9 @@ def _numerics(case: BenchCase, device: torch.device):
 
 def _optimizers(learner, case: BenchCase) -> list[torch.optim.Optimizer]:
     """Adam for the backbone and one for the encoder and generators, as training builds them."""
-    fused = {"fused": True} if case.fused_adam else {}
-    groups = [learner.backbone_parameters(), learner.modulation_parameters()]
-    return [torch.optim.Adam(params, lr=1e-3, **fused) for params in groups if params]
+    from kml.engine.optim import adam_optimizers
+
+    return adam_optimizers(learner, 1e-3, fused=case.fused_adam)
 
 
 def time_training(case: BenchCase, device: torch.device, warmup: int = 2, repeats: int = 5) -> dict:

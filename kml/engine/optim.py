@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from kml.learners import MetaLearner
 
-__all__ = ["build_optimizers", "build_schedulers"]
+__all__ = ["build_optimizers", "adam_optimizers", "build_schedulers"]
 
 
 def build_optimizers(learner: MetaLearner, cfg: DictConfig) -> list[torch.optim.Optimizer]:
@@ -15,12 +15,19 @@ def build_optimizers(learner: MetaLearner, cfg: DictConfig) -> list[torch.optim.
     encoder and generators (as in MMAML's code). ``train.fused_adam``: PyTorch's fused
     Adam kernels (one kernel per step instead of a few multi-tensor ones; the same update
     to float rounding) instead of the default multi-tensor (``foreach``) implementation."""
-    fused = {"fused": True} if cfg.train.get("fused_adam", False) else {}
-    optimizers = [torch.optim.Adam(learner.backbone_parameters(), lr=cfg.train.lr, **fused)]
+    return adam_optimizers(learner, cfg.train.lr, cfg.train.lr_modulation, bool(cfg.train.get("fused_adam", False)))
+
+
+def adam_optimizers(learner: MetaLearner, lr: float, lr_modulation: float | None = None,
+                    fused: bool = False) -> list[torch.optim.Optimizer]:
+    """The optimisers of :func:`build_optimizers` from plain values (``lr_modulation``:
+    the encoder's and generators' learning rate, default ``lr``)."""
+    options = {"fused": True} if fused else {}
+    optimizers = [torch.optim.Adam(learner.backbone_parameters(), lr=lr, **options)]
     modulation_parameters = learner.modulation_parameters()
     if modulation_parameters:
-        lr = cfg.train.lr_modulation if cfg.train.lr_modulation is not None else cfg.train.lr
-        optimizers.append(torch.optim.Adam(modulation_parameters, lr=lr, **fused))
+        rate = lr_modulation if lr_modulation is not None else lr
+        optimizers.append(torch.optim.Adam(modulation_parameters, lr=rate, **options))
     return optimizers
 
 
