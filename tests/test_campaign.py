@@ -281,6 +281,25 @@ def test_the_committed_records_regenerate_the_committed_report(reproduce, tmp_pa
         p.name for p in (repo / "docs" / "figures").iterdir()}
 
 
+def test_each_section_names_the_papers_setting_at_its_own_shots():
+    """A campaign with 1- and 5-shot sections compares each with the paper's table of the
+    same shots, and its "Paper column" line says so; a setting without ``{shots}`` is
+    shown as written."""
+    import re
+    from pathlib import Path
+
+    from kml.campaign.report import paper_setting
+
+    paper = {"setting": "the paper's 5Mode 5-way {shots}-shot (84x84)"}
+    assert paper_setting(paper, 5) == "the paper's 5Mode 5-way 5-shot (84x84)"
+    assert paper_setting({"setting": "the paper's 2Mode 5-way 1-shot"}, 1) == "the paper's 2Mode 5-way 1-shot"
+    report = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    sections = re.findall(r"^### \S+, \d+-way (\d+)-shot\n\n.*?\n\nPaper column: ([^\n]*)", report, re.M)
+    assert sections
+    for shots, line in sections:
+        assert re.findall(r"(\d+)-shot", line.split("(")[0]) in ([], [shots]), (shots, line)
+
+
 def test_gpu_campaign_script_trains_each_method_in_its_own_process_then_reports(synthetic_root, tmp_path):
     # tools/gpu_campaign.sh on the CPU: no archive to prepare (the synthetic modes are
     # already there), one process per method, then the report pass over their records

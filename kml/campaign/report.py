@@ -139,6 +139,13 @@ def _paper_value(c: CampaignRecords, method: str, shots: int | None = None) -> f
     return (paper.get("values") or {}).get(method)
 
 
+def paper_setting(paper: dict, shots: int) -> str:
+    """The paper's setting as the campaign describes it, with ``{shots}`` replaced by the
+    section's shots (a campaign with several shots compares each with the paper's table
+    of the same shots)."""
+    return str(paper.get("setting", "")).replace("{shots}", str(shots))
+
+
 def _paper_difference(c: CampaignRecords, a: str, b: str, shots: int) -> float | None:
     pa, pb = _paper_value(c, a, shots), _paper_value(c, b, shots)
     return pa - pb if pa is not None and pb is not None else None
@@ -926,7 +933,7 @@ def campaign_section(c: CampaignRecords, report: Path, figures_dir: Path) -> tup
         lines += [f"### {title}", "", f"Training seeds: {_seeds_text(setting)}.", ""]
         paper = spec.get("paper") or {}
         if any(_paper_value(c, m, shots) is not None for m in _methods(c, setting)):
-            lines += [f"Paper column: {paper.get('setting', '')}. {paper.get('note', '')}".strip(), ""]
+            lines += [f"Paper column: {paper_setting(paper, shots)}. {paper.get('note', '')}".strip(), ""]
         lines += [accuracy_table(c, setting, shots), ""]
         tasks = all_runs[0].results["eval"]["tasks_per_mode"]
         lines += [

@@ -177,7 +177,8 @@ class CampaignDiagnostics:
 class PaperReference:
     """The paper's numbers for the closest setting, shown in their own column."""
 
-    setting: str = ""  # e.g. "2Mode, 5-way 1-shot (84x84, 60k iterations)"
+    # e.g. "2Mode, 5-way 1-shot (84x84, 60k iterations)"; "{shots}" stands for each section's shots
+    setting: str = ""
     note: str = ""  # how our setting differs
     values: dict[str, float] = field(default_factory=dict)  # method name -> accuracy (%), the campaign's first shots
     # other shots: {shots: {method name: accuracy (%)}}, e.g. {5: {ProtoNet: 58.91}}
