@@ -105,5 +105,12 @@ def test_the_dirty_flag_is_about_code_not_records(tmp_path, monkeypatch):
     (tmp_path / "results/r.json").write_text("1\n")
     (tmp_path / "docs/results.md").write_text("1\n")
     assert rundir._git_dirty() is False
+    (tmp_path / "results/new_run.json").write_text("1\n")  # a new record is not code
+    assert rundir._git_dirty() is False
+    (tmp_path / "kml/sub").mkdir()
+    (tmp_path / "kml/sub/new_module.py").write_text("1\n")  # a module never added is code
+    assert rundir._git_dirty() is True
+    (tmp_path / "kml/sub/new_module.py").unlink()
+    assert rundir._git_dirty() is False
     (tmp_path / "configs/c.yaml").write_text("1\n")
     assert rundir._git_dirty() is True

@@ -175,10 +175,11 @@ CODE_PATHS = ("kml", "configs", "scripts", "pyproject.toml")
 
 
 def _git_dirty() -> bool | None:
-    """Whether the code (:data:`CODE_PATHS`) has uncommitted changes to tracked files
-    (None: no git). Changed records under ``results/`` or a rewritten ``docs/results.md``
+    """Whether the code (:data:`CODE_PATHS`) has uncommitted changes: a changed tracked file
+    or a new file git does not ignore (a module never added is code the commit lacks).
+    None: no git. Changed records under ``results/`` or a rewritten ``docs/results.md``
     do not count: a campaign writes those itself between its runs."""
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
     return None if status is None else bool(status)
 
 
