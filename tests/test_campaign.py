@@ -50,6 +50,15 @@ def reproduce(compose):
     return lambda overrides: compose(overrides, config_name="reproduce")
 
 
+@pytest.fixture(autouse=True)
+def committed_code(monkeypatch):
+    """Runs trained in these tests count as trained from committed code, whatever the state
+    of the developer's work tree, so reports carry no ‡ unless a test asks for one."""
+    import kml.engine.rundir as rundir
+
+    monkeypatch.setattr(rundir, "_git_dirty", lambda: False)
+
+
 def test_plan_names_runs_and_their_train_overrides(reproduce, synthetic_root, tmp_path):
     cfg = reproduce(tiny_campaign(synthetic_root, tmp_path))
     plan = plan_campaign(cfg.campaign, tmp_path / "work", tmp_path / "results", data_root=str(synthetic_root))
@@ -320,7 +329,7 @@ def test_gpu_campaign_script_trains_each_method_in_its_own_process_then_reports(
     assert recorded == ["synthetic_1shot_mprotonet-kml_seed0", "synthetic_1shot_mprotonet_seed0",
                         "synthetic_1shot_protonet_seed0"]
     report = (out / "results.md").read_text()
-    assert "| MProtoNet+KML − ProtoNet |" in report and (out / "figures").is_dir()
+    assert "| MProtoNet+KML − ProtoNet" in report and (out / "figures").is_dir()
     assert (repo / "gpu_campaign").exists() == default_out_existed  # everything went to $OUT
     # a missing archives folder is one line and exit 2
     proc = subprocess.run(["bash", str(repo / "tools" / "gpu_campaign.sh"), "synthetic", str(tmp_path / "none")],
@@ -346,21 +355,36 @@ def test_groups_plan_exactly_the_runs_they_name(reproduce, synthetic_root, tmp_p
 
 def test_uncommitted_code_is_refused_or_recorded_as_such(reproduce, synthetic_root, tmp_path, monkeypatch):
     import kml.engine.rundir as rundir
+    from kml.config import compose_run_config
+    from kml.engine.runs import run_training
 
     monkeypatch.setattr(rundir, "_git_dirty", lambda: True)
     monkeypatch.setattr(rundir, "_git_commit", lambda: "a" * 40)
-    overrides = [o for o in tiny_campaign(synthetic_root, tmp_path, only_methods='["ProtoNet"]')
+    overrides = [o for o in tiny_campaign(synthetic_root, tmp_path, only_methods='["ProtoNet","MProtoNet+KML"]')
                  if o != "allow_dirty=true"]
     with pytest.raises(KmlError, match="uncommitted changes.*allow_dirty=true") as err:
         run_campaign(reproduce(overrides), log=lambda *a: None)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "work" / "synthetic" / "synthetic_1shot_protonet_seed0").exists()  # nothing trained
+    # a run that finished on uncommitted code is refused at recording, even once the tree is clean
+    run = plan_campaign(reproduce(overrides).campaign, tmp_path / "work", tmp_path / "results",
+                        data_root=str(synthetic_root))[0]
+    run_training(compose_run_config(run.train_overrides()), run.run_dir, log=lambda *a: None)
+    monkeypatch.setattr(rundir, "_git_dirty", lambda: False)
+    with pytest.raises(KmlError, match="synthetic_1shot_protonet_seed0 was trained from a work tree with "
+                                       "uncommitted changes.*allow_dirty=true"):
+        run_campaign(reproduce(overrides), log=lambda *a: None)
+    assert not run.record_dir.exists()
     run_campaign(reproduce([*overrides, "allow_dirty=true"]), log=lambda *a: None)
     record = tmp_path / "results" / "synthetic" / "synthetic_1shot_protonet_seed0"
     code = json.loads((record / "record.json").read_text())["code"]
     assert code == {"commits": ["a" * 40], "dirty": True, "commit_changed": False}
     report = (tmp_path / "docs" / "results.md").read_text()
     assert "uncommitted" in report and "| ProtoNet ‡ |" in report
+    # the contrasts and claims that rest on such runs carry the mark too
+    assert "| MProtoNet+KML − ProtoNet ‡ |" in report
+    claim = next(line for line in report.splitlines() if line.startswith("| KML > none"))
+    assert "| one seed (0) ‡ |" in claim
 
 
 def test_resuming_on_another_commit_is_refused_unless_allowed(reproduce, synthetic_root, tmp_path, monkeypatch):

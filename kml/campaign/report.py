@@ -160,6 +160,14 @@ def code_marks(c: CampaignRecords, run: RunRecord) -> str:
     return (" ‡" if code.get("dirty") else "") + (" †" if code.get("commit_changed") else "")
 
 
+def contrast_marks(c: CampaignRecords, setting: Setting, cmp: Contrast) -> str:
+    """The :func:`code_marks` of the runs a contrast rests on (both methods, its seeds),
+    e.g. `` ‡`` ("" when all were trained from committed code on one commit)."""
+    runs = [r for m in (cmp.a, cmp.b) for seed, r in _runs_of(c, setting, m).items() if seed in cmp.seeds]
+    marks = "".join(sorted({mark for r in runs for mark in code_marks(c, r).split()}))
+    return f" {marks}" if marks else ""
+
+
 CODE_MARKS_NOTE = (
     "‡: trained from a work tree with uncommitted changes (`run_info.json`: `git_dirty`), so its exact code is not "
     "in git. †: resumed on another commit than it started on (`run_info.json`: `resumes`)."
@@ -285,9 +293,10 @@ def _cell(value: tuple[float, float, str] | None) -> str:
     return f"{_signed(mean)} ± {ci:.2f}"
 
 
-def paired_section(c: CampaignRecords, contrasts: list[Contrast]) -> str:
+def paired_section(c: CampaignRecords, setting: Setting, contrasts: list[Contrast]) -> str:
     """The headline paired table (across seeds where there are several), a sentence per
-    contrast, and the per-seed table of the contrasts with several seeds."""
+    contrast, and the per-seed table of the contrasts with several seeds. A contrast that
+    rests on a run trained from uncommitted code or on two commits carries its marks."""
     modes: list[str] = []
     for cmp in contrasts:
         modes += [m for m in cmp.modes() if m not in modes]
@@ -298,8 +307,11 @@ def paired_section(c: CampaignRecords, contrasts: list[Contrast]) -> str:
         "|" + "---|" * (len(modes) + 6),
     ]
     sentences = []
+    marked = False
     for cmp in contrasts:
-        label = f"{cmp.a} − {cmp.b}"
+        marks = contrast_marks(c, setting, cmp)
+        marked = marked or bool(marks)
+        label = f"{cmp.a} − {cmp.b}{marks}"
         if not cmp.per_seed:
             rows.append(f"| {label} | " + " | ".join("-" for _ in modes) + f" | {cmp.error} | - | - | - | - |")
             continue
@@ -326,7 +338,7 @@ def paired_section(c: CampaignRecords, contrasts: list[Contrast]) -> str:
                                          f"worse on {', '.join(worse)}" if worse else "") if x)
         sentences.append(f"- **{label}: {_signed(mean)} ± {ci:.2f} points** ({over_text}): {what}"
                          + (f" ({detail} at 95%)" if detail else "") + ".")
-    text = "\n".join(rows) + "\n\n" + "\n".join(sentences)
+    text = "\n".join(rows) + ("\n\n" + CODE_MARKS_NOTE if marked else "") + "\n\n" + "\n".join(sentences)
     several = [cmp for cmp in contrasts if len(cmp.per_seed) > 1]
     if several:
         rows = [
@@ -878,6 +890,7 @@ def claims_section(campaigns: list[CampaignRecords]) -> str:
     """One row per claim of the paper and setting: the paper's figure (the difference of
     the same two methods in its column, in its own setting), ours and a verdict."""
     rows = ["| claim | setting | paper | ours | seeds | verdict |", "|---|---|---|---|---|---|"]
+    marked = False
     for label, kind_a, kind_b in CLAIMS:
         for c in campaigns:
             kinds = method_kinds(c)
@@ -889,6 +902,9 @@ def claims_section(campaigns: list[CampaignRecords]) -> str:
                     continue
                 paper = _paper_difference(c, cmp.a, cmp.b, shots)
                 ours, seeds, word = _claim_cells(cmp)
+                marks = contrast_marks(c, setting, cmp)
+                marked = marked or bool(marks)
+                seeds += marks
                 rows.append(f"| {label} ({_family(c)}: {cmp.a} − {cmp.b}) | {_setting_label(c, mode, shots)} | "
                             f"{_signed(paper) if paper is not None else '-'} | {ours} | {seeds} | {word} |")
     for c in campaigns:
@@ -905,6 +921,7 @@ def claims_section(campaigns: list[CampaignRecords]) -> str:
         "below 0, **not established** otherwise; a one-seed verdict says nothing about a new training run.",
         "",
         *rows,
+        *(["", CODE_MARKS_NOTE] if marked else []),
     ])
 
 
@@ -956,9 +973,9 @@ def campaign_section(c: CampaignRecords, report: Path, figures_dir: Path) -> tup
                 "per-seed paired means ± t-interval over seeds; p: one-sample t-test over seeds) where both methods "
                 "have several seeds, else the one seed's mean of per-task differences ± 1.96 sd / sqrt(n) (p: "
                 "two-sided paired t-test). *stratified by mode*: the same interval with the tasks of each mode "
-                "as their own stratum.",
+                "as their own stratum (across seeds the interval is over seeds, which has no such form: -).",
                 "",
-                paired_section(c, contrasts),
+                paired_section(c, setting, contrasts),
                 "",
             ]
             path = forest_figure(c, contrasts, shots, figures_dir / f"{stem}_forest.png", title)
