@@ -147,6 +147,12 @@ def test_protocol_published_sets_the_published_codes_options(compose):
     (["learner=maml", "learner.prototype_refinement=soft"], "is a ProtoNet option"),
     (["learner.batch_norm=joint", "learner.query_modulation=query"], "cannot be combined"),
     (["learner.prototype_refinement=hard"], "learner.prototype_refinement='hard' is not valid"),
+    # a run recorded as protocol=published follows every option of it
+    (["protocol=published", "learner.prototype_refinement=none"],
+     "protocol=published sets learner.prototype_refinement=published, but this run has "
+     "learner.prototype_refinement=none; drop that override"),
+    (["protocol=published", "modulation.identity=true"], "sets modulation.identity=false, but this run has "
+                                                         "modulation.identity=true"),
 ])
 def test_protocol_misuse_is_refused_in_one_line(overrides, message, compose):
     with pytest.raises(ConfigError, match=message) as err:

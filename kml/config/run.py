@@ -17,7 +17,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
-from kml.config.compose import register_resolvers
+from kml.config.compose import CONFIG_DIR, register_resolvers
 from kml.config.imports import import_user_modules
 from kml.modulation_spec import ModulationSpec
 from kml.recipes import (
@@ -403,8 +403,47 @@ def _check_protocol(c: DictConfig, protocol_options: tuple[str, ...]) -> None:
                 f"learner.{key}={c.learner[key]} is a ProtoNet option; learner={c.learner.name} takes only "
                 f"learner.{key}={default}"
             )
+    _check_protocol_settings(c)
     if c.learner.batch_norm == "joint" and c.learner.query_modulation == "query":
         raise ConfigError(
             "learner.batch_norm=joint normalises support and query in one pass with the support set's modulation; "
             "it cannot be combined with learner.query_modulation=query: drop one of the two"
         )
+
+
+def protocol_settings(name: str) -> dict[str, Any]:
+    """The options a protocol group sets, from its file ``configs/protocol/<name>.yaml``
+    (the one source of them), as ``{"learner.query_modulation": "query", ...}``; empty
+    for a protocol defined elsewhere (a user's config folder)."""
+    from pathlib import Path
+
+    path = Path(CONFIG_DIR) / "protocol" / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    settings: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}." if prefix or key != "protocol" else "protocol.")
+        else:
+            settings[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(OmegaConf.load(path)), "")
+    return {k: v for k, v in settings.items() if not k.startswith("protocol.")}
+
+
+def _check_protocol_settings(c: DictConfig) -> None:
+    """A run that names a protocol has every option that protocol sets: a later override
+    of one of them would leave a record saying ``protocol=published`` for a run that
+    does not follow it."""
+    for key, value in protocol_settings(c.protocol.name).items():
+        actual = OmegaConf.select(c, key)
+        if actual != value:
+            def text(v: Any) -> str:
+                return str(v).lower() if isinstance(v, bool) else str(v)
+
+            raise ConfigError(
+                f"protocol={c.protocol.name} sets {key}={text(value)}, but this run has {key}={text(actual)}; "
+                f"drop that override, or keep protocol={PROTOCOLS[0]} and set the options one by one"
+            )
