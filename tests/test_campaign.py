@@ -410,6 +410,33 @@ def test_resuming_on_another_commit_is_refused_unless_allowed(reproduce, synthet
     assert "| ProtoNet † |" in (tmp_path / "docs" / "results.md").read_text()
 
 
+def test_the_data_section_says_which_runs_recorded_their_data(reproduce, synthetic_root, tmp_path):
+    """Runs that predate per-run data records are counted, and set against the campaign's
+    data.json: same hashes, or the datasets whose arrays differ."""
+    overrides = tiny_campaign(synthetic_root, tmp_path, only_methods='["ProtoNet","MProtoNet"]')
+    run_campaign(reproduce(overrides), log=lambda *a: None)
+    campaign = tmp_path / "results" / "synthetic"
+    info_path = campaign / "synthetic_1shot_mprotonet_seed0" / "run_info.json"
+    info = json.loads(info_path.read_text())
+    names = sorted(info["data"])
+    del info["data"]  # as written before runs recorded their data
+    info_path.write_text(json.dumps(info))
+
+    def data_lines() -> str:
+        run_campaign(reproduce([*overrides, "report_only=true"]), log=lambda *a: None)
+        report = (tmp_path / "docs" / "results.md").read_text()
+        return next(line for line in report.splitlines() if "runs recorded their data" in line)
+
+    line = data_lines()
+    assert line.startswith("1 of 2 runs recorded their data; all of them saw identical prepared arrays")
+    assert line.endswith("The other 1 predate per-run data records; the campaign's `data.json` (written by the "
+                         "runner where it last ran, not by those runs) has the same hashes.")
+    data = json.loads((campaign / "data.json").read_text())
+    data["datasets"][names[0]]["sha256"] = "0" * 64
+    (campaign / "data.json").write_text(json.dumps(data))
+    assert data_lines().endswith(f"has other arrays for {names[0]}.")
+
+
 def test_a_mixed_seed_campaign_is_reported_across_seeds(reproduce, synthetic_root, tmp_path):
     """Two seeds for ProtoNet and MProtoNet+KML, one for MProtoNet: contrasts with both seeds
     are reported across seeds (t-interval over seeds), with the per-seed figures below."""

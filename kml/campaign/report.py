@@ -549,6 +549,13 @@ def data_section(c: CampaignRecords) -> str:
                         "their prepared arrays differ: " + "; ".join(
                             f"{n}: {len(v['sha'])} versions" for n, v in recorded.items() if len(v["sha"]) > 1))
                      + f" (SHA-256 prefixes: {hashes}).")
+        campaign_data = (c.data or {}).get("datasets") or {}
+        if with_data < len(c.runs) and campaign_data:
+            older = len(c.runs) - with_data
+            differ = [n for n, e in campaign_data.items() if recorded.get(n, {}).get("sha") != {e.get("sha256")}]
+            lines[-1] += (f" The other {older} predate per-run data records; the campaign's `data.json` (written by "
+                          "the runner where it last ran, not by those runs) has "
+                          + ("the same hashes." if not differ else f"other arrays for {', '.join(differ)}."))
     else:
         lines.append(f"SHA-256 prefixes of those prepared arrays: {hashes}.")
     lines.append("")
