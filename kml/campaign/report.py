@@ -160,12 +160,17 @@ def code_marks(c: CampaignRecords, run: RunRecord) -> str:
     return (" ‡" if code.get("dirty") else "") + (" †" if code.get("commit_changed") else "")
 
 
-def contrast_marks(c: CampaignRecords, setting: Setting, cmp: Contrast) -> str:
-    """The :func:`code_marks` of the runs a contrast rests on (both methods, its seeds),
-    e.g. `` ‡`` ("" when all were trained from committed code on one commit)."""
-    runs = [r for m in (cmp.a, cmp.b) for seed, r in _runs_of(c, setting, m).items() if seed in cmp.seeds]
+def runs_marks(c: CampaignRecords, runs) -> str:
+    """The :func:`code_marks` of several runs together, e.g. `` ‡`` ("" when all were
+    trained from committed code on one commit)."""
     marks = "".join(sorted({mark for r in runs for mark in code_marks(c, r).split()}))
     return f" {marks}" if marks else ""
+
+
+def contrast_marks(c: CampaignRecords, setting: Setting, cmp: Contrast) -> str:
+    """The marks of the runs a contrast rests on (both methods, its seeds)."""
+    return runs_marks(c, [r for m in (cmp.a, cmp.b) for seed, r in _runs_of(c, setting, m).items()
+                          if seed in cmp.seeds])
 
 
 CODE_MARKS_NOTE = (
@@ -442,9 +447,9 @@ def accuracy_table(c: CampaignRecords, setting: Setting, shots: int) -> str:
         tested = first.results.get("checkpoint", "last")
         its = first.results.get("checkpoint_iterations") or first.results.get("iterations", {})
         tested += " (" + ", ".join(f"{k}: {v}" if k != "all" else str(v) for k, v in its.items()) + ")"
-        marks = "".join(sorted({mark for r in runs.values() for mark in code_marks(c, r).split()}))
+        marks = runs_marks(c, runs.values())
         marked = marked or bool(marks)
-        row = (f"| {method}{' ' + marks if marks else ''} | " + " | ".join(cells)
+        row = (f"| {method}{marks} | " + " | ".join(cells)
                + f" | **{o[0]:.2f} ± {o[1]:.2f}** | {_seeds_text(runs)} | {tested} |")
         if paper_col:
             value = _paper_value(c, method, shots)

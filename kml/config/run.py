@@ -425,7 +425,7 @@ def protocol_settings(name: str) -> dict[str, Any]:
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                walk(value, f"{prefix}{key}." if prefix or key != "protocol" else "protocol.")
+                walk(value, f"{prefix}{key}.")
         else:
             settings[prefix[:-1]] = node
 
@@ -437,12 +437,12 @@ def _check_protocol_settings(c: DictConfig) -> None:
     """A run that names a protocol has every option that protocol sets: a later override
     of one of them would leave a record saying ``protocol=published`` for a run that
     does not follow it."""
+    def text(v: Any) -> str:  # as it is written in an override
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
     for key, value in protocol_settings(c.protocol.name).items():
         actual = OmegaConf.select(c, key)
         if actual != value:
-            def text(v: Any) -> str:
-                return str(v).lower() if isinstance(v, bool) else str(v)
-
             raise ConfigError(
                 f"protocol={c.protocol.name} sets {key}={text(value)}, but this run has {key}={text(actual)}; "
                 f"drop that override, or keep protocol={PROTOCOLS[0]} and set the options one by one"
