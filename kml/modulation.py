@@ -52,7 +52,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from kml.functional import TaskLinear, conv2d_grouped, film_grouped, grouped_to_tasks, tasks_to_grouped
-from kml.modulation_spec import FACTORIZATIONS, ModulationSpec, check_kernel_generator_options
+from kml.modulation_spec import FACTORIZATIONS, ModulationSpec, check_init, check_kernel_generator_options
 from kml.registry import Registry
 
 __all__ = [
@@ -224,9 +224,15 @@ class KernelGenerator(Generator):
         factor_shape: explicit ``(a, u)`` factor sizes with ``a*u = C_out*C_in*k*k``
             (overrides ``factorization``'s default sizes).
         identity: ``True`` for ``W * (1 + M)`` (paper), ``False`` for ``W * M``
-            (published code). Either way the layer is the identity modulation at
-            initialisation.
+            (published code). With ``init="default"`` the layer is the identity modulation
+            at initialisation either way.
         first_layer: used by ``factorization="published"`` only.
+        init: ``"default"`` (the identity modulation at initialisation: ``g1`` and ``g3``
+            start at zero, or at ``1/rank`` and ``1`` for ``W * M``) or ``"published"`` (the
+            published code: every head, ``g1``, ``g2`` and ``g3`` or the full generator, keeps
+            PyTorch's default ``nn.Linear`` init, built in that order, so ``M = g1(v) g2(v)^T``
+            starts small, random, task-dependent and of mixed sign). ``"published"`` needs
+            ``identity=False``.
     """
 
     def __init__(
@@ -242,16 +248,21 @@ class KernelGenerator(Generator):
         factor_shape: tuple[int, int] | None = None,
         identity: bool = True,
         first_layer: bool = False,
+        init: str = "default",
     ) -> None:
         super().__init__()
         check_kernel_generator_options(rank, factorization)
+        check_init(init, identity)
+        published = init == "published"
         self.kernel_shape = (out_channels, in_channels, kernel_size, kernel_size)
         self.numel = out_channels * in_channels * kernel_size * kernel_size
         self.factorization = factorization
         self.identity = identity
         self.rank = rank
+        self.init = init
         if factorization == "full":
-            self.full = MLP(task_dim, self.numel, hidden, zero_init=True, output_bias=0.0 if identity else 1.0)
+            self.full = MLP(task_dim, self.numel, hidden, zero_init=not published,
+                            output_bias=0.0 if identity else 1.0)
         else:
             if factor_shape is None:
                 factor_shape = (
@@ -266,9 +277,11 @@ class KernelGenerator(Generator):
             # M = g1 (x) g2 starts at 0 (identity) or 1 (no-J variant). g1 starts
             # constant; g2 keeps a random init in the identity case so that the
             # gradient w.r.t. g1 is non-zero (both zero would be a saddle).
-            self.g1 = MLP(task_dim, rank * a, hidden, zero_init=True, output_bias=0.0 if identity else 1.0 / rank)
-            self.g2 = MLP(task_dim, rank * u, hidden, zero_init=not identity, output_bias=1.0)
-        self.g3 = MLP(task_dim, out_channels, hidden, zero_init=True) if bias else None
+            # The published init keeps every head's default init instead.
+            self.g1 = MLP(task_dim, rank * a, hidden, zero_init=not published,
+                          output_bias=0.0 if identity else 1.0 / rank)
+            self.g2 = MLP(task_dim, rank * u, hidden, zero_init=not (identity or published), output_bias=1.0)
+        self.g3 = MLP(task_dim, out_channels, hidden, zero_init=not published) if bias else None
 
     def forward(self, task_embedding: Tensor) -> KernelModulation:
         """``task_embedding (T, task_dim)`` -> :class:`KernelModulation` with ``T`` tasks."""
@@ -654,9 +667,12 @@ class KernelModulatedConv2d(ModulatedConv2d):
         first_layer: with ``factorization="published"``, whether this is the network's
             first layer (channel-aligned factors ``(C_out, C_in*k*k)``); later layers get
             the published ``(k*C_out, k*C_in)``. Default: ``False``.
+        init: the generator's start, ``"default"`` or ``"published"``
+            (:class:`KernelGenerator`; ``"published"`` needs ``identity=False``). Default:
+            ``"default"``.
 
-    The weight and bias are initialised as ``nn.Conv2d``'s; at initialisation the
-    layer computes exactly ``nn.Conv2d`` with the same weight and bias.
+    The weight and bias are initialised as ``nn.Conv2d``'s; with ``init="default"``, at
+    initialisation the layer computes exactly ``nn.Conv2d`` with the same weight and bias.
 
     The bias and its shift ``db(v)`` are kept for fidelity with the paper and the
     published code, but under a following batch normalisation with batch statistics
@@ -679,6 +695,7 @@ class KernelModulatedConv2d(ModulatedConv2d):
         factor_shape: tuple[int, int] | None = None,
         identity: bool = True,
         first_layer: bool = False,
+        init: str = "default",
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.task_dim = task_dim
@@ -694,6 +711,7 @@ class KernelModulatedConv2d(ModulatedConv2d):
             factor_shape=factor_shape,
             identity=identity,
             first_layer=first_layer,
+            init=init,
         )
         self.reset_parameters()
 
@@ -702,7 +720,7 @@ class KernelModulatedConv2d(ModulatedConv2d):
         return cls(
             site.in_channels, site.out_channels, site.kernel_size, spec.task_dim, stride=site.stride,
             padding=site.padding, bias=site.bias, rank=spec.rank, hidden=spec.hidden,
-            factorization=spec.factorization, identity=spec.identity, first_layer=site.first_layer,
+            factorization=spec.factorization, identity=spec.identity, first_layer=site.first_layer, init=spec.init,
         )
 
     def modulation(self, task_embedding: Tensor) -> KernelModulation:
@@ -743,6 +761,8 @@ class KernelModulatedConv2d(ModulatedConv2d):
             text += f", rank={gen.rank}"
         if not gen.identity:
             text += ", identity=False"
+        if gen.init != "default":
+            text += f", init={gen.init!r}"
         return text
 
 

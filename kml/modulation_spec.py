@@ -12,10 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["ModulationSpec", "FACTORIZATIONS", "check_kernel_generator_options"]
+__all__ = ["ModulationSpec", "FACTORIZATIONS", "INITS", "check_kernel_generator_options", "check_init"]
 
 #: KML's generator factorisations (:class:`~kml.modulation.KernelGenerator`)
 FACTORIZATIONS = ("channel", "published", "full")
+#: how the generators and the task encoder start (``modulation.init``): ``default`` (kml's:
+#: the identity modulation, a Xavier-uniform task encoder) or ``published`` (the published KML
+#: code's: PyTorch's default init of the mask heads and of the task encoder)
+INITS = ("default", "published")
 
 
 def check_kernel_generator_options(rank: int, factorization: str) -> None:
@@ -32,6 +36,23 @@ def check_kernel_generator_options(rank: int, factorization: str) -> None:
         raise ValueError(f"rank={rank} is out of range: it must be >= 1")
 
 
+def check_init(init: str, identity: bool) -> None:
+    """The check of ``init`` (:data:`INITS`), shared by :class:`ModulationSpec` and
+    :class:`~kml.modulation.KernelGenerator`: the published initialisation starts the mask
+    ``M`` small and random, which only the published ``W * M`` (``identity=False``) uses.
+
+    Raises:
+        ValueError: one line naming the option, its value and the fix.
+    """
+    if init not in INITS:
+        raise ValueError(f"init={init!r} is not valid; use one of: {', '.join(INITS)}")
+    if init == "published" and identity:
+        raise ValueError(
+            "init='published' is the published code's start of W * M and needs identity=false; set "
+            "modulation.identity=false (or use protocol=published), or keep init=default with W * (1 + M)"
+        )
+
+
 @dataclass(frozen=True)
 class ModulationSpec:
     """What a backbone's modulated layers are built with.
@@ -45,6 +66,11 @@ class ModulationSpec:
         factorization: KML's factors: ``"channel"`` (``C_out x C_in*k*k``), ``"published"``
             (the published code's sizes) or ``"full"`` (every kernel element).
         identity: KML's ``W * (1 + M)`` (``True``, the paper) or ``W * M`` (the published code).
+        init: ``"default"`` (kml's: the mask heads ``g1``, ``g3`` start at zero so the layer
+            starts as the plain convolution; the task encoder Xavier-uniform) or
+            ``"published"`` (the published code's: every mask head a linear layer at
+            PyTorch's default init, so ``M`` starts small, random and task-dependent; the task
+            encoder at PyTorch's default init too). ``"published"`` needs ``identity=False``.
         options: the modulation's own settings (``modulation.options.*``), checked by its
             layer class (``check_spec``).
 
@@ -52,8 +78,9 @@ class ModulationSpec:
     and ``hidden`` only), but every spec is checked when it is made.
 
     Raises:
-        ValueError: ``task_dim < 1``, ``rank < 1`` or an unknown ``factorization`` (one line
-            naming the field; the run config prefixes ``modulation.``).
+        ValueError: ``task_dim < 1``, ``rank < 1``, an unknown ``factorization`` or ``init``,
+            or ``init="published"`` with ``identity=True`` (one line naming the field; the run
+            config prefixes ``modulation.``).
     """
 
     name: str = "none"
@@ -62,6 +89,7 @@ class ModulationSpec:
     rank: int = 1
     factorization: str = "channel"
     identity: bool = True
+    init: str = "default"
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,6 +98,7 @@ class ModulationSpec:
         if self.task_dim < 1:
             raise ValueError(f"task_dim={self.task_dim} is out of range: it must be >= 1")
         check_kernel_generator_options(self.rank, self.factorization)
+        check_init(self.init, self.identity)
 
     @classmethod
     def from_config(cls, modulation: Any) -> "ModulationSpec":
@@ -87,5 +116,6 @@ class ModulationSpec:
             rank=int(modulation.rank),
             factorization=str(modulation.factorization),
             identity=bool(modulation.identity),
+            init=str(modulation.init),
             options=options,
         )

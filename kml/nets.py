@@ -30,6 +30,7 @@ from kml.functional import (
     tasks_to_grouped,
 )
 from kml.modulation import FeatureModulation, KernelModulation, ModulationSpec, list_modulations
+from kml.modulation_spec import INITS
 
 # MODULATIONS: module __getattr__, read from the registry
 __all__ = ["Conv4", "ConvBlock", "TaskEncoder", "LayerModulation", "MODULATIONS", "STYLES", "POOLS"]  # noqa: F822
@@ -38,6 +39,7 @@ __all__ = ["Conv4", "ConvBlock", "TaskEncoder", "LayerModulation", "MODULATIONS"
 LayerModulation = Union[KernelModulation, FeatureModulation, None]
 STYLES = ("strided", "maxpool")
 POOLS = ("avg", "flatten")
+WEIGHT_INITS = ("xavier", "torch")
 
 
 def __getattr__(name: str) -> Any:
@@ -79,6 +81,9 @@ class Conv4(Backbone):
             ``"flatten"`` (``channels[-1] * s * s`` features).
         num_classes: size of the linear head (MAML); ``None`` returns features (ProtoNet).
         image_size: input height/width (needed for ``pool="flatten"``).
+        weight_init: ``"xavier"`` (default; MMAML's Xavier-uniform conv and head weights, zero
+            biases) or ``"torch"`` (PyTorch's default init of ``nn.Conv2d`` and ``nn.Linear``,
+            as each layer is built: the published KML code's task encoder).
         modulation: a registered modulation (``"none"``, ``"film"``, ``"kml"``, ...) or a
             :class:`~kml.modulation_spec.ModulationSpec`.
         **modulation_options: the spec's fields with a modulation name: ``task_dim``,
@@ -110,9 +115,12 @@ class Conv4(Backbone):
         image_size: int = 84,
         modulation: str | ModulationSpec = "none",
         bias: bool = True,
+        weight_init: str = "xavier",
         **modulation_options: Any,
     ) -> None:
         super().__init__()
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
         spec, channels, style = self.resolve_options(channels, style, pool, modulation, modulation_options)
         self.in_channels = in_channels
         self.channels = tuple(int(c) for c in channels)
@@ -136,7 +144,8 @@ class Conv4(Backbone):
         self.feature_dim = self.channels[-1] * (1 if pool == "avg" else spatial * spatial)
         self.head = nn.Linear(self.feature_dim, num_classes) if num_classes else None
         self.num_classes = num_classes
-        self.reset_parameters()
+        if weight_init == "xavier":
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Xavier-uniform conv and head weights, zero biases (MMAML); generators keep
@@ -217,6 +226,10 @@ class TaskEncoder(nn.Module):
     average pooling, ``Linear(channels[-1], task_dim) + ReLU`` per image, then the
     mean over the support images (labels are not used).
 
+    ``init="default"`` gives the trunk MMAML's Xavier-uniform weights; ``"published"`` keeps
+    PyTorch's default init of every convolution and of the projection, as the published KML
+    code does (``modulation.init``). The projection has PyTorch's default init either way.
+
     Shapes: ``support (T, N*K, C, H, W)`` -> ``(T, task_dim)``; a 4-d support set
     (one task) gives ``(task_dim,)``.
     """
@@ -227,10 +240,14 @@ class TaskEncoder(nn.Module):
         channels: Sequence[int] = (32, 64, 128, 256),
         task_dim: int = 128,
         image_size: int = 84,
+        init: str = "default",
     ) -> None:
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.task_dim = task_dim
-        self.trunk = Conv4(in_channels, channels, style="strided", bn_affine=True, pool="avg", image_size=image_size)
+        self.trunk = Conv4(in_channels, channels, style="strided", bn_affine=True, pool="avg", image_size=image_size,
+                           weight_init="torch" if init == "published" else "xavier")
         self.project = TaskLinear(self.trunk.feature_dim, task_dim)
 
     def forward(self, support: Tensor) -> Tensor:

@@ -52,7 +52,11 @@ VARIANTS = {
     "MProtoNet+KML published refinement": ["learner=protonet", "modulation=kml",
                                            "learner.prototype_refinement=published"],
     "MProtoNet+KML joint batch norm": ["learner=protonet", "modulation=kml", "learner.batch_norm=joint"],
-    "MProtoNet+KML published protocol": ["learner=protonet", "modulation=kml", "protocol=published"],
+    # the published protocol as it was before it gained the published init (pinned option by option)
+    "MProtoNet+KML published protocol": ["learner=protonet", "modulation=kml", "learner.query_modulation=query",
+                                         "learner.prototype_refinement=published", "learner.batch_norm=separate",
+                                         "modulation.identity=false", "modulation.factorization=published"],
+    "MProtoNet+KML complete published protocol": ["learner=protonet", "modulation=kml", "protocol=published"],
     "MProtoNet joint batch norm": ["learner=protonet", "modulation=film", "learner.batch_norm=joint"],
 }
 

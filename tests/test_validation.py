@@ -50,6 +50,13 @@ def test_best_checkpoint_is_the_best_val_accuracy_and_is_tested(synthetic_root, 
     iter_ckpt = load_checkpoint(tmp_path / "checkpoints" / f"iter_{best_iteration:08d}.pt")
     for key, value in iter_ckpt["model"].items():
         torch.testing.assert_close(best["model"][key], value, atol=0, rtol=0)
+    # every val task's accuracy, per validation: their mean is the logged val accuracy
+    per_task = [json.loads(line) for line in (tmp_path / "val_task_accuracies.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in per_task] == [2, 4, 6]
+    for line, logged in zip(per_task, val):
+        assert {m: len(a) for m, a in line["modes"].items()} == {m: 5 for m in logged["val"]["per_mode"]}
+        pooled = [a for accuracies in line["modes"].values() for a in accuracies]
+        assert abs(100 * sum(pooled) / len(pooled) - logged["val"]["accuracy"]) < 1e-3
     # the tested checkpoint is recorded, and its weights gave the test accuracies
     assert results["checkpoint"] == "best" and results["checkpoint_iterations"] == {"all": best_iteration}
     assert results["iterations"] == {"all": 6}

@@ -16,7 +16,8 @@ __all__ = ["PlannedRun", "plan_campaign", "planned_settings", "slug", "validate_
            "RECORDED", "FINISHED", "PARTIAL", "NEW"]
 
 #: the small records of a finished run kept in ``results/<campaign>/<run>/`` (never checkpoints)
-RECORD_FILES = ("results.json", "task_accuracies.json", "metrics.jsonl", "config.yaml", "run_info.json")
+RECORD_FILES = ("results.json", "task_accuracies.json", "metrics.jsonl", "config.yaml", "run_info.json",
+                "val_task_accuracies.jsonl")
 
 RECORDED, FINISHED, PARTIAL, NEW = "recorded", "finished", "partial", "new"
 
@@ -83,6 +84,12 @@ def validate_campaign(campaign: DictConfig) -> None:
     names = [m.name for m in campaign.methods]
     if len(set(names)) != len(names):
         raise ConfigError(f"campaign {campaign.name} names a method twice: {names}")
+    every = names + [a for m in campaign.methods for a in m.get("aliases", [])]
+    if len({slug(n) for n in every}) != len(every):
+        raise ConfigError(
+            f"campaign {campaign.name}: its method names and aliases must differ from each other (also once "
+            f"written as run folder names): {every}"
+        )
     import_user_modules(campaign.get("imports"))
     learners, modulations = list_learners(), list_modulations()
     for method in campaign.methods:
@@ -137,6 +144,16 @@ def planned_settings(campaign) -> list[tuple[int, int, str, str]]:
     return out
 
 
+def _run_id(method, mode: str, shots: int, seed: int, work: Path, results: Path) -> str:
+    """``<mode>_<shots>shot_<method>_seed<seed>``: under the method's name, or under an
+    earlier name (``aliases``) where a run was recorded or started under it."""
+    ids = [f"{mode}_{shots}shot_{slug(n)}_seed{seed}" for n in [method.name, *method.get("aliases", [])]]
+    for run_id in ids:
+        if (results / run_id / "results.json").is_file() or (work / run_id / "config.yaml").is_file():
+            return run_id
+    return ids[0]
+
+
 def plan_campaign(
     campaign: DictConfig,
     work_dir: str | Path,
@@ -151,7 +168,7 @@ def plan_campaign(
     runs = []
     for seed, shots, mode, name in planned_settings(campaign):
         method = by_name[name]
-        run_id = f"{mode}_{shots}shot_{slug(method.name)}_seed{seed}"
+        run_id = _run_id(method, mode, shots, seed, Path(work_dir) / campaign.name, Path(results_dir) / campaign.name)
         overrides = [
             f"mode={mode}",
             f"learner={method.learner}",

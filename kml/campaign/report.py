@@ -90,8 +90,13 @@ def load_campaigns(results_dir: Path) -> list[CampaignRecords]:
 
 # ------------------------------------------------------------------ helpers
 def _name(c: CampaignRecords, run: RunRecord) -> str:
-    """The campaign's display name of a run's method (e.g. Multi-ProtoNet)."""
-    return c.records.get(run.path.name, {}).get("method", run.method)
+    """The campaign's display name of a run's method (e.g. Multi-ProtoNet); a run recorded
+    under an earlier name of a method (its ``aliases``) gets the method's name."""
+    recorded = c.records.get(run.path.name, {}).get("method", run.method)
+    for method in c.spec.get("methods", []):
+        if recorded in (method.get("aliases") or []):
+            return method["name"]
+    return recorded
 
 
 def _seed(c: CampaignRecords, run: RunRecord) -> int:

@@ -149,6 +149,9 @@ class ModulationConfig:
     rank: int = _MODULATION.rank
     factorization: str = _MODULATION.factorization  # channel | published | full (Conv-4 only)
     identity: bool = _MODULATION.identity  # W * (1 + M); false: W * M (published code)
+    # default: kml's start (the identity modulation, a Xavier-uniform task encoder); published:
+    # the published code's (PyTorch's default init of the mask heads and the encoder; needs identity=false)
+    init: str = _MODULATION.init
     # a registered modulation's own settings, checked by its layer class (check_spec)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -303,9 +306,15 @@ def learner_group_node(learner: str) -> dict:
     }
 
 
-def validate(cfg: DictConfig | RunConfig) -> None:
+def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
     """Import the modules of ``imports``, then check ranges and consistency of a composed
     run config: registered names, each backbone's and modulation's own settings.
+
+    Args:
+        saved: ``cfg`` is a run's saved config (evaluated or resumed). Its protocol was
+            checked when it was trained, so it is not checked against what ``protocol=``
+            sets today: a record that predates an option the protocol has since gained
+            (``modulation.init``) keeps its name and loads with that option's default.
 
     Raises:
         ConfigError: naming the offending key and the allowed values.
@@ -326,6 +335,12 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     if c.learner.backbone.style is not None:
         choice(c.learner.backbone.style, backbone.styles, "learner.backbone.style")
     choice(c.learner.backbone.pool, backbone.pools, "learner.backbone.pool")
+    choice(c.learner.query_modulation, QUERY_MODULATIONS, "learner.query_modulation")
+    choice(c.learner.prototype_refinement, PROTOTYPE_REFINEMENTS, "learner.prototype_refinement")
+    choice(c.learner.batch_norm, BATCH_NORMS, "learner.batch_norm")
+    choice(c.protocol.name, PROTOCOLS, "protocol")
+    # the protocol first: its message names the override that contradicts it
+    _check_protocol(c, get_learner(c.learner.name).protocol_options, saved)
     try:
         spec = ModulationSpec.from_config(c.modulation)
         layer = get_modulation(spec.name)
@@ -341,11 +356,6 @@ def validate(cfg: DictConfig | RunConfig) -> None:
                                pool=c.learner.backbone.pool, modulation=spec)
     except ValueError as err:
         raise ConfigError(f"learner.backbone.name={c.learner.backbone.name}: {err}") from None
-    choice(c.learner.query_modulation, QUERY_MODULATIONS, "learner.query_modulation")
-    choice(c.learner.prototype_refinement, PROTOTYPE_REFINEMENTS, "learner.prototype_refinement")
-    choice(c.learner.batch_norm, BATCH_NORMS, "learner.batch_norm")
-    choice(c.protocol.name, PROTOCOLS, "protocol")
-    _check_protocol(c, get_learner(c.learner.name).protocol_options)
     choice(c.eval.checkpoint, ("last", "best"), "eval.checkpoint")
     choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
     choice(c.eval.split, ("train", "val", "test"), "eval.split")
@@ -388,7 +398,7 @@ def validate(cfg: DictConfig | RunConfig) -> None:
     at_least(spec.inner_steps, 0, "learner.specialist.inner_steps")
 
 
-def _check_protocol(c: DictConfig, protocol_options: tuple[str, ...]) -> None:
+def _check_protocol(c: DictConfig, protocol_options: tuple[str, ...], saved: bool) -> None:
     """The protocol options are the ProtoNet family's (the learners that list them in
     ``protocol_options``); joint BN takes one modulation."""
     if not protocol_options and c.protocol.name != PROTOCOLS[0]:
@@ -403,7 +413,13 @@ def _check_protocol(c: DictConfig, protocol_options: tuple[str, ...]) -> None:
                 f"learner.{key}={c.learner[key]} is a ProtoNet option; learner={c.learner.name} takes only "
                 f"learner.{key}={default}"
             )
-    _check_protocol_settings(c)
+    if not saved:
+        _check_protocol_settings(c)
+    if c.learner.prototype_refinement == "published" and int(c.episode.shots) > 1:
+        raise ConfigError(
+            f"learner.prototype_refinement=published reproduces the published code at 1-shot only, and this run has "
+            f"episode.shots={c.episode.shots}; use episode.shots=1, or learner.prototype_refinement=soft|none"
+        )
     if c.learner.batch_norm == "joint" and c.learner.query_modulation == "query":
         raise ConfigError(
             "learner.batch_norm=joint normalises support and query in one pass with the support set's modulation; "

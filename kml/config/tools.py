@@ -115,6 +115,9 @@ class CampaignMethod:
     modulation: str = "none"  # none | film | kml | a registered modulation
     multi: bool = False  # Multi-* specialists
     overrides: list[str] = field(default_factory=list)  # extra overrides of this method's runs
+    # earlier names of this method: the runs recorded under one of them stay its runs (a
+    # rename keeps the records), and reports show them under ``name``
+    aliases: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -140,10 +140,13 @@ class Validator:
         self.vectorized = vectorized
         self.precision = precision
         self.ctx = ctx or DistributedContext()
+        #: the last call's per-task accuracies in [0, 1], ``{mode: [task 0, task 1, ...]}``
+        self.task_accuracies: dict[str, list[float]] = {}
 
     def __call__(self, learner: torch.nn.Module) -> dict:
         """``{"accuracy", "ci95", "tasks", "per_mode": {mode: {"accuracy", "ci95", "tasks"}}}``
-        in percent (``accuracy`` pools the tasks of every mode)."""
+        in percent (``accuracy`` pools the tasks of every mode); the per-task accuracies
+        are kept in :attr:`task_accuracies`."""
         evaluations = {
             mode: evaluate_batches(
                 learner,
@@ -157,6 +160,7 @@ class Validator:
             for mode in self.modes
         }
         overall = pooled_summary(evaluations.values())
+        self.task_accuracies = {mode: [float(a) for a in ev.accuracies] for mode, ev in evaluations.items()}
         return {
             "accuracy": overall["accuracy"],
             "ci95": overall["ci95"],

@@ -74,6 +74,7 @@ def build_learner_from_config(cfg: DictConfig, dataset: str | None = None) -> Me
         rank=modulation.rank,
         factorization=modulation.factorization,
         identity=modulation.identity,
+        init=modulation.init,
         modulation_options=OmegaConf.to_container(options, resolve=True) if options else None,
         inner_steps=cfg.learner.inner_steps,
         inner_lr=cfg.learner.inner_lr,

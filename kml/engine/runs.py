@@ -301,7 +301,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     run_dir = Path(run_dir)
     validate(cfg)  # the command line's own config first: its errors name the user's overrides
     resuming = bool(cfg.resume)
-    if cfg.resume and cfg.resume != AUTO_RESUME:
+    saved = bool(cfg.resume and cfg.resume != AUTO_RESUME)  # the run's saved config, resumed
+    if saved:
         run_dir = Path(cfg.resume)
         saved_path = run_dir / "config.yaml"
         if not saved_path.is_file():
@@ -310,7 +311,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
                 "pass the folder that scripts/train.py printed"
             )
         cfg = resume_config(load_config_file(saved_path), cfg, overrides or [])
-    validate(cfg)
+    validate(cfg, saved=saved)
     ctx = init_distributed(cfg.device)
     # ranks may have composed different time-stamped directories: use rank 0's
     run_dir = Path(ctx.broadcast_object(str(run_dir)))
@@ -516,7 +517,7 @@ def evaluate_run(
         )
     cfg.train.progress = progress
     cfg.device = device
-    validate(cfg)
+    validate(cfg, saved=True)
     torch_device = resolve_device(device)
     vectorized = use_vectorized(cfg.train.vectorized, torch_device, int(cfg.data.image_size))
     ctx = DistributedContext()

@@ -28,7 +28,11 @@ from kml.errors import KmlError
 from kml.io import atomic_write_text
 from kml.learners import MetaLearner, method_name, upgrade_state_dict
 
-__all__ = ["Trainer", "NonFiniteLossError", "TrainingInterrupted"]
+__all__ = ["Trainer", "NonFiniteLossError", "TrainingInterrupted", "VAL_TASK_ACCURACIES"]
+
+#: per-task validation accuracies, one JSON line per validation:
+#: ``{"iteration": i, "modes": {mode: [accuracy of val task 0, 1, ...] in [0, 1]}}``
+VAL_TASK_ACCURACIES = "val_task_accuracies.jsonl"
 
 
 class NonFiniteLossError(KmlError):
@@ -54,8 +58,9 @@ class Trainer:
         cuda_graphs: replay each iteration's forward + backward as a CUDA graph
             (:class:`kml.engine.graphs.GraphedStep`); CUDA devices only.
         validator: validation every ``eval.val_every`` iterations (and at the last one):
-            its result goes to ``metrics.jsonl`` as ``{"iteration", "val": {...}}`` and the
-            best overall val accuracy so far is kept in ``checkpoints/best.pt``.
+            its result goes to ``metrics.jsonl`` as ``{"iteration", "val": {...}}``, each
+            val task's accuracy to ``val_task_accuracies.jsonl`` (:data:`VAL_TASK_ACCURACIES`),
+            and the best overall val accuracy so far is kept in ``checkpoints/best.pt``.
         loggers: the run's metric loggers (:class:`kml.engine.loggers.MetricLoggers`), fed
             every record written to ``metrics.jsonl``; ``None``: ``metrics.jsonl`` only.
     """
@@ -91,6 +96,7 @@ class Trainer:
         self.schedulers = build_schedulers(self.optimizers, cfg)
         self.iteration = 0
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.val_tasks_path = self.run_dir / VAL_TASK_ACCURACIES
         self._window: _Window | None = None  # metrics since the last log line, while fitting
         self._restored_window: dict | None = None
         self.validator = validator
@@ -157,18 +163,20 @@ class Trainer:
         return save_checkpoint(self.run_dir, self.state_dict(), keep_iteration=keep_iteration)
 
     def _truncate_metrics(self, iteration: int) -> None:
-        """Drop metric lines written after ``iteration`` (and a torn last line)."""
-        if not self.metrics_path.is_file():
-            return
-        kept = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+        """Drop metric and per-task validation lines written after ``iteration`` (and a
+        torn last line)."""
+        for path in (self.metrics_path, self.val_tasks_path):
+            if not path.is_file():
                 continue
-            if record.get("iteration", 0) <= iteration:
-                kept.append(line)
-        atomic_write_text(self.metrics_path, "".join(k + "\n" for k in kept))
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record.get("iteration", 0) <= iteration:
+                    kept.append(line)
+            atomic_write_text(path, "".join(k + "\n" for k in kept))
 
     # ------------------------------------------------------------------ loop
     def _sample(self, num_tasks: int):
@@ -297,6 +305,12 @@ class Trainer:
         if not self.ctx.is_main:
             return
         self._append_metrics({"iteration": self.iteration, "val": result})
+        if self.validator.task_accuracies:  # the validation tasks one by one, so that runs pair on them
+            record = {"iteration": self.iteration,
+                      "modes": {mode: [round(a, 6) for a in accuracies]
+                                for mode, accuracies in self.validator.task_accuracies.items()}}
+            with open(self.val_tasks_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, separators=(",", ":")) + "\n")
         if self.best is None or result["accuracy"] > self.best["accuracy"]:
             self._check_parameters()
             self.best = {"iteration": self.iteration, "accuracy": result["accuracy"]}

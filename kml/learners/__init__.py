@@ -120,6 +120,7 @@ def build_learner(
     rank: int = MODULATION_DEFAULTS.rank,
     factorization: str = MODULATION_DEFAULTS.factorization,
     identity: bool = MODULATION_DEFAULTS.identity,
+    init: str = MODULATION_DEFAULTS.init,
     inner_steps: int | None = None,
     inner_lr: float | None = None,
     first_order: bool | None = None,
@@ -162,6 +163,8 @@ def build_learner(
         factorization: KML's factorization (``modulation.factorization``). Default:
             ``"channel"``.
         identity: ``W * (1 + M)`` or ``W * M`` (``modulation.identity``). Default: ``True``.
+        init: how the generators and the task encoder start (``modulation.init``):
+            ``"default"`` or ``"published"`` (:class:`~kml.modulation_spec.ModulationSpec`).
         modulation_options: a registered modulation's own settings (``modulation.options``),
             checked by its layer class.
         inner_steps: MAML's inner steps (default: the recipe's); ignored by ProtoNet.
@@ -195,7 +198,7 @@ def build_learner(
     learner_class = get_learner(learner)
     r = learner_class.recipe
     spec = modulation_spec(modulation, dict(task_dim=task_dim, hidden=tuple(hidden), rank=rank,
-                                            factorization=factorization, identity=identity,
+                                            factorization=factorization, identity=identity, init=init,
                                             options=dict(modulation_options or {})))
     protocol = {"query_modulation": query_modulation, "prototype_refinement": prototype_refinement,
                 "batch_norm": batch_norm}
@@ -221,7 +224,8 @@ def build_learner(
     )
     encoder = None
     if spec.name != "none":
-        encoder = TaskEncoder(in_channels, tuple(encoder_channels or net.encoder_channels()), task_dim, image_size)
+        encoder = TaskEncoder(in_channels, tuple(encoder_channels or net.encoder_channels()), task_dim, image_size,
+                              init=spec.init)
     options = {
         "inner_steps": r.inner_steps if inner_steps is None else inner_steps,
         "inner_lr": r.inner_lr if inner_lr is None else inner_lr,

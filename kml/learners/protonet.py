@@ -111,6 +111,13 @@ def published_refined_prototypes(
     with ``p_q = softmax_j(-||f_q - P_j||^2)`` computed from the support-mean
     prototypes. Use :func:`soft_refined_prototypes` for the refinement as intended.
 
+    1-shot only: there the numerator holds no support row, so the published code's
+    result does not depend on which rows those are. At ``K > 1`` it does: the published
+    sampler draws each support block's label at random (``ClassBalancedSampler.__iter__``
+    in ``scripts/sampler.py``, ``_make_single_batch`` in ``scripts/datasets/*.py``), so the
+    rows summed for prototype ``j`` usually belong to other classes, which class-major rows
+    cannot reproduce; ``K > 1`` is refused.
+
     Args:
         support_features: ``(T, N*K, D)``, rows in class-major order (as the library's
             samplers give them); support_labels: ``(T, N*K)``;
@@ -123,6 +130,11 @@ def published_refined_prototypes(
     shots = rows // ways
     if shots * ways != rows:
         raise ValueError(f"{rows} support rows are not {ways} ways times a number of shots")
+    if shots > 1:
+        raise ValueError(
+            f"prototype_refinement='published' reproduces the published code at 1-shot only, and this task has "
+            f"{shots} shots; use 1-shot tasks, or prototype_refinement='soft' or 'none'"
+        )
     class_major = torch.arange(ways, device=support_labels.device).repeat_interleave(shots)
     capturing = support_labels.is_cuda and torch.cuda.is_current_stream_capturing()
     # (a graphed training step cannot read a value back: the library's samplers give
