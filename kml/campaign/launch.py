@@ -140,7 +140,7 @@ class TrainJob:
     def __call__(self, cfg: DictConfig) -> dict:
         from hydra.core.hydra_config import HydraConfig
 
-        from kml.campaign.runner import machine_description
+        from kml.campaign.records import machine_description
         from kml.data import tune_cpu_allocator
         from kml.engine.device import resolve_device
         from kml.engine.runs import run_training

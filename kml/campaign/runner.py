@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from kml.campaign.plan import (
     PlannedRun,
     plan_campaign,
 )
+from kml.campaign.records import machine_description, run_code
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text, read_jsonl
 
@@ -50,27 +50,6 @@ __all__ = [
 TRANSFERENCE_RECORD = "transference.json"
 DIAGNOSTICS_RECORD = "modulation_diagnostics.json"
 DATA_RECORD = "data.json"
-
-
-def machine_description(device: torch.device) -> dict:
-    """What a record says about the hardware it was measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def machine_paths(cfg: DictConfig) -> dict[str, str]:
@@ -109,27 +88,6 @@ def _portable(text: str, paths: dict[str, str]) -> str:
             pattern = _BEFORE + re.escape(path) + _AFTER
         text = re.sub(pattern, lambda _, new=paths[path]: new, text, flags=re.MULTILINE)
     return text
-
-
-def run_code(run_dir: Path) -> dict:
-    """The code a run was trained with, from its ``run_info.json``: ``{"commits": [the
-    commit of each session, first to last, each once], "dirty": trained (in any session)
-    from a work tree with uncommitted changes, "commit_changed": resumed on another
-    commit}``; empty for a run without one."""
-    path = Path(run_dir) / "run_info.json"
-    if not path.is_file():
-        return {}
-    info = json.loads(path.read_text())
-    sessions = [info, *info.get("resumes", [])]
-    commits: list = []
-    for session in sessions:
-        if session.get("git_commit") not in commits:
-            commits.append(session.get("git_commit"))
-    return {
-        "commits": commits,
-        "dirty": any(bool(session.get("git_dirty")) for session in sessions),
-        "commit_changed": len(commits) > 1,
-    }
 
 
 def _check_code(run: PlannedRun, allow_dirty: bool, allow_commit_change: bool) -> None:
