@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from fixtures_engine import SCRIPTS, TINY, run_script
 
@@ -438,34 +439,81 @@ def test_the_data_section_says_which_runs_recorded_their_data(reproduce, synthet
 
 
 def test_a_mixed_seed_campaign_is_reported_across_seeds(reproduce, synthetic_root, tmp_path):
-    """Two seeds for ProtoNet and MProtoNet+KML, one for MProtoNet: contrasts with both seeds
-    are reported across seeds (t-interval over seeds), with the per-seed figures below."""
-    from kml.analysis.seeds import student_t_quantile
+    """Three seeds for ProtoNet and MProtoNet+KML, one for MProtoNet and a rank-2 variant:
+    contrasts with several seeds are reported across seeds (t-interval over seeds), with
+    the per-seed figures below; only contrasts with three seeds get a verdict, the findings
+    text says what the table says, the ablation judges each row by its own yardstick, and
+    the advantage over training follows the validation differences."""
+    from kml.analysis.seeds import across_seeds, student_t_quantile
+    from kml.campaign.verdicts import holm_survivors
 
-    overrides = [*tiny_campaign(synthetic_root, tmp_path),
-                 "campaign.groups=[{methods: []}, {methods: [ProtoNet, MProtoNet+KML], seeds: [1]}]"]
+    methods = ("[{name: ProtoNet, learner: protonet, modulation: none}, {name: MProtoNet, learner: protonet, "
+               "modulation: film}, {name: MProtoNet+KML, learner: protonet, modulation: kml}, {name: 'MProtoNet+KML "
+               "(rank 2)', learner: protonet, modulation: kml, overrides: ['modulation.rank=2']}]")
+    overrides = [*tiny_campaign(synthetic_root, tmp_path), f"campaign.methods={methods}",
+                 "campaign.groups=[{methods: []}, {methods: [ProtoNet, MProtoNet+KML], seeds: [1, 2]}]",
+                 "campaign.ablation=[['MProtoNet+KML (rank 2)', MProtoNet+KML, rank 2], "
+                 "[MProtoNet+KML, ProtoNet, KML]]"]
     run_campaign(reproduce(overrides), log=lambda *a: None)
+    notes = tmp_path / "results" / "synthetic" / "notes.md"
+    notes.write_text("KML − none: {{diff: MProtoNet+KML − ProtoNet @ 1-shot}}, "
+                     "{{verdict: MProtoNet+KML − ProtoNet @ 1-shot}}; "
+                     "FiLM: {{verdict: MProtoNet − ProtoNet @ 1-shot}}.")
+    run_campaign(reproduce([*overrides, "report_only=true"]), log=lambda *a: None)
     report = (tmp_path / "docs" / "results.md").read_text()
     summary = json.loads((tmp_path / "docs" / "results.json").read_text())[0]["settings"][0]
-    assert summary["seeds"] == [0, 1]
+    assert summary["seeds"] == [0, 1, 2]
     contrasts = {(e["a"], e["b"]): e for e in summary["paired"]}
     kml = contrasts[("MProtoNet+KML", "ProtoNet")]
-    per_seed = [kml["per_seed"][s]["overall"]["difference"] for s in ("0", "1")]
-    mean = sum(per_seed) / 2
-    half = 12.706204736174694 * abs(per_seed[0] - per_seed[1]) / math.sqrt(2) / math.sqrt(2)
-    assert abs(student_t_quantile(1) - 12.706204736174694) < 1e-9
+    per_seed = [kml["per_seed"][s]["overall"]["difference"] for s in ("0", "1", "2")]
+    mean, sd = sum(per_seed) / 3, float(np.std(per_seed, ddof=1))
+    half = 4.302652729911275 * sd / math.sqrt(3)
+    assert abs(student_t_quantile(2) - 4.302652729911275) < 1e-9
     assert kml["across_seeds"]["overall"]["mean"] == pytest.approx(mean, abs=1e-12)
     assert kml["across_seeds"]["overall"]["ci95"] == pytest.approx(half, rel=1e-9)
     assert "across_seeds" not in contrasts[("MProtoNet", "ProtoNet")]  # MProtoNet has seed 0 only
     row = next(line for line in report.splitlines() if line.startswith("| MProtoNet+KML − ProtoNet |"))
-    assert f"**{mean:+.2f} ± {half:.2f}** | - | 0, 1 |" in row
+    assert f"**{mean:+.2f} ± {half:.2f}** | - | 0, 1, 2 |" in row
     per_seed_rows = [line for line in report.splitlines() if line.startswith("| MProtoNet+KML − ProtoNet | ")
-                     and line.split("|")[2].strip() in ("0", "1")]
-    assert len(per_seed_rows) == 2  # the per-seed table
-    claim = next(line for line in report.splitlines() if line.startswith("| KML > none"))
-    assert "| 2 (0, 1) |" in claim
-    assert "| ProtoNet | 0, 1 |" not in report and "| 0, 1 | last (4) |" in report
+                     and line.split("|")[2].strip() in ("0", "1", "2")]
+    assert len(per_seed_rows) == 3  # the per-seed table
+
+    # the verdict rule: three seeds give a verdict, one seed none; the findings agree
+    s = across_seeds(per_seed)
+    word = "holds" if s.low > 0 else "does not hold" if s.high < 0 else "not established"
+    claims = {line.split("|")[1].strip(): line.split("|") for line in report.splitlines()
+              if line.startswith("| KML > none") or line.startswith("| FiLM > none")}
+    kml_claim = claims["KML > none (ProtoNet family: MProtoNet+KML − ProtoNet)"]
+    film_claim = claims["FiLM > none (ProtoNet family: MProtoNet − ProtoNet)"]
+    assert kml_claim[5].strip() == "3 (0, 1, 2)" and kml_claim[6].strip() == word
+    assert film_claim[5].strip() == "one seed (0)" and film_claim[6].strip() == "one seed: no verdict"
+    judged = [line.split("|") for line in report.splitlines() if line.startswith("| KML >")
+              or line.startswith("| FiLM >")]
+    judged = [row for row in judged if "no verdict" not in row[6]]
+    if word != "not established":  # Holm over the claims with a verdict (here this one alone)
+        assert kml_claim[7].strip() == ("survives" if holm_survivors([s.p_value])[0] else "does not survive")
+    assert len(judged) == 1
+    assert (f"KML − none: {mean:+.2f} ± {half:.2f} (3 seeds), {word}; FiLM: one seed: no verdict."
+            in report.replace("+-", "-"))
+
+    # the ablation: each row against 2 sqrt(sd_a^2 + sd_b^2); a one-seed method borrows its kind's sd
+    accuracy = {m: [v["accuracy"] for v in summary["overall"][m].values()] for m in ("ProtoNet", "MProtoNet+KML")}
+    sd_kml, sd_none = (float(np.std(accuracy[m], ddof=1)) for m in ("MProtoNet+KML", "ProtoNet"))
+    rank_row = next(line for line in report.splitlines() if line.startswith("| rank 2 |"))
+    assert f"| {2 * math.hypot(sd_kml, sd_kml):.2f} (sd {sd_kml:.2f} from MProtoNet+KML; {sd_kml:.2f}) |" in rank_row
+    kml_row = next(line for line in report.splitlines() if line.startswith("| KML | MProtoNet+KML − ProtoNet |"))
+    assert f"| {2 * math.hypot(sd_kml, sd_none):.2f} (sd {sd_kml:.2f}; {sd_none:.2f}) |" in kml_row
+
+    # the advantage over training: per-seed validation differences, across seeds at each point
+    advantage = next(a for a in summary["advantage_over_training"]
+                     if a["a"] == "MProtoNet+KML" and a["b"] == "ProtoNet")
+    assert sorted(advantage["per_seed"]) == ["0", "1", "2"] and sorted(advantage["per_seed"]["0"]) == ["2", "4"]
+    at_2 = [advantage["per_seed"][seed]["2"][0] for seed in ("0", "1", "2")]
+    assert all(advantage["per_seed"][seed]["2"][1] is not None for seed in ("0", "1", "2"))  # paired over val tasks
+    cell = f"{across_seeds(at_2).mean:+.2f} ± {across_seeds(at_2).ci95:.2f}"
+    assert any(line.startswith("| 2 | ") and cell in line for line in report.splitlines())
     assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_forest.png").is_file()
+    assert (tmp_path / "docs" / "figures" / "results_synthetic_synthetic_1shot_advantage.png").is_file()
 
 
 def test_a_launcher_runs_the_missing_runs_as_jobs_and_the_campaign_records_them(reproduce, synthetic_root, tmp_path,

@@ -1,13 +1,14 @@
 """The claims table of the results report: one row per claim of the paper and setting,
-with the paper's figure, ours and a verdict by the stated rule (:mod:`kml.campaign.verdicts`)."""
+with the paper's figure, ours and a verdict by the stated rule (:mod:`kml.campaign.verdicts`),
+and whether that verdict survives a Holm correction over every claim with a verdict."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
-from kml.analysis.seeds import verdict
 from kml.campaign.contrasts import Contrast, contrast, contrast_marks
 from kml.campaign.records import (
     CODE_MARKS_NOTE,
@@ -19,10 +20,30 @@ from kml.campaign.records import (
     settings_of,
     signed,
 )
+from kml.campaign.verdicts import RULE, SeedVerdict, holm_survivors, seed_verdict
+
+__all__ = ["CLAIMS", "ClaimRow", "claim_rows", "claims_section"]
 
 #: the paper's claims on accuracy: (label, method kind a, method kind b); a > b is claimed
 CLAIMS = (("KML > none", "kml", "none"), ("KML > FiLM", "kml", "film"), ("FiLM > none", "film", "none"),
           ("KML > Multi", "kml", "multi"))
+
+
+@dataclass
+class ClaimRow:
+    """One row of the claims table; ``holm`` is filled in once every row is known."""
+
+    claim: str
+    setting: str
+    paper: str
+    ours: str
+    seeds: str
+    verdict: SeedVerdict
+    holm: str = "-"
+
+    def markdown(self) -> str:
+        return (f"| {self.claim} | {self.setting} | {self.paper} | {self.ours} | {self.seeds} | {self.verdict.word} "
+                f"| {self.holm} |")
 
 
 def _family(c: CampaignRecords) -> str:
@@ -37,70 +58,15 @@ def _setting_label(c: CampaignRecords, mode: str, shots: int) -> str:
             f"{budget.get('iterations')} it.)")
 
 
-def _claim_cells(cmp: Contrast) -> tuple[str, str, str]:
-    """``(ours, seeds, verdict)`` of a claim's contrast: across seeds (t-interval over
-    seeds) where it has several, else "one seed" with the paired CI over tasks."""
-    mean, ci, over = cmp.headline()
-    word = verdict(mean - ci, mean + ci)
-    if over == "seeds":
-        return f"**{signed(mean)} ± {ci:.2f}**", f"{len(cmp.seeds)} ({seeds_text(cmp.seeds)})", word
-    return f"**{signed(mean)} ± {ci:.2f}**", f"one seed ({cmp.seeds[0]})", word
+def _seeds_cell(cmp: Contrast) -> str:
+    if len(cmp.seeds) > 1:
+        return f"{len(cmp.seeds)} ({seeds_text(cmp.seeds)})"
+    return f"one seed ({cmp.seeds[0]})"
 
 
-def _transference_claims(c: CampaignRecords) -> list[str]:
-    """The transference claims of a campaign with a transference record: KML gives more
-    positive transfer than no modulation, and transfer grows more positive as training
-    proceeds (paired over the same source tasks, which every checkpoint and method share;
-    one seed)."""
-    from kml.analysis.transference import POSITIVE, transfer_classes
-
-    t = c.transference
-    if not t:
-        return []
-    kinds = method_kinds(c)
-    by_label = {run["label"]: run for run in t["runs"]}
-    kml, none = by_label.get(kinds.get("kml")), by_label.get(kinds.get("none"))
-    neutral = t["settings"]["neutral"]
-    paper = ((c.spec.get("paper") or {}).get("transference_positive") or {})
-    setting = (f"{c.name}: {t['settings']['source_mode']} → {t['settings']['target_mode']}, "
-               f"{t['settings']['sources']} sources, α = {t['settings']['alpha']:g}")
-
-    def positive(entry) -> np.ndarray:
-        return (transfer_classes(np.asarray(entry["lr"], dtype=np.float64), neutral) == POSITIVE).reshape(-1)
-
-    def paired(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        d = x.astype(np.float64) - y.astype(np.float64)
-        return 100.0 * float(d.mean()), 100.0 * 1.96 * float(d.std(ddof=1)) / np.sqrt(d.size)
-
-    def seed_label(run) -> str:
-        match = re.search(r"_seed(\d+)$", run.get("run_id", ""))
-        return f"one seed ({match.group(1)})" if match else "one seed"
-
-    rows = []
-    if kml is not None and none is not None:
-        mean, ci = paired(positive(kml["checkpoints"][-1]), positive(none["checkpoints"][-1]))
-        pa, pb = paper.get(kml["label"]), paper.get(none["label"])
-        paper_text = f"{signed(pa - pb)} ({pa:g} vs {pb:g} % positive)" if pa is not None and pb is not None else "-"
-        rows.append(f"| KML: more positive transfer than none (share of LR < 1, last checkpoint, points) | {setting} "
-                    f"| {paper_text} | **{signed(mean)} ± {ci:.2f}** | {seed_label(kml)} "
-                    f"| {verdict(mean - ci, mean + ci)} |")
-    for run in (none, kml):  # the paper shows this for its histograms during training, without numbers
-        if run is None or len(run["checkpoints"]) < 2:
-            continue
-        first, last = run["checkpoints"][0], run["checkpoints"][-1]
-        mean, ci = paired(positive(last), positive(first))
-        rows.append(f"| More positive transfer as training proceeds ({run['label']}: share of LR < 1 at "
-                    f"{last['iteration']} − at {first['iteration']} iterations, points) | {setting} | histograms only, "
-                    f"no number | **{signed(mean)} ± {ci:.2f}** | {seed_label(run)} "
-                    f"| {verdict(mean - ci, mean + ci)} |")
-    return rows
-
-
-def claims_section(campaigns: list[CampaignRecords]) -> str:
-    """One row per claim of the paper and setting: the paper's figure (the difference of
-    the same two methods in its column, in its own setting), ours and a verdict."""
-    rows = ["| claim | setting | paper | ours | seeds | verdict |", "|---|---|---|---|---|---|"]
-    marked = False
+def _accuracy_claims(campaigns: list[CampaignRecords]) -> tuple[list[ClaimRow], bool]:
+    """The accuracy claims of every campaign and setting, and whether a row carries a code mark."""
+    rows, marked = [], False
     for label, kind_a, kind_b in CLAIMS:
         for c in campaigns:
             kinds = method_kinds(c)
@@ -111,14 +77,91 @@ def claims_section(campaigns: list[CampaignRecords]) -> str:
                 if not cmp.per_seed:
                     continue
                 paper = paper_difference(c, cmp.a, cmp.b, shots)
-                ours, seeds, word = _claim_cells(cmp)
+                mean, ci, _ = cmp.headline()
                 marks = contrast_marks(c, setting, cmp)
                 marked = marked or bool(marks)
-                seeds += marks
-                rows.append(f"| {label} ({_family(c)}: {cmp.a} − {cmp.b}) | {_setting_label(c, mode, shots)} | "
-                            f"{signed(paper) if paper is not None else '-'} | {ours} | {seeds} | {word} |")
+                rows.append(ClaimRow(f"{label} ({_family(c)}: {cmp.a} − {cmp.b})", _setting_label(c, mode, shots),
+                                     signed(paper) if paper is not None else "-", f"**{signed(mean)} ± {ci:.2f}**",
+                                     _seeds_cell(cmp) + marks, cmp.verdict()))
+    return rows, marked
+
+
+def _positive(entry: dict, neutral: float) -> np.ndarray:
+    """Per source task of a transference checkpoint: 1 where LR < 1 beyond the neutral band."""
+    from kml.analysis.transference import POSITIVE, transfer_classes
+
+    return (transfer_classes(np.asarray(entry["lr"], dtype=np.float64), neutral) == POSITIVE).reshape(-1)
+
+
+def _paired_share(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The paired difference of two positive shares over the same sources, in points ± 1.96 sd / sqrt(n)."""
+    d = x.astype(np.float64) - y.astype(np.float64)
+    return 100.0 * float(d.mean()), 100.0 * 1.96 * float(d.std(ddof=1)) / np.sqrt(d.size)
+
+
+def _one_seed(run: dict) -> str:
+    match = re.search(r"_seed(\d+)$", run.get("run_id", ""))
+    return f"one seed ({match.group(1)})" if match else "one seed"
+
+
+def _transference_claims(c: CampaignRecords) -> list[ClaimRow]:
+    """The transference claims of a campaign with a transference record, paired over the
+    same source tasks (which every checkpoint and method share): KML gives more positive
+    transfer than no modulation, at every analysed checkpoint; and transfer grows more
+    positive as training proceeds (last − first checkpoint). One training seed each."""
+    t = c.transference
+    if not t:
+        return []
+    kinds = method_kinds(c)
+    by_label = {run["label"]: run for run in t["runs"]}
+    kml, none = by_label.get(kinds.get("kml")), by_label.get(kinds.get("none"))
+    neutral = t["settings"]["neutral"]
+    paper = ((c.spec.get("paper") or {}).get("transference_positive") or {})
+    setting = (f"{c.name}: {t['settings']['source_mode']} → {t['settings']['target_mode']}, "
+               f"{t['settings']['sources']} sources, α = {t['settings']['alpha']:g}")
+    rows = []
+    if kml is not None and none is not None:
+        pa, pb = paper.get(kml["label"]), paper.get(none["label"])
+        paper_text = f"{signed(pa - pb)} ({pa:g} vs {pb:g} % positive)" if pa is not None and pb is not None else "-"
+        theirs = {entry["iteration"]: entry for entry in none["checkpoints"]}
+        for entry in kml["checkpoints"]:
+            if entry["iteration"] not in theirs:
+                continue
+            mean, ci = _paired_share(_positive(entry, neutral), _positive(theirs[entry["iteration"]], neutral))
+            rows.append(ClaimRow(f"KML: more positive transfer than none (share of LR < 1 at {entry['iteration']} "
+                                 "iterations, points)", setting, paper_text, f"**{signed(mean)} ± {ci:.2f}**",
+                                 _one_seed(kml), seed_verdict([mean])))
+    for run in (none, kml):  # the paper shows this for its histograms during training, without numbers
+        if run is None or len(run["checkpoints"]) < 2:
+            continue
+        first, last = run["checkpoints"][0], run["checkpoints"][-1]
+        mean, ci = _paired_share(_positive(last, neutral), _positive(first, neutral))
+        rows.append(ClaimRow(f"More positive transfer as training proceeds ({run['label']}: share of LR < 1 at "
+                             f"{last['iteration']} − at {first['iteration']} iterations, points)", setting,
+                             "histograms only, no number", f"**{signed(mean)} ± {ci:.2f}**", _one_seed(run),
+                             seed_verdict([mean])))
+    return rows
+
+
+def claim_rows(campaigns: list[CampaignRecords]) -> tuple[list[ClaimRow], bool]:
+    """Every claim row, with its Holm column filled in, and whether a row carries a code mark."""
+    rows, marked = _accuracy_claims(campaigns)
     for c in campaigns:
         rows += _transference_claims(c)
+    judged = [row for row in rows if row.verdict.has_verdict]
+    survives = holm_survivors([row.verdict.p_value for row in judged])
+    for row, kept in zip(judged, survives):
+        if row.verdict.word in ("holds", "does not hold"):
+            row.holm = "survives" if kept else "does not survive"
+    return rows, marked
+
+
+def claims_section(campaigns: list[CampaignRecords]) -> str:
+    """One row per claim of the paper and setting: the paper's figure (the difference of
+    the same two methods in its column, in its own setting), ours, a verdict by the stated
+    rule and its Holm correction."""
+    rows, marked = claim_rows(campaigns)
+    judged = sum(row.verdict.has_verdict for row in rows)
     return "\n".join([
         "## Claims",
         "",
@@ -126,10 +169,12 @@ def claims_section(campaigns: list[CampaignRecords]) -> str:
         "paper's tables, in the paper's own setting (which differs from ours as each section says). *ours*: the "
         "paired difference on the identical test tasks, in accuracy points; with several training seeds the mean "
         "of the per-seed differences ± a Student-t interval over seeds (n − 1 degrees of freedom), with one seed "
-        "the paired mean ± 1.96 sd / sqrt(n) over tasks, which covers the test tasks but not training. "
-        "*verdict* (our rule): **holds** when the 95 % interval lies above 0, **does not hold** when it lies "
-        "below 0, **not established** otherwise; a one-seed verdict says nothing about a new training run.",
+        "the paired mean ± 1.96 sd / sqrt(n) over tasks, which covers the test tasks but not training.",
         "",
-        *rows,
+        RULE + f" {judged} of the {len(rows)} claims have a verdict.",
+        "",
+        "| claim | setting | paper | ours | seeds | verdict | Holm |",
+        "|---|---|---|---|---|---|---|",
+        *(row.markdown() for row in rows),
         *(["", CODE_MARKS_NOTE] if marked else []),
     ])

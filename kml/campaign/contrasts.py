@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from kml.analysis.paired import PairingError, compare_task_records
 from kml.analysis.seeds import AcrossSeeds, across_seeds
 from kml.campaign.records import CampaignRecords, Setting, methods_in, runs_marks, runs_of
+from kml.campaign.verdicts import SeedVerdict, seed_verdict
 
 
 @dataclass
@@ -53,6 +54,11 @@ class Contrast:
             s = across_seeds([entry["difference"] for entry in entries])
             return s.mean, s.ci95, "seeds"
         return entries[0]["difference"], entries[0]["ci95"], "tasks"
+
+    def verdict(self) -> SeedVerdict:
+        """The verdict by the report's rule (:func:`kml.campaign.verdicts.seed_verdict`) from
+        the per-seed overall paired differences."""
+        return seed_verdict([self.per_seed[seed]["overall"]["difference"] for seed in self.seeds])
 
     def as_dict(self) -> dict:
         out: dict = {"a": self.a, "b": self.b, "seeds": self.seeds, "per_seed": {str(k): v for k, v in
@@ -108,3 +114,23 @@ def contrast_marks(c: CampaignRecords, setting: Setting, cmp: Contrast) -> str:
     """The marks of the runs a contrast rests on (both methods, its seeds)."""
     return runs_marks(c, [r for m in (cmp.a, cmp.b) for seed, r in runs_of(c, setting, m).items()
                           if seed in cmp.seeds])
+
+
+def forest_contrasts(c: CampaignRecords, setting: Setting, contrasts: list[Contrast]) -> list[Contrast]:
+    """The contrasts of a setting's forest plot: ``contrasts`` (every method against the
+    baseline, and the campaign's pairs), except that a method the ablation compares with a
+    reference of its own is drawn against that reference, not against the baseline."""
+    methods = methods_in(c, setting)
+    base = c.spec.get("baseline")
+    rows = [row for row in c.spec.get("ablation") or []
+            if len(row) == 3 and row[0] in methods and row[1] in methods and row[1] != base]
+    variants = {row[0] for row in rows}
+    out = [cmp for cmp in contrasts if not (cmp.b == base and cmp.a in variants)]
+    drawn = {(cmp.a, cmp.b) for cmp in out}
+    for a, b, _ in rows:
+        if (a, b) not in drawn:
+            drawn.add((a, b))
+            cmp = contrast(c, setting, a, b)
+            if cmp.per_seed:
+                out.append(cmp)
+    return out

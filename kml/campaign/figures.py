@@ -24,33 +24,45 @@ def series_color(k: int, n: int):
 
 
 def accuracy_figure(c: CampaignRecords, setting: Setting, shots: int, path: Path, title: str) -> Path:
-    """Accuracy per mode and overall, one bar per method (mean over its seeds), with the
-    paper's values as markers."""
+    """Accuracy of every method, one panel per mode and one overall: one row per method with
+    its mean over seeds and its interval (the table's), the paper's value as a diamond in the
+    overall panel, chance as a dashed line. 800 pixels wide, whatever the number of methods."""
     all_runs = [r for runs in setting.values() for r in runs]
-    modes = modes_of(all_runs)
-    groups = modes + ["overall"]
+    panels = [*modes_of(all_runs), None]
     methods = methods_in(c, setting)
-    width = 0.8 / max(1, len(methods))
-    fig, ax = subplots(figsize=(max(7.0, 0.35 * len(groups) * len(methods) + 3), 4.2))
-    x = np.arange(len(groups))
-    labelled = False
-    for k, method in enumerate(methods):
-        stats = [method_accuracy(c, setting, method, m) for m in modes] + [method_accuracy(c, setting, method, None)]
-        offset = (k - (len(methods) - 1) / 2) * width
-        ax.bar(x + offset, [s[0] if s else np.nan for s in stats], width, yerr=[s[1] if s else 0 for s in stats],
-               capsize=2, label=method, color=series_color(k, len(methods)))
-        paper = paper_value(c, method, shots)
-        if paper is not None:
-            ax.plot([x[-1] + offset], [paper], marker="D", color="black", markersize=5, linestyle="none",
-                    label=None if labelled else "paper (its setting)")
-            labelled = True
-    ways = all_runs[0].results["eval"]["ways"]
-    ax.axhline(100.0 / ways, color="grey", linestyle="--", linewidth=1)
-    ax.set_xticks(x, groups, rotation=15)
-    ax.set(ylabel="test accuracy (%) ± 95% CI", title=title, ylim=(0, 100))
-    ax.legend(fontsize=6, ncol=2)
-    ax.grid(axis="y", alpha=0.3)
-    return save_figure(fig, path, dpi=110)
+    columns = min(3, len(panels))
+    rows_of_panels = -(-len(panels) // columns)
+    height = 0.22 * len(methods) + 0.9
+    fig, axes = subplots(rows_of_panels, columns, figsize=(8.0, height * rows_of_panels), squeeze=False,
+                         sharey=True)
+    y = np.arange(len(methods))[::-1]
+    chance = 100.0 / all_runs[0].results["eval"]["ways"]
+    for index, mode in enumerate(panels):
+        ax = axes[index // columns][index % columns]
+        for row, (k, method) in zip(y, enumerate(methods)):
+            value = method_accuracy(c, setting, method, mode)
+            if value is not None:
+                ax.errorbar(value[0], row, xerr=value[1], fmt="o", markersize=3.5, capsize=2, elinewidth=1.2,
+                            color=series_color(k, len(methods)))
+            paper = paper_value(c, method, shots) if mode is None else None
+            if paper is not None:
+                ax.plot(paper, row, marker="D", color="black", markersize=4, markerfacecolor="none",
+                        linestyle="none")
+        ax.axvline(chance, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title("overall" if mode is None else mode, fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.grid(axis="x", alpha=0.3)
+    for index in range(len(panels), rows_of_panels * columns):
+        axes[index // columns][index % columns].axis("off")
+    for r in range(rows_of_panels):
+        axes[r][0].set_yticks(y, methods, fontsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("test accuracy (%) ± 95% CI", fontsize=7)
+    if any(paper_value(c, m, shots) is not None for m in methods):
+        title += " (◇: the paper, in its own setting)"
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=100)
 
 
 def forest_figure(c: CampaignRecords, contrasts: list[Contrast], shots: int, path: Path, title: str) -> Path | None:
@@ -122,32 +134,43 @@ def _metrics(run: RunRecord) -> dict[str, list[dict]]:
     return {"": read_metrics(run.path)}
 
 
+#: the most series one panel of the curves figure shows
+SERIES_PER_PANEL = 6
+
+
+def _series(c: CampaignRecords, runs: list[RunRecord]) -> list[tuple[str, list[dict]]]:
+    """``(label, metric records)`` of every run, one per specialist for Multi-* runs."""
+    return [(method_of(c, run) + (f" ({part})" if part else ""), records)
+            for run in runs for part, records in _metrics(run).items()]
+
+
 def curves_figure(c: CampaignRecords, runs: list[RunRecord], path: Path, title: str) -> Path | None:
-    """Validation accuracy (overall; specialists per mode) and training accuracy against iterations."""
-    fig, (ax_train, ax_val) = subplots(1, 2, figsize=(12, 4))
-    any_val = False
-    for k, run in enumerate(runs):
-        color = series_color(k, len(runs))
-        for j, (part, records) in enumerate(_metrics(run).items()):
-            label = method_of(c, run) + (f" ({part})" if part else "")
-            style = ("-", "--", ":", "-.")[j % 4]
+    """Meta-training accuracy (left) and validation accuracy (right) against iterations, in
+    rows of at most :data:`SERIES_PER_PANEL` series (runs, or specialists of Multi-* runs),
+    in the campaign's method order."""
+    series = [(label, records) for label, records in _series(c, runs) if records]
+    if not series:
+        return None
+    chunks = [series[i:i + SERIES_PER_PANEL] for i in range(0, len(series), SERIES_PER_PANEL)]
+    fig, axes = subplots(len(chunks), 2, figsize=(12, 3.6 * len(chunks)), squeeze=False)
+    for (ax_train, ax_val), chunk in zip(axes, chunks):
+        for k, (label, records) in enumerate(chunk):
             train = [r for r in records if "loss" in r]
             val = [r for r in records if "val" in r]
             if train:
-                ax_train.plot([r["iteration"] for r in train], [r["accuracy"] for r in train], color=color,
-                              linestyle=style, linewidth=1, label=label)
+                ax_train.plot([r["iteration"] for r in train], [r["accuracy"] for r in train], color=f"C{k}",
+                              linewidth=1, label=label)
             if val:
-                any_val = True
-                ax_val.plot([r["iteration"] for r in val], [r["val"]["accuracy"] for r in val], color=color,
-                            linestyle=style, marker="o", markersize=2.5, label=label)
-    if not any_val and not any(ax_train.lines):
-        return None
-    ax_train.set(xlabel="iteration", ylabel="query accuracy (%)", title="meta-training accuracy (windows of log_every)")
-    ax_val.set(xlabel="iteration", ylabel="val accuracy (%)", title="validation accuracy (fixed val tasks)")
-    for ax in (ax_train, ax_val):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=6, ncol=2 if len(runs) > 8 else 1)
-    fig.suptitle(title, y=1.02)
-    save_figure(fig, path, dpi=110)
+                ax_val.plot([r["iteration"] for r in val], [r["val"]["accuracy"] for r in val], color=f"C{k}",
+                            marker="o", markersize=2.5, label=label)
+        ax_train.set(xlabel="iteration", ylabel="query accuracy (%)",
+                     title="meta-training accuracy (windows of log_every)")
+        ax_val.set(xlabel="iteration", ylabel="val accuracy (%)", title="validation accuracy (fixed val tasks)")
+        for ax in (ax_train, ax_val):
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
+    fig.suptitle(title, y=1.0)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
     return path

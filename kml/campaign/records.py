@@ -135,9 +135,21 @@ def paper_difference(c: CampaignRecords, a: str, b: str, shots: int) -> float | 
 
 def code_marks(c: CampaignRecords, run: RunRecord) -> str:
     """`` ‡`` for a run trained from uncommitted code, `` †`` for one resumed on another
-    commit (from its record, or its ``run_info.json`` for records that predate that)."""
+    commit (from its record, or its ``run_info.json`` for records that predate that), `` §``
+    for one resumed before records kept the commit of each resume."""
     code = c.records.get(run.path.name, {}).get("code") or run_code(run.path)
-    return (" ‡" if code.get("dirty") else "") + (" †" if code.get("commit_changed") else "")
+    marks = (" ‡" if code.get("dirty") else "") + (" †" if code.get("commit_changed") else "")
+    return marks + (" §" if resumed_on_unrecorded_commit(run.path) else "")
+
+
+def resumed_on_unrecorded_commit(run_dir: Path) -> bool:
+    """Whether a run was resumed before ``run_info.json`` kept a commit per resume: it lists
+    the times it was resumed (``resumed``) but not the commit of each (``resumes``)."""
+    path = Path(run_dir) / "run_info.json"
+    if not path.is_file():
+        return False
+    info = json.loads(path.read_text())
+    return bool(info.get("resumed")) and not info.get("resumes")
 
 
 def runs_marks(c: CampaignRecords, runs) -> str:
@@ -149,7 +161,9 @@ def runs_marks(c: CampaignRecords, runs) -> str:
 
 CODE_MARKS_NOTE = (
     "‡: trained from a work tree with uncommitted changes (`run_info.json`: `git_dirty`), so its exact code is not "
-    "in git. †: resumed on another commit than it started on (`run_info.json`: `resumes`)."
+    "in git. †: resumed on another commit than it started on (`run_info.json`: `resumes`). §: resumed before "
+    "records kept the commit of each resume (`run_info.json` lists when it was resumed, `resumed`, not on which "
+    "commit), so the commit of its later sessions is not recorded; the record names the commit it started on."
 )
 
 

@@ -20,11 +20,13 @@ import json
 import logging
 from pathlib import Path
 
+from kml.campaign.advantage import advantage_figure, advantage_section, setting_advantages
 from kml.campaign.claims import claims_section
-from kml.campaign.contrasts import Contrast, setting_contrasts
+from kml.campaign.contrasts import Contrast, contrast, forest_contrasts, setting_contrasts
 from kml.campaign.figures import accuracy_figure, curves_figure, forest_figure
 from kml.campaign.records import (
     CampaignRecords,
+    Setting,
     anchor,
     load_campaigns,
     methods_in,
@@ -34,6 +36,7 @@ from kml.campaign.records import (
     runs_of,
     seeds_text,
     settings_of,
+    signed,
 )
 from kml.campaign.sections import (
     ablation_section,
@@ -43,9 +46,9 @@ from kml.campaign.sections import (
     diagnostics_section,
     paired_section,
     per_seed_accuracy_table,
-    seed_spread,
     transference_section,
 )
+from kml.campaign.verdicts import fill_findings
 from kml.errors import KmlError
 from kml.io import atomic_write_text
 
@@ -96,75 +99,103 @@ def campaign_section(c: CampaignRecords, report: Path, figures_dir: Path) -> tup
     data = data_section(c)
     if data:
         lines += [data]
-    notes = c.folder / "notes.md"
     summary: dict = {"campaign": c.name, "settings": []}
     for (mode, shots), setting in settings_of(c).items():
-        all_runs = [r for runs in setting.values() for r in runs]
-        ways = all_runs[0].results["eval"]["ways"]
-        title = f"{mode}, {ways}-way {shots}-shot"
-        lines += [f"### {title}", "", f"Training seeds: {seeds_text(setting)}.", ""]
-        paper = spec.get("paper") or {}
-        if any(paper_value(c, m, shots) is not None for m in methods_in(c, setting)):
-            lines += [f"Paper column: {paper_setting(paper, shots)}. {paper.get('note', '')}".strip(), ""]
-        lines += [accuracy_table(c, setting, shots), ""]
-        tasks = all_runs[0].results["eval"]["tasks_per_mode"]
-        lines += [
-            f"Accuracy in %. One seed: mean ± 1.96 sd / sqrt(n) over {tasks} {all_runs[0].results['eval']['split']} "
-            "tasks per mode (overall: all tasks pooled). Several seeds: the mean of the per-seed accuracies ± a "
-            "Student-t interval over seeds (the per-seed figures are below). *tested*: the checkpoint evaluated and "
-            "its iteration (per specialist for Multi-* methods).",
-            "",
-        ]
-        per_seed = per_seed_accuracy_table(c, setting)
-        if per_seed:
-            lines += ["Per seed:", "", per_seed, ""]
-        stem = f"results_{c.name}_{mode}_{shots}shot"
-        path = accuracy_figure(c, setting, shots, figures_dir / f"{stem}_accuracy.png", title)
-        lines += [f"![accuracy]({relative_link(path, report)})", ""]
-        contrasts = setting_contrasts(c, setting)
-        if contrasts:
-            lines += [
-                "Paired differences on the identical test tasks, in accuracy points: across seeds (mean of the "
-                "per-seed paired means ± t-interval over seeds; p: one-sample t-test over seeds) where both methods "
-                "have several seeds, else the one seed's mean of per-task differences ± 1.96 sd / sqrt(n) (p: "
-                "two-sided paired t-test). *stratified by mode*: the same interval with the tasks of each mode "
-                "as their own stratum (across seeds the interval is over seeds, which has no such form: -).",
-                "",
-                paired_section(c, setting, contrasts),
-                "",
-            ]
-            path = forest_figure(c, contrasts, shots, figures_dir / f"{stem}_forest.png", title)
-            if path is not None:
-                lines += [f"![paired differences]({relative_link(path, report)})", ""]
-            ablation = ablation_section(c, setting, _spread_for(c, shots))
-            if ablation:
-                lines += [ablation, ""]
-        first_seed = next(iter(setting))
-        curves = curves_figure(c, setting[first_seed], figures_dir / f"{stem}_seed{first_seed}_curves.png",
-                               f"{title}, seed {first_seed}")
-        if curves is not None:
-            lines += [f"![training and validation curves, seed {first_seed}]({relative_link(curves, report)})", ""]
-        summary["settings"].append({
-            "mode": mode, "shots": shots, "seeds": list(setting),
-            "paired": [cmp.as_dict() for cmp in contrasts],
-            "overall": {m: {str(seed): r.results["overall"] for seed, r in runs_of(c, setting, m).items()}
-                        for m in methods_in(c, setting)},
-        })
+        text, entry = setting_section(c, mode, shots, setting, report, figures_dir)
+        lines += [text]
+        summary["settings"].append(entry)
     if c.transference:
         lines += [transference_section(c, report, figures_dir), ""]
     if c.diagnostics:
         lines += [diagnostics_section(c), ""]
+    notes = c.folder / "notes.md"
     if notes.is_file():
-        lines += [notes.read_text().strip(), ""]
+        lines += [findings(c, notes), ""]
     lines += budget_lines(c, budget)
     return "\n".join(lines), summary
 
 
-def _spread_for(c: CampaignRecords, shots: int) -> float | None:
-    """The seed spread (:func:`seed_spread`) of the campaign's settings with ``shots``."""
-    contrasts = [cmp for (mode, s), setting in settings_of(c).items() if s == shots
-                 for cmp in setting_contrasts(c, setting)]
-    return seed_spread(contrasts)
+def setting_section(c: CampaignRecords, mode: str, shots: int, setting: Setting, report: Path,
+                    figures_dir: Path) -> tuple[str, dict]:
+    """The markdown of one setting (mode and shots) of a campaign, and its summary for
+    ``results.json``: accuracy, paired contrasts, ablation, the advantage over training and
+    the curves."""
+    all_runs = [r for runs in setting.values() for r in runs]
+    ways = all_runs[0].results["eval"]["ways"]
+    title = f"{mode}, {ways}-way {shots}-shot"
+    stem = f"results_{c.name}_{mode}_{shots}shot"
+    lines = [f"### {title}", "", f"Training seeds: {seeds_text(setting)}.", ""]
+    paper = c.spec.get("paper") or {}
+    if any(paper_value(c, m, shots) is not None for m in methods_in(c, setting)):
+        lines += [f"Paper column: {paper_setting(paper, shots)}. {paper.get('note', '')}".strip(), ""]
+    lines += [accuracy_table(c, setting, shots), "", _ACCURACY_NOTE.format(
+        tasks=all_runs[0].results["eval"]["tasks_per_mode"], split=all_runs[0].results["eval"]["split"]), ""]
+    per_seed = per_seed_accuracy_table(c, setting)
+    if per_seed:
+        lines += ["Per seed:", "", per_seed, ""]
+    path = accuracy_figure(c, setting, shots, figures_dir / f"{stem}_accuracy.png", title)
+    lines += [f"![accuracy]({relative_link(path, report)})", ""]
+    contrasts = setting_contrasts(c, setting)
+    if contrasts:
+        lines += [_PAIRED_NOTE, "", paired_section(c, setting, contrasts), ""]
+        path = forest_figure(c, forest_contrasts(c, setting, contrasts), shots, figures_dir / f"{stem}_forest.png",
+                             title)
+        if path is not None:
+            lines += [f"![paired differences]({relative_link(path, report)})", ""]
+        ablation = ablation_section(c, setting)
+        if ablation:
+            lines += [ablation, ""]
+    advantages = setting_advantages(c, setting)
+    if advantages:
+        path = advantage_figure(advantages, figures_dir / f"{stem}_advantage.png", title)
+        lines += [advantage_section(advantages, path, relative_link(path, report) if path else None), ""]
+    first_seed = next(iter(setting))
+    curves = curves_figure(c, setting[first_seed], figures_dir / f"{stem}_seed{first_seed}_curves.png",
+                           f"{title}, seed {first_seed}")
+    if curves is not None:
+        lines += [f"![training and validation curves, seed {first_seed}]({relative_link(curves, report)})", ""]
+    entry = {
+        "mode": mode, "shots": shots, "seeds": list(setting),
+        "paired": [cmp.as_dict() for cmp in contrasts],
+        "overall": {m: {str(seed): r.results["overall"] for seed, r in runs_of(c, setting, m).items()}
+                    for m in methods_in(c, setting)},
+        "advantage_over_training": [adv.as_dict() for adv in advantages],
+    }
+    return "\n".join(lines), entry
+
+
+def findings(c: CampaignRecords, notes: Path) -> str:
+    """A campaign's findings text (``notes.md``) with its placeholders filled in from the
+    records (:func:`kml.campaign.verdicts.fill_findings`): verdict words and contrast figures
+    come from the same computation as the tables, never typed."""
+    settings = settings_of(c)
+
+    def lookup(kind: str, a: str, b: str, shots: int) -> str | None:
+        setting = next((s for (mode, k), s in settings.items() if k == shots), None)
+        cmp = contrast(c, setting, a, b) if setting is not None else None
+        if cmp is None or not cmp.per_seed:
+            return None
+        if kind == "verdict":
+            return cmp.verdict().word
+        mean, ci, over = cmp.headline()
+        return f"{signed(mean)} ± {ci:.2f}" + (f" ({len(cmp.seeds)} seeds)" if over == "seeds" else
+                                                 f" (seed {cmp.seeds[0]})")
+
+    return fill_findings(notes.read_text().strip(), lookup, f"{c.folder.name}/notes.md")
+
+
+_ACCURACY_NOTE = (
+    "Accuracy in %. One seed: mean ± 1.96 sd / sqrt(n) over {tasks} {split} tasks per mode (overall: all tasks "
+    "pooled). Several seeds: the mean of the per-seed accuracies ± a Student-t interval over seeds (the per-seed "
+    "figures are below). *tested*: the checkpoint evaluated and its iteration (per specialist for Multi-* methods)."
+)
+_PAIRED_NOTE = (
+    "Paired differences on the identical test tasks, in accuracy points: across seeds (mean of the per-seed paired "
+    "means ± t-interval over seeds; p: one-sample t-test over seeds) where both methods have several seeds, else the "
+    "one seed's mean of per-task differences ± 1.96 sd / sqrt(n) (p: two-sided paired t-test). *stratified by "
+    "mode*: the same interval with the tasks of each mode as their own stratum (across seeds the interval is over "
+    "seeds, which has no such form: -)."
+)
 
 
 _INTRO = """# Results

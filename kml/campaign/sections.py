@@ -15,6 +15,7 @@ from kml.campaign.records import (
     CODE_MARKS_NOTE,
     CampaignRecords,
     Setting,
+    method_kinds,
     methods_in,
     paper_value,
     relative_link,
@@ -66,9 +67,13 @@ def paired_section(c: CampaignRecords, setting: Setting, contrasts: list[Contras
             p, wlt = format_p(o["p_value"]), f"{o['wins']} / {o['losses']} / {o['ties']}"
         rows.append(f"| {label} | " + " | ".join(cells) + f" | **{signed(mean)} ± {ci:.2f}** | {stratified} | "
                     f"{seeds_text(cmp.seeds)} | {p} | {wlt} |")
-        word = verdict(mean - ci, mean + ci)
-        what = {"holds": f"{cmp.a} is better overall", "does not hold": f"{cmp.a} is worse overall",
-                "not established": "no difference established overall"}[word]
+        judged = cmp.verdict()
+        if judged.has_verdict:
+            what = f"verdict: **{judged.word}**"
+        else:
+            side = verdict(mean - ci, mean + ci)  # the interval's side of 0, not a verdict
+            what = {"holds": f"{cmp.a} above {cmp.b}", "does not hold": f"{cmp.a} below {cmp.b}",
+                    "not established": "no difference"}[side] + f" on these test tasks ({judged.word})"
         over_text = (f"t-interval over {len(cmp.seeds)} seeds" if over == "seeds"
                      else f"seed {cmp.seeds[0]}, {next(iter(cmp.per_seed.values()))['overall']['tasks']} paired tasks")
         better = [m for m in modes if (h := cmp.headline(m)) and h[0] - h[1] > 0]
@@ -97,17 +102,36 @@ def paired_section(c: CampaignRecords, setting: Setting, contrasts: list[Contras
     return text
 
 
-def seed_spread(contrasts: list[Contrast]) -> float | None:
-    """The spread between training seeds of a two-run contrast: the root mean square of
-    the across-seed standard deviations of the overall paired differences of every
-    contrast with several seeds (``None`` without one)."""
-    sds = [cmp.across().sd for cmp in contrasts if len(cmp.per_seed) > 1]
-    return float(np.sqrt(np.mean(np.square(sds)))) if sds else None
+def accuracy_sd(c: CampaignRecords, setting: Setting, method: str) -> tuple[float, str] | None:
+    """The standard deviation over training seeds of a method's overall accuracy in a
+    setting, and whose it is: the method's own with two or more seeds, else that of the
+    campaign's main method of the same kind (its modulation, or Multi-*), named; ``None``
+    when neither has two seeds."""
+    kinds = method_kinds(c)
+    spec = next((m for m in c.spec.get("methods", []) if m["name"] == method), {})
+    kind = "multi" if spec.get("multi") else spec.get("modulation", "none")
+    for name in (method, kinds.get(kind)):
+        runs = runs_of(c, setting, name) if name else {}
+        if len(runs) > 1:
+            return float(np.std([r.results["overall"]["accuracy"] for r in runs.values()], ddof=1)), name
+    return None
 
 
-def ablation_section(c: CampaignRecords, setting: Setting, spread: float | None) -> str:
+def _yardstick(c: CampaignRecords, setting: Setting, a: str, b: str) -> tuple[float, str] | None:
+    """``2 * sqrt(sd_a^2 + sd_b^2)`` (:func:`accuracy_sd`) and its cell text, or ``None``."""
+    sds = [accuracy_sd(c, setting, m) for m in (a, b)]
+    if any(sd is None for sd in sds):
+        return None
+    (sd_a, from_a), (sd_b, from_b) = sds
+    parts = [f"{sd:.2f}" + (f" from {owner}" if owner != m else "") for (sd, owner), m in zip(sds, (a, b))]
+    value = 2.0 * float(np.hypot(sd_a, sd_b))
+    return value, f"{value:.2f} (sd {parts[0]}; {parts[1]})"
+
+
+def ablation_section(c: CampaignRecords, setting: Setting) -> str:
     """The campaign's ablation rows (``[method, reference, what changes]``) present in
-    ``setting``: each a paired contrast, set against the seed spread."""
+    ``setting``: each a paired contrast, judged against its own yardstick, twice the spread
+    between seeds of a difference of these two methods (:func:`_yardstick`)."""
     rows_spec = [row for row in c.spec.get("ablation") or [] if len(row) == 3]
     methods = methods_in(c, setting)
     present = [row for row in rows_spec if row[0] in methods and row[1] in methods]
@@ -116,22 +140,20 @@ def ablation_section(c: CampaignRecords, setting: Setting, spread: float | None)
     lines = [
         "#### Ablation: the published protocol, part by part",
         "",
-        "Each row changes one thing against a reference run, paired on the identical test tasks. "
-        + (f"The spread between training seeds of a two-run contrast is **{spread:.2f}** points (root mean "
-           "square of the across-seed standard deviations of this setting's contrasts with several seeds); "
-           "by our rule a change counts only when its difference exceeds twice that spread. "
-           if spread is not None else
-           "No contrast of this setting has several seeds, so the seed spread is not known here; "
-           "differences below about a point are not claims. ")
-        + "The options are described in docs/modulation.md (\"The published protocol\").",
+        "Each row changes one thing against a reference run, paired on the identical test tasks. Its yardstick "
+        "is twice the spread between training seeds of a difference of the two methods, 2 × √(sd_A² + sd_B²), "
+        "each sd the standard deviation of that method's overall accuracy over its seeds; a method with one seed "
+        "takes the sd of the campaign's main method of its kind (named in the row). By our rule a change counts "
+        "(*beyond*) only when its difference exceeds the yardstick; *within* otherwise. The options are described "
+        "in docs/modulation.md (\"The published protocol\").",
         "",
-        "| what changes | comparison | **overall** | stratified by mode | seeds | vs seed spread |",
-        "|---|---|---|---|---|---|",
+        "| what changes | comparison | **overall** | stratified by mode | seeds | yardstick | vs yardstick |",
+        "|---|---|---|---|---|---|---|",
     ]
     for a, b, what in present:
         cmp = contrast(c, setting, a, b)
         if not cmp.per_seed:
-            lines.append(f"| {what} | {a} − {b} | {cmp.error} | - | - | - |")
+            lines.append(f"| {what} | {a} − {b} | {cmp.error} | - | - | - | - |")
             continue
         mean, ci, over = cmp.headline()
         if over == "seeds":
@@ -139,12 +161,10 @@ def ablation_section(c: CampaignRecords, setting: Setting, spread: float | None)
         else:
             st = next(iter(cmp.per_seed.values())).get("overall_stratified")
             stratified = f"± {st['ci95']:.2f}" if st else "-"
-        if spread is None:
-            against = "unknown"
-        else:
-            against = "beyond" if abs(mean) > 2 * spread else "within"
+        yardstick = _yardstick(c, setting, a, b)
+        against = "unknown" if yardstick is None else "beyond" if abs(mean) > yardstick[0] else "within"
         lines.append(f"| {what} | {a} − {b} | **{signed(mean)} ± {ci:.2f}** | {stratified} | "
-                     f"{seeds_text(cmp.seeds)} | {against} |")
+                     f"{seeds_text(cmp.seeds)} | {'-' if yardstick is None else yardstick[1]} | {against} |")
     return "\n".join(lines)
 
 

@@ -119,10 +119,11 @@ def fill_findings(text: str, lookup: Callable[[str, str, str, int], str | None],
     return filled
 
 
-_VERDICT_WORDS = re.compile(r"\b(holds?|not established)\b", re.IGNORECASE)
+_VERDICT_WORDS = re.compile(r"\b(holds?|not\s+established)\b", re.IGNORECASE)
 
 
 def hand_written_verdicts(text: str) -> list[str]:
-    """The verdict words (``hold``, ``holds``, ``not established``) that ``text`` types
-    outside its placeholders: each line that has one."""
-    return [line.strip() for line in PLACEHOLDER.sub("", text).splitlines() if _VERDICT_WORDS.search(line)]
+    """The verdict words (``hold``, ``holds``, ``not established``, also across a line
+    break) that ``text`` types outside its placeholders, each with the words around it."""
+    flat = " ".join(PLACEHOLDER.sub("", text).split())
+    return [flat[max(0, m.start() - 30):m.end() + 30] for m in _VERDICT_WORDS.finditer(flat)]
