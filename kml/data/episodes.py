@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from kml.data.errors import DataError
+from kml.data.imaging import OUTPUT_CHANNELS as OUTPUT_CHANNELS  # re-exported: the channels of every episode
 from kml.data.storage import Manifest, load_split_array, read_manifest
-
-OUTPUT_CHANNELS = 3
 
 
 @dataclass
