@@ -27,8 +27,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from kml.analysis.comparison import RunRecord, format_p, modes_of, read_run_record
-from kml.analysis.paired import PairingError, compare_task_records
-from kml.analysis.seeds import AcrossSeeds, across_seeds, verdict
+from kml.analysis.seeds import Contrast, accuracy_over_seeds, contrast_over_seeds, verdict
 from kml.errors import KmlError
 from kml.io import atomic_write_text
 from kml.plotting import save_figure, subplots
@@ -197,79 +196,11 @@ def _seeds_text(seeds) -> str:
 
 
 # ------------------------------------------------------------------ contrasts
-@dataclass
-class Contrast:
-    """The paired difference ``a − b`` of two methods in one setting, per training seed
-    (on the identical test tasks of each seed's two runs) and across seeds.
-
-    Attributes:
-        per_seed: ``{seed: compare_task_records(a, b)}`` for every seed both methods have.
-        error: why no seed could be paired (``None`` otherwise).
-    """
-
-    a: str
-    b: str
-    per_seed: dict[int, dict] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def seeds(self) -> list[int]:
-        return sorted(self.per_seed)
-
-    def modes(self) -> list[str]:
-        out: list[str] = []
-        for cmp in self.per_seed.values():
-            out += [m for m in cmp["per_mode"] if m not in out]
-        return out
-
-    def across(self, mode: str | None = None) -> AcrossSeeds:
-        """The per-seed paired means (overall, or of ``mode``) across seeds."""
-        values = [cmp["overall"]["difference"] if mode is None else cmp["per_mode"][mode]["difference"]
-                  for cmp in self.per_seed.values() if mode is None or mode in cmp["per_mode"]]
-        return across_seeds(values)
-
-    def headline(self, mode: str | None = None) -> tuple[float, float, str] | None:
-        """``(difference, ci95, over)``: across seeds (t-interval over seeds) when there are
-        several, else the one seed's paired mean ± its CI over tasks; ``over`` is
-        ``"seeds"`` or ``"tasks"``."""
-        entries = [cmp["overall"] if mode is None else cmp["per_mode"].get(mode) for cmp in self.per_seed.values()]
-        entries = [entry for entry in entries if entry is not None]
-        if not entries:  # no seed has this mode
-            return None
-        if len(entries) > 1:
-            s = across_seeds([entry["difference"] for entry in entries])
-            return s.mean, s.ci95, "seeds"
-        return entries[0]["difference"], entries[0]["ci95"], "tasks"
-
-    def as_dict(self) -> dict:
-        out: dict = {"a": self.a, "b": self.b, "seeds": self.seeds, "per_seed": {str(k): v for k, v in
-                                                                                 self.per_seed.items()}}
-        if len(self.per_seed) > 1:
-            out["across_seeds"] = {"overall": self.across().as_dict(),
-                                   "per_mode": {m: self.across(m).as_dict() for m in self.modes()
-                                                if sum(m in cmp["per_mode"] for cmp in self.per_seed.values()) > 1}}
-        if self.error:
-            out["error"] = self.error
-        return out
-
-
 def contrast(c: CampaignRecords, setting: Setting, a: str, b: str) -> Contrast:
     """:class:`Contrast` of methods ``a`` and ``b`` over the seeds both have in ``setting``."""
-    result = Contrast(a, b)
     runs_a, runs_b = _runs_of(c, setting, a), _runs_of(c, setting, b)
-    errors = []
-    for seed in sorted(set(runs_a) & set(runs_b)):
-        ra, rb = runs_a[seed], runs_b[seed]
-        if ra.tasks is None or rb.tasks is None:
-            errors.append("no per-task records")
-            continue
-        try:
-            result.per_seed[seed] = compare_task_records(ra.tasks, rb.tasks)
-        except PairingError as err:
-            errors.append(str(err))
-    if not result.per_seed:
-        result.error = errors[0] if errors else "no common seed"
-    return result
+    return contrast_over_seeds(a, b, {seed: r.tasks for seed, r in runs_a.items()},
+                               {seed: r.tasks for seed, r in runs_b.items()})
 
 
 def setting_contrasts(c: CampaignRecords, setting: Setting) -> list[Contrast]:
@@ -419,14 +350,8 @@ def _method_accuracy(c: CampaignRecords, setting: Setting, method: str, mode: st
     """A method's accuracy (overall or of ``mode``) in a setting: the mean over its seeds ±
     the t-interval over seeds, or with one seed its accuracy ± its CI over tasks."""
     runs = _runs_of(c, setting, method)
-    entries = [r.results["overall"] if mode is None else r.results["per_mode"].get(mode) for r in runs.values()]
-    entries = [e for e in entries if e]
-    if not entries:
-        return None
-    if len(entries) == 1:
-        return entries[0]["accuracy"], entries[0]["ci95"]
-    s = across_seeds([e["accuracy"] for e in entries])
-    return s.mean, s.ci95
+    return accuracy_over_seeds([r.results["overall"] if mode is None else r.results["per_mode"].get(mode)
+                                for r in runs.values()])
 
 
 def accuracy_table(c: CampaignRecords, setting: Setting, shots: int) -> str:
