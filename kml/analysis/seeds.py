@@ -200,9 +200,11 @@ def contrast_over_seeds(
     """:class:`Contrast` of methods ``a`` and ``b`` over the training seeds both have.
 
     Args:
-        a, b: the methods' names.
-        tasks_a, tasks_b: ``{seed: task records}`` of each method's runs (a run's
+        a: the first method's name.
+        b: the second method's name (the difference is ``a - b``).
+        tasks_a: ``{seed: task records}`` of ``a``'s runs (a run's
             ``task_accuracies.json`` contents, ``None`` where it has none).
+        tasks_b: the same of ``b``'s runs.
 
     Returns:
         the seeds both have, in ascending order, paired on their identical test tasks

@@ -195,6 +195,11 @@ class ModeData:
     def min_count(self) -> int:
         return int(self.counts.min()) if self.num_classes else 0
 
+    def gather(self, draw: TaskDraw, shots: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 support ``(T, N*K, C, H, W)`` and query ``(T, N*Q, C, H, W)`` of drawn
+        tasks (:func:`gather_tasks`); a sampler scales them by ``1 / 255``."""
+        return gather_tasks(self, draw, shots)
+
     def to(self, device: torch.device | str) -> "ModeData":
         device = torch.device(device)
         if self.images.device == device:
