@@ -444,8 +444,7 @@ def test_a_mixed_seed_campaign_is_reported_across_seeds(reproduce, synthetic_roo
     the per-seed figures below; only contrasts with three seeds get a verdict, the findings
     text says what the table says, the ablation judges each row by its own yardstick, and
     the advantage over training follows the validation differences."""
-    from kml.analysis.seeds import across_seeds, student_t_quantile
-    from kml.campaign.verdicts import holm_survivors
+    from kml.analysis.seeds import across_seeds, holm_survivors, student_t_quantile
 
     methods = ("[{name: ProtoNet, learner: protonet, modulation: none}, {name: MProtoNet, learner: protonet, "
                "modulation: film}, {name: MProtoNet+KML, learner: protonet, modulation: kml}, {name: 'MProtoNet+KML "

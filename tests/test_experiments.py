@@ -180,7 +180,7 @@ def test_compare_script_writes_the_paper_style_table(compose, synthetic_root, tm
     text = (tmp_path / "table.md").read_text()
     table = text.split("\n\n")[0]
     assert (table.splitlines()[0]
-            == "| method | setup | synthetic_glyphs | synthetic_textures | synthetic_shapes | overall |")
+            == "| method | setup | synthetic_glyphs | synthetic_textures | synthetic_shapes | overall | seeds |")
     assert {line.split("|")[1].strip() for line in table.splitlines()[2:]} == {"MAML", "ProtoNet"}
     assert " +- " in table and text.strip() in proc.stdout
     assert len(json.loads((tmp_path / "table.json").read_text())) == 2

@@ -53,7 +53,7 @@ def test_the_stratified_interval_treats_each_mode_as_a_stratum():
 
 
 def test_a_contrast_with_a_mode_some_seeds_lack_reports_what_it_has():
-    from kml.campaign.contrasts import Contrast
+    from kml.analysis.seeds import Contrast
 
     def cmp(overall, modes):
         entry = lambda d: {"difference": d, "ci95": 0.5}  # noqa: E731

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kml.analysis.seeds import across_seeds
-from kml.campaign.verdicts import fill_findings, hand_written_verdicts, holm_survivors, seed_verdict
+from kml.analysis.seeds import across_seeds, holm_survivors, seed_verdict
+from kml.campaign.findings import fill_findings, hand_written_verdicts
 from kml.errors import KmlError
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

@@ -21,14 +21,28 @@ per method this module reports, in accuracy points:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from kml.analysis.paired import stratified_ci95, student_t_two_sided_p
+from kml.analysis.paired import PairingError, compare_task_records, stratified_ci95, student_t_two_sided_p
 
-__all__ = ["AcrossSeeds", "across_seeds", "student_t_quantile", "stratified_ci95", "verdict", "VERDICTS"]
+__all__ = [
+    "AcrossSeeds",
+    "Contrast",
+    "MIN_SEEDS",
+    "SeedVerdict",
+    "VERDICTS",
+    "accuracy_over_seeds",
+    "across_seeds",
+    "contrast_over_seeds",
+    "holm_survivors",
+    "seed_verdict",
+    "stratified_ci95",
+    "student_t_quantile",
+    "verdict",
+]
 
 #: the claims table's verdicts
 VERDICTS = ("holds", "does not hold", "not established")
@@ -111,3 +125,164 @@ def verdict(low: float, high: float) -> str:
     if high < 0:
         return VERDICTS[1]
     return VERDICTS[2]
+
+
+#: training seeds of both methods a verdict needs (:func:`seed_verdict`)
+MIN_SEEDS = 3
+
+_COUNTS = {1: "one seed", 2: "two seeds"}
+
+
+@dataclass(frozen=True)
+class SeedVerdict:
+    """The verdict of a contrast from its per-seed paired differences (:func:`seed_verdict`).
+
+    Attributes:
+        word: ``holds``, ``does not hold``, ``not established`` or ``"<n> seed(s): no verdict"``.
+        seeds: the number of training seeds both methods have.
+        p_value: the two-sided one-sample t-test over seeds (``None`` under :data:`MIN_SEEDS`).
+    """
+
+    word: str
+    seeds: int
+    p_value: float | None
+
+    @property
+    def has_verdict(self) -> bool:
+        return self.p_value is not None
+
+
+def seed_verdict(per_seed: Sequence[float]) -> SeedVerdict:
+    """The verdict rule over training seeds: with at least :data:`MIN_SEEDS` per-seed paired
+    differences, :func:`verdict` of their t-interval over seeds; with fewer,
+    ``"one seed: no verdict"`` (``"two seeds: ..."``): an interval over test tasks covers the
+    sampling of test tasks, not training."""
+    n = len(per_seed)
+    if n < MIN_SEEDS:
+        return SeedVerdict(f"{_COUNTS.get(n, f'{n} seeds')}: no verdict", n, None)
+    s = across_seeds(per_seed)
+    return SeedVerdict(verdict(s.low, s.high), n, s.p_value)
+
+
+def holm_survivors(p_values: Sequence[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down procedure: for each p-value (in the given order), whether its
+    hypothesis is rejected at family-wise error ``alpha``: the ``i``-th smallest of ``m``
+    p-values is compared with ``alpha / (m - i)`` (``i`` from 0), stopping at the first
+    that is not below."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    survives = [False] * m
+    for rank, index in enumerate(order):
+        if p_values[index] > alpha / (m - rank):
+            break
+        survives[index] = True
+    return survives
+
+
+def accuracy_over_seeds(entries: Sequence[Mapping | None]) -> tuple[float, float] | None:
+    """A method's accuracy from its seeds' result entries (``{"accuracy", "ci95"}``, a
+    run's ``overall`` or one mode's; ``None`` where a seed lacks it): the mean over the
+    seeds ± the t-interval over seeds (:func:`across_seeds`) when there are several, else
+    the one seed's accuracy ± its CI over tasks; ``None`` without any entry."""
+    present = [entry for entry in entries if entry]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0]["accuracy"], present[0]["ci95"]
+    s = across_seeds([entry["accuracy"] for entry in present])
+    return s.mean, s.ci95
+
+
+@dataclass
+class Contrast:
+    """The paired difference ``a − b`` of two methods in one setting, per training seed
+    (on the identical test tasks of each seed's two runs) and across seeds
+    (:func:`contrast_over_seeds` builds it).
+
+    Attributes:
+        per_seed: ``{seed: compare_task_records(a, b)}`` for every seed both methods have.
+        error: why no seed could be paired (``None`` otherwise).
+    """
+
+    a: str
+    b: str
+    per_seed: dict[int, dict] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.per_seed)
+
+    def modes(self) -> list[str]:
+        out: list[str] = []
+        for cmp in self.per_seed.values():
+            out += [m for m in cmp["per_mode"] if m not in out]
+        return out
+
+    def across(self, mode: str | None = None) -> AcrossSeeds:
+        """The per-seed paired means (overall, or of ``mode``) across seeds."""
+        values = [cmp["overall"]["difference"] if mode is None else cmp["per_mode"][mode]["difference"]
+                  for cmp in self.per_seed.values() if mode is None or mode in cmp["per_mode"]]
+        return across_seeds(values)
+
+    def headline(self, mode: str | None = None) -> tuple[float, float, str] | None:
+        """``(difference, ci95, over)``: across seeds (t-interval over seeds) when there are
+        several, else the one seed's paired mean ± its CI over tasks; ``over`` is
+        ``"seeds"`` or ``"tasks"``."""
+        entries = [cmp["overall"] if mode is None else cmp["per_mode"].get(mode) for cmp in self.per_seed.values()]
+        entries = [entry for entry in entries if entry is not None]
+        if not entries:  # no seed has this mode
+            return None
+        if len(entries) > 1:
+            s = across_seeds([entry["difference"] for entry in entries])
+            return s.mean, s.ci95, "seeds"
+        return entries[0]["difference"], entries[0]["ci95"], "tasks"
+
+    def verdict(self) -> SeedVerdict:
+        """The verdict by the rule over seeds (:func:`seed_verdict`) of the per-seed overall
+        paired differences."""
+        return seed_verdict([self.per_seed[seed]["overall"]["difference"] for seed in self.seeds])
+
+    def as_dict(self) -> dict:
+        out: dict = {"a": self.a, "b": self.b, "seeds": self.seeds, "per_seed": {str(k): v for k, v in
+                                                                                 self.per_seed.items()}}
+        if len(self.per_seed) > 1:
+            out["across_seeds"] = {"overall": self.across().as_dict(),
+                                   "per_mode": {m: self.across(m).as_dict() for m in self.modes()
+                                                if sum(m in cmp["per_mode"] for cmp in self.per_seed.values()) > 1}}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def contrast_over_seeds(
+    a: str, b: str, tasks_a: Mapping[int, Mapping | None], tasks_b: Mapping[int, Mapping | None]
+) -> Contrast:
+    """:class:`Contrast` of methods ``a`` and ``b`` over the training seeds both have.
+
+    Args:
+        a: the first method's name.
+        b: the second method's name (the difference is ``a - b``).
+        tasks_a: ``{seed: task records}`` of ``a``'s runs (a run's
+            ``task_accuracies.json`` contents, ``None`` where it has none).
+        tasks_b: the same of ``b``'s runs.
+
+    Returns:
+        the seeds both have, in ascending order, paired on their identical test tasks
+        (:func:`kml.analysis.paired.compare_task_records`); ``error`` says why none could
+        be (``"no common seed"``, ``"no per-task records"`` or the pairing error).
+    """
+    result = Contrast(a, b)
+    errors = []
+    for seed in sorted(set(tasks_a) & set(tasks_b)):
+        ra, rb = tasks_a[seed], tasks_b[seed]
+        if ra is None or rb is None:
+            errors.append("no per-task records")
+            continue
+        try:
+            result.per_seed[seed] = compare_task_records(ra, rb)
+        except PairingError as err:
+            errors.append(str(err))
+    if not result.per_seed:
+        result.error = errors[0] if errors else "no common seed"
+    return result

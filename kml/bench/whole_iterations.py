@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from kml.data.episodes import OUTPUT_CHANNELS, ModeData, draw_tasks, episode_labels, gather_tasks
+from kml.data.imaging import PIXEL_SCALE
 from kml.learners import MetaLearner
 
 __all__ = ["WholeIterations"]
@@ -77,7 +78,7 @@ class WholeIterations:
                           count_range=self.count_range)
         parts = []
         for images in gather_tasks(self.mode, draw, self.shots):
-            parts.append(images.expand(-1, -1, OUTPUT_CHANNELS, -1, -1).float().mul_(1.0 / 255.0))
+            parts.append(images.expand(-1, -1, OUTPUT_CHANNELS, -1, -1).float().mul_(PIXEL_SCALE))
         return parts[0], parts[1]
 
     def _iteration(self) -> torch.Tensor:

@@ -6,7 +6,7 @@ report (``scripts/reproduce.py campaign=<name>``).
 - :mod:`kml.campaign.launch` -- the missing runs as jobs of a Hydra launcher (SLURM);
 - :mod:`kml.campaign.records` -- the records of finished runs, as a report reads them;
 - :mod:`kml.campaign.contrasts` -- paired contrasts of two methods, per seed and across seeds;
-- :mod:`kml.campaign.verdicts` -- the verdict rule, the Holm correction, verdicts in findings text;
+- :mod:`kml.campaign.findings` -- findings text whose verdicts and figures come from the records;
 - :mod:`kml.campaign.claims`, :mod:`kml.campaign.sections`, :mod:`kml.campaign.figures` -- the
   report's claims table, its per-setting sections and its figures;
 - :mod:`kml.campaign.report` -- ``docs/results.md`` and its figures from ``results/``.

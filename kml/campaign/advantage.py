@@ -8,7 +8,7 @@ recorded each val task's accuracy (``val_task_accuracies.jsonl``) are paired tas
 per-seed figure is a difference without an interval. Across seeds: the mean of the per-seed
 differences ± a Student-t interval over seeds. Whether the advantage grows or shrinks is
 judged by the report's verdict rule on the per-seed *last − first* differences
-(:func:`kml.campaign.verdicts.seed_verdict`).
+(:func:`kml.analysis.seeds.seed_verdict`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from kml.analysis.comparison import RunRecord
-from kml.analysis.seeds import across_seeds
+from kml.analysis.seeds import SeedVerdict, across_seeds, seed_verdict
 from kml.campaign.records import CampaignRecords, Setting, method_kinds, runs_of, signed
-from kml.campaign.verdicts import SeedVerdict, seed_verdict
 from kml.io import read_jsonl
 from kml.plotting import save_figure, subplots
 

@@ -1,5 +1,5 @@
 """The claims table of the results report: one row per claim of the paper and setting,
-with the paper's figure, ours and a verdict by the stated rule (:mod:`kml.campaign.verdicts`),
+with the paper's figure, ours and a verdict by the stated rule (:func:`kml.analysis.seeds.seed_verdict`),
 and whether that verdict survives a Holm correction over every claim with a verdict."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kml.campaign.contrasts import Contrast, contrast, contrast_marks
+from kml.analysis.seeds import Contrast, SeedVerdict, holm_survivors, seed_verdict
+from kml.campaign.contrasts import contrast, contrast_marks
 from kml.campaign.records import (
     CODE_MARKS_NOTE,
     CampaignRecords,
@@ -20,9 +21,19 @@ from kml.campaign.records import (
     settings_of,
     signed,
 )
-from kml.campaign.verdicts import RULE, SeedVerdict, holm_survivors, seed_verdict
 
 __all__ = ["CLAIMS", "ClaimRow", "claim_rows", "claims_section"]
+
+RULE = (
+    "*verdict* (our rule): a claim gets a verdict only when both methods have at least three training seeds; "
+    "then **holds** when the Student-t interval over seeds (95 %, n − 1 degrees of freedom) of the per-seed paired "
+    "differences lies above 0, **does not hold** when it lies below 0, **not established** otherwise. With one or "
+    "two seeds the row shows the paired interval over test tasks (one seed) or over the two seeds, and *no "
+    "verdict*: the interval over tasks covers the sampling of test tasks, not training, and training seeds move a "
+    "contrast by more than it. *Holm*: whether a verdict survives a Holm correction over every claim with a "
+    "verdict (family-wise error 0.05, the p-values of the one-sample t-tests over seeds); *-* where there is "
+    "nothing to correct."
+)
 
 #: the paper's claims on accuracy: (label, method kind a, method kind b); a > b is claimed
 CLAIMS = (("KML > none", "kml", "none"), ("KML > FiLM", "kml", "film"), ("FiLM > none", "film", "none"),

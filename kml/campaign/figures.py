@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kml.analysis.comparison import RunRecord, modes_of
-from kml.campaign.contrasts import Contrast
+from kml.analysis.seeds import Contrast
 from kml.campaign.records import CampaignRecords, Setting, method_of, methods_in, paper_difference, paper_value
 from kml.campaign.sections import method_accuracy
 from kml.plotting import save_figure, subplots

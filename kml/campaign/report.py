@@ -20,10 +20,12 @@ import json
 import logging
 from pathlib import Path
 
+from kml.analysis.seeds import Contrast
 from kml.campaign.advantage import advantage_figure, advantage_section, setting_advantages
 from kml.campaign.claims import claims_section
-from kml.campaign.contrasts import Contrast, contrast, forest_contrasts, setting_contrasts
+from kml.campaign.contrasts import contrast, forest_contrasts, setting_contrasts
 from kml.campaign.figures import accuracy_figure, curves_figure, forest_figure
+from kml.campaign.findings import fill_findings
 from kml.campaign.records import (
     CampaignRecords,
     Setting,
@@ -48,7 +50,6 @@ from kml.campaign.sections import (
     per_seed_accuracy_table,
     transference_section,
 )
-from kml.campaign.verdicts import fill_findings
 from kml.errors import KmlError
 from kml.io import atomic_write_text
 
@@ -166,7 +167,7 @@ def setting_section(c: CampaignRecords, mode: str, shots: int, setting: Setting,
 
 def findings(c: CampaignRecords, notes: Path) -> str:
     """A campaign's findings text (``notes.md``) with its placeholders filled in from the
-    records (:func:`kml.campaign.verdicts.fill_findings`): verdict words and contrast figures
+    records (:func:`kml.campaign.findings.fill_findings`): verdict words and contrast figures
     come from the same computation as the tables, never typed."""
     settings = settings_of(c)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from kml.analysis.comparison import format_p, modes_of
-from kml.analysis.seeds import across_seeds, verdict
-from kml.campaign.contrasts import Contrast, contrast, contrast_marks
+from kml.analysis.seeds import Contrast, accuracy_over_seeds, verdict
+from kml.campaign.contrasts import contrast, contrast_marks
 from kml.campaign.records import (
     CODE_MARKS_NOTE,
     CampaignRecords,
@@ -172,14 +172,8 @@ def method_accuracy(c: CampaignRecords, setting: Setting, method: str, mode: str
     """A method's accuracy (overall or of ``mode``) in a setting: the mean over its seeds ±
     the t-interval over seeds, or with one seed its accuracy ± its CI over tasks."""
     runs = runs_of(c, setting, method)
-    entries = [r.results["overall"] if mode is None else r.results["per_mode"].get(mode) for r in runs.values()]
-    entries = [e for e in entries if e]
-    if not entries:
-        return None
-    if len(entries) == 1:
-        return entries[0]["accuracy"], entries[0]["ci95"]
-    s = across_seeds([e["accuracy"] for e in entries])
-    return s.mean, s.ci95
+    return accuracy_over_seeds([r.results["overall"] if mode is None else r.results["per_mode"].get(mode)
+                                for r in runs.values()])
 
 
 def accuracy_table(c: CampaignRecords, setting: Setting, shots: int) -> str:

@@ -4,6 +4,13 @@ baseline on the identical test tasks.
 
     kml-compare run_dirs='[outputs/2026-11-26/*]'
     kml-compare run_dirs='[runs/maml,runs/mmaml,runs/mmaml_kml]' baseline=MAML output=table.md
+
+Runs of one method with different training seeds are grouped: the tables give the
+mean over the seeds +- the t-interval over seeds, with a per-seed table below, and the
+paired differences pair the runs of each common seed (see
+:mod:`kml.analysis.comparison`). The outputs go to ``output`` (a markdown file; default
+``outputs/compare/<YYYY-MM-DD_HH-MM-SS>/comparison.md``), ``<output>.json`` and
+``<output stem>_paired.json``.
 """
 
 from __future__ import annotations

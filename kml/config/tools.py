@@ -76,8 +76,10 @@ class CompareScriptConfig:
     """``scripts/compare.py``: the paper-style table of several runs."""
 
     run_dirs: list[str] = field(default_factory=list)  # run directories or globs
-    baseline: Optional[str] = None  # method name or run directory for paired differences; default: the first run
-    output: str = "comparison.md"
+    baseline: Optional[str] = None  # method name or run directory for paired differences; default: the first method
+    # the markdown file (beside it <output>.json and <stem>_paired.json); default:
+    # outputs/compare/<YYYY-MM-DD_HH-MM-SS>/comparison.md (kml.analysis.comparison.default_output)
+    output: Optional[str] = None
 
 
 @dataclass

@@ -14,7 +14,8 @@ embedded synthetic modes ``synthetic_glyphs``, ``synthetic_textures``,
 folders of your own images prepared with ``prepare_folder`` (or
 ``scripts/prepare_data.py dataset=folder source=<folder> name=<name>``).
 :class:`EpisodeDataset` serves a sampler's meta-batches as a ``torch.utils.data``
-dataset; :func:`load_images` turns image files into a learner's input.
+dataset; :class:`TaskDataset` samples episodes from any map-style torch ``Dataset`` of
+``(image, label)``; :func:`load_images` turns image files into a learner's input.
 """
 
 from kml.data.archives import file_digest, safe_extract, verify_checksum
@@ -36,10 +37,12 @@ from kml.data.prepare import (
 from kml.data.registry import MIXTURES, SPECS, check_folder_name, get_spec, known_names, resolve_names
 from kml.data.storage import Manifest, read_manifest
 from kml.data.synthetic import SYNTHETIC_MIXTURE
+from kml.data.task_dataset import DatasetMode, TaskDataset
 from kml.data.tasksets import TaskSets, get_tasksets, load_modes
 
 __all__ = [
     "DataError",
+    "DatasetMode",
     "EpisodeBatch",
     "EpisodeDataset",
     "FolderSpec",
@@ -49,6 +52,7 @@ __all__ = [
     "ModeData",
     "SPECS",
     "SYNTHETIC_MIXTURE",
+    "TaskDataset",
     "TaskDraw",
     "TaskSets",
     "check_folder_name",

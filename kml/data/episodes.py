@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from kml.data.errors import DataError
+from kml.data.imaging import OUTPUT_CHANNELS as OUTPUT_CHANNELS  # re-exported: the channels of every episode
 from kml.data.storage import Manifest, load_split_array, read_manifest
-
-OUTPUT_CHANNELS = 3
 
 
 @dataclass
@@ -195,6 +194,11 @@ class ModeData:
     @property
     def min_count(self) -> int:
         return int(self.counts.min()) if self.num_classes else 0
+
+    def gather(self, draw: TaskDraw, shots: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 support ``(T, N*K, C, H, W)`` and query ``(T, N*Q, C, H, W)`` of drawn
+        tasks (:func:`gather_tasks`); a sampler scales them by ``1 / 255``."""
+        return gather_tasks(self, draw, shots)
 
     def to(self, device: torch.device | str) -> "ModeData":
         device = torch.device(device)

@@ -35,9 +35,9 @@ from kml.data.episodes import (
     TaskDraw,
     draw_tasks,
     episode_labels,
-    gather_tasks,
 )
 from kml.data.errors import DataError
+from kml.data.imaging import PIXEL_SCALE
 
 
 def derive_seed(*parts: object) -> int:
@@ -59,7 +59,11 @@ class MixtureSampler:
     """Episode sampler over one split of one or more modes.
 
     Args:
-        modes: the :class:`ModeData` of each mode (same split, same image size).
+        modes: the modes (same split, same image size): :class:`ModeData` (prepared
+            arrays), :class:`~kml.data.task_dataset.DatasetMode` (a torch ``Dataset``), or a
+            sampler, which contributes its modes (e.g. a :class:`~kml.data.TaskDataset`).
+            A mode gives its drawn tasks' images through ``gather(draw, shots)``: uint8
+            pixels, which the sampler scales by ``1 / 255``, or float ones, served as they are.
         ways: ``N``, the classes of every task.
         shots: ``K``, the support images per class.
         queries: ``Q``, the query images per class.
@@ -73,7 +77,7 @@ class MixtureSampler:
 
     def __init__(
         self,
-        modes: Sequence[ModeData],
+        modes: Sequence[ModeData | MixtureSampler],
         ways: int,
         shots: int,
         queries: int,
@@ -82,6 +86,7 @@ class MixtureSampler:
         replacement: bool = False,
         rotations: bool = True,
     ):
+        modes = [part for mode in modes for part in (mode.modes if isinstance(mode, MixtureSampler) else [mode])]
         if not modes:
             raise DataError("a sampler needs at least one mode; name at least one dataset")
         self.ways = _positive_int(ways, "ways")
@@ -145,8 +150,8 @@ class MixtureSampler:
 
     def __repr__(self) -> str:
         return (
-            f"MixtureSampler(modes={self.mode_names}, split={self.split!r}, ways={self.ways}, shots={self.shots}, "
-            f"queries={self.queries}, image_size={self.image_size}, device={str(self.device)!r})"
+            f"{type(self).__name__}(modes={self.mode_names}, split={self.split!r}, ways={self.ways}, "
+            f"shots={self.shots}, queries={self.queries}, image_size={self.image_size}, device={str(self.device)!r})"
         )
 
     # --------------------------------------------------------------- sampling
@@ -206,17 +211,27 @@ class MixtureSampler:
         query = torch.empty(
             (num_tasks, self.ways * self.queries, OUTPUT_CHANNELS, size, size), dtype=torch.float32, device=device
         )
+        pixel_slots, all_pixels = [], True  # slots holding uint8 pixels, to scale to [0, 1]
         for index, slots, draw in groups:
-            support_u8, query_u8 = gather_tasks(self.modes[index], draw, self.shots)
-            for out, images in ((support, support_u8), (query, query_u8)):
+            support_part, query_part = self.modes[index].gather(draw, self.shots)
+            if support_part.dtype == torch.uint8:
+                pixel_slots += slots
+            else:
+                all_pixels = False
+            for out, images in ((support, support_part), (query, query_part)):
                 images = images.expand(-1, -1, OUTPUT_CHANNELS, -1, -1)
                 if slots == list(range(num_tasks)):
                     out.copy_(images)
                 else:  # round-robin slots: copy task by task into the output (no extra pass)
                     for row, slot in enumerate(slots):
                         out[slot].copy_(images[row])
-        support.mul_(1.0 / 255.0)
-        query.mul_(1.0 / 255.0)
+        if all_pixels:
+            support.mul_(PIXEL_SCALE)
+            query.mul_(PIXEL_SCALE)
+        else:
+            for slot in pixel_slots:
+                support[slot].mul_(PIXEL_SCALE)
+                query[slot].mul_(PIXEL_SCALE)
         return EpisodeBatch(
             support=support,
             support_labels=episode_labels(num_tasks, self.ways, self.shots, device),

@@ -1,5 +1,8 @@
 """What data a run saw: per dataset, the prepared variant's manifest counts, the classes
-and images the run's samplers actually use, and a content hash of the prepared arrays.
+and images the run's samplers actually use, a content hash of the prepared arrays, and
+how image files become that dataset's pixels (its :class:`~kml.data.imaging.Preprocessing`:
+crop, colour, size, inversion, polarity, normalisation), which is what
+:func:`kml.data.load_images` applies to new files given ``dataset=<that name>``.
 
 A run records this at training time (``run_info.json``, key ``data``), so that two runs
 (or a run and its rerun on another machine) can be told apart by their data, not only by
@@ -81,7 +84,9 @@ def data_provenance(
     (with ``exclude_overlap``, Tiny-ImageNet's classes that are mini-ImageNet classes,
     as :func:`kml.data.get_tasksets` does), and each dataset the size of the full
     official dataset (``"official": {"classes", "images_per_class"}``, ``None`` where
-    it is not fixed or not known).
+    it is not fixed or not known), and its preprocessing (``"preprocessing"``:
+    :meth:`kml.data.imaging.Preprocessing.describe` of the dataset's own settings, the
+    ones its preparation applies).
     """
     from kml.data.tasksets import OVERLAPS
 
@@ -97,6 +102,7 @@ def data_provenance(
             "classes": getattr(spec, "official_classes", None),
             "images_per_class": getattr(spec, "official_images_per_class", None),
         }
+        out[name]["preprocessing"] = spec.preprocessing.describe(image_size)
         manifest = read_manifest(folder)
         classes[name] = {split: (info.classes, info.counts) for split, info in manifest.splits.items()}
     for name in resolved:

@@ -307,6 +307,24 @@ def load_run(
         learner, config = kml.load_run("outputs/2026-01-01/10-00-00_synthetic_protonet-kml_1a2b3c")
         logits = learner.predict(support, support_labels, query)   # (T, N*Q, N)
 
+    Image files of your own become ``support`` and ``query`` through
+    :func:`kml.data.load_images`, which must be given the run's image size and the dataset
+    whose preprocessing the images need (a run has several: ``config.mode.datasets``; each
+    one's crop, colour, inversion and scaling are in the run's ``run_info.json`` under
+    ``data.<dataset>.preprocessing``)::
+
+        from kml.data import load_images
+
+        size = config.data.image_size
+        support = load_images(["a.png", "b.png", "c.png"], size, dataset="omniglot")[None]  # (1, 3, 3, size, size)
+        query = load_images(["q1.png", "q2.png"], size, dataset="omniglot")[None]           # (1, 2, 3, size, size)
+        logits = learner.predict(support, torch.arange(3)[None], query)                     # (1, 2, 3)
+
+    ``dataset="omniglot"`` inverts the official black-on-white scans to the white-on-black
+    pixels the learner was trained on, and a one-line warning says when an image is
+    light on dark already; without ``dataset`` the files are taken as a folder dataset's
+    images (RGB, no crop, no inversion).
+
     Args:
         path: a run directory or a checkpoint file.
         checkpoint: for a run directory, ``None``/``"last"``, ``"best"``, an iteration

@@ -186,7 +186,10 @@ class MetaLearner(nn.Module, abc.ABC):
         Runs under ``torch.no_grad()`` (MAML's inner loop still takes its gradient steps
         on the support set) in the learner's current mode: call ``eval()`` first for
         evaluation settings (MAML's ``eval_inner_steps``); :func:`kml.load_run` returns
-        the learner in eval mode.
+        the learner in eval mode. The images must be preprocessed as in training:
+        :func:`kml.data.load_images` ``(paths, config.data.image_size, dataset=<name>)``
+        turns image files into such tensors with the named dataset's preprocessing (see
+        :func:`kml.load_run` for an example).
 
         Args:
             support: ``(T, N*K, C, H, W)`` in ``[0, 1]``; support_labels: ``(T, N*K)`` in

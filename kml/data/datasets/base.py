@@ -9,7 +9,9 @@ A dataset module defines one :class:`DatasetSpec` subclass instance that knows
 * how to list its classes and images from a :class:`~kml.data.sources.SourceTree`
   and split them (:meth:`collect`);
 * how to turn one listed item into a uint8 ``(size, size, C)`` array
-  (:meth:`load_item`, default: decode and resize the file at that path).
+  (:meth:`load_item`, default: the dataset's :attr:`preprocessing` of the file at
+  that path: crop, colour, size and polarity, set once per dataset by the class
+  attributes ``crop_bottom``, ``grayscale``, ``invert`` and ``polarity``).
 
 The generic pipeline in :mod:`kml.data.prepare` does the rest (download,
 decode with a progress bar, atomic write, manifest).
@@ -25,7 +27,7 @@ import numpy as np
 
 from kml.data.download import RemoteFile
 from kml.data.errors import DataError
-from kml.data.imaging import prepare_image
+from kml.data.imaging import Preprocessing
 from kml.data.sources import SourceTree
 from kml.data.storage import SPLITS, variant_name
 
@@ -71,6 +73,9 @@ class DatasetSpec(abc.ABC):
     invert: ClassVar[bool] = False
     rotations: ClassVar[bool] = False
     crop_bottom: ClassVar[int] = 0
+    #: ``light_on_dark`` / ``dark_on_light`` when every prepared image has it (see
+    #: :class:`kml.data.imaging.Preprocessing`), ``None`` otherwise
+    polarity: ClassVar[str | None] = None
     source_help: ClassVar[str] = ""
     synthetic: ClassVar[bool] = False
     #: the size of the full official dataset (``None``: not fixed), against which a prepared
@@ -79,8 +84,16 @@ class DatasetSpec(abc.ABC):
     official_images_per_class: ClassVar[int | None] = None
 
     @property
+    def preprocessing(self) -> Preprocessing:
+        """How this dataset's source image files become its prepared pixels: what the
+        preparation applies, what a run records and what :func:`kml.data.load_images`
+        applies to a user's files."""
+        return Preprocessing(grayscale=self.grayscale, crop_bottom=self.crop_bottom, invert=self.invert,
+                             polarity=self.polarity, generated=self.synthetic)
+
+    @property
     def channels(self) -> int:
-        return 1 if self.grayscale else 3
+        return self.preprocessing.channels
 
     @abc.abstractmethod
     def collect(self, tree: SourceTree, split: str, seed: int) -> ClassListing:
@@ -88,9 +101,7 @@ class DatasetSpec(abc.ABC):
 
     def load_item(self, tree: SourceTree, item: Any, size: int) -> np.ndarray:
         """uint8 ``(size, size, C)`` pixels of one item (default: an image file in ``tree``)."""
-        return prepare_image(
-            tree.read(item), item, size, grayscale=self.grayscale, crop_bottom=self.crop_bottom, invert=self.invert
-        )
+        return self.preprocessing.apply(tree.read(item), item, size)
 
     def allow_empty_splits(self, split: str) -> tuple[str, ...]:
         """Splits allowed to have no classes under split scheme ``split``."""

@@ -33,7 +33,6 @@ import numpy as np
 
 from kml.data.datasets.base import ClassListing, DatasetSpec, listing_from_split
 from kml.data.errors import DataError
-from kml.data.imaging import prepare_image
 from kml.data.splits import DEFAULT_FRACTIONS, seeded_class_split
 from kml.data.storage import SPLITS, Manifest, read_manifest
 
@@ -391,7 +390,7 @@ class FolderSpec(DatasetSpec):
                 f"cannot read image {str(path)!r} ({error.strerror or error}); check that file, then prepare the "
                 "folder dataset again"
             ) from error
-        return prepare_image(data, str(path), size, fix=_FIX_IMAGE)
+        return self.preprocessing.apply(data, str(path), size, fix=_FIX_IMAGE)
 
 
 def folder_manifests(root: str | os.PathLike, name: str) -> list[tuple[Path, Manifest]]:

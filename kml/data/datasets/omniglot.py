@@ -81,6 +81,7 @@ class Omniglot(DatasetSpec):
     default_split = "vinyals"
     grayscale = True
     invert = True
+    polarity = "light_on_dark"
     rotations = True
     source_help = "download images_background.zip and images_evaluation.zip from github.com/brendenlake/omniglot"
 

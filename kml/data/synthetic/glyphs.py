@@ -124,6 +124,7 @@ class SyntheticGlyphs(SyntheticSpec):
     num_classes = 300
     images_per_class = 20
     grayscale = True
+    polarity = "light_on_dark"
 
     def class_params(self, rng: np.random.Generator, num_classes: int) -> list[tuple[int, tuple[int, ...]]]:
         cover = coverage()
