@@ -23,7 +23,7 @@ from kml.data.datasets.folder import FolderSpec
 from kml.data.episode_dataset import EpisodeDataset
 from kml.data.episodes import EpisodeBatch, ModeData, TaskDraw, draw_tasks, gather_tasks
 from kml.data.errors import DataError
-from kml.data.imaging import load_images
+from kml.data.image_files import load_images
 from kml.data.mixture import MixtureSampler, derive_seed, fixed_eval_tasks
 from kml.data.perf import tune_cpu_allocator
 from kml.data.prepare import (

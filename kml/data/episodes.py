@@ -28,7 +28,8 @@ import torch
 
 from kml.data.errors import DataError
 from kml.data.imaging import OUTPUT_CHANNELS as OUTPUT_CHANNELS  # re-exported: the channels of every episode
-from kml.data.storage import Manifest, load_split_array, read_manifest
+from kml.data.prepare import prepare_command
+from kml.data.storage import Manifest, UnreadableSplitError, load_split_array, read_manifest
 
 
 @dataclass
@@ -270,7 +271,12 @@ class ModeData:
         if split not in manifest.splits:
             raise DataError(f"split {split!r} is not in {folder}; use one of {', '.join(manifest.splits)}")
         info = manifest.splits[split]
-        array = np.array(load_split_array(folder, split, manifest, mmap=True))
+        try:
+            array = np.array(load_split_array(folder, split, manifest, mmap=True))
+        except UnreadableSplitError as err:
+            command = prepare_command(manifest.dataset, folder.parent.parent, manifest.image_size,
+                                      manifest.split_scheme, manifest.split_seed)
+            raise DataError(f"{err}; prepare it again: {command} force=true") from err
         return cls.from_arrays(
             manifest.dataset, split, array, info.counts, info.classes, rotations=manifest.rotations, device=device
         )

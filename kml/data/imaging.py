@@ -10,8 +10,8 @@ reference code), optional inversion (Omniglot: strokes 255, background 0).
 Each dataset states its settings of that step once, as a :class:`Preprocessing`
 (:attr:`kml.data.datasets.base.DatasetSpec.preprocessing`): the preparation applies it
 to the source files, a run records it (``run_info.json``, ``data.<dataset>.preprocessing``)
-and :func:`load_images` applies it to a user's files, so that an image file gives the
-pixels its prepared copy has. The samplers and :func:`load_images` then scale the
+and :func:`kml.data.load_images` applies it to a user's files, so that an image file gives the
+pixels its prepared copy has. The samplers and :func:`kml.data.load_images` then scale the
 uint8 pixels by :data:`PIXEL_SCALE` (``x / 255``, into ``[0, 1]``; no mean or standard
 deviation is subtracted) and serve 3 channels (a grayscale image as 3 equal ones).
 """
@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -32,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from kml.data.errors import DataError
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -154,90 +152,3 @@ def image_to_array(image: Image.Image, size: int, grayscale: bool = False, inver
     return array
 
 
-def load_images(
-    paths: Sequence[str | os.PathLike],
-    image_size: int,
-    dataset: str | None = None,
-    root: str | os.PathLike | None = None,
-) -> torch.Tensor:
-    """Image files as a learner's input, preprocessed as the named dataset's prepared images.
-
-    A run has several datasets, so name the one the images are like: ``dataset="omniglot"``
-    converts to grayscale and inverts (the official scans are black strokes on white, the
-    prepared images white on black), ``dataset="aircraft"`` crops the banner, and so on
-    (each dataset's settings are in the run's ``run_info.json``, under
-    ``data.<dataset>.preprocessing``). Without ``dataset`` the files are treated as a
-    prepared folder dataset's images: RGB, no crop, no inversion.
-
-    Every image is resized to ``image_size x image_size`` ignoring the aspect ratio (LANCZOS)
-    and scaled by ``1 / 255`` exactly as the samplers scale the prepared arrays, so a file
-    gives the same tensor as its prepared copy. When the dataset's prepared images have a
-    fixed polarity (Omniglot's and the synthetic glyphs' are light on dark, mean intensity
-    below 0.5) and an image's mean lies on the other side of 0.5 after preprocessing, one
-    line is logged as a warning: such an image is likely inverted already, or not of that
-    kind.
-
-    Example::
-
-        learner, config = kml.load_run("outputs/<date>/<run>")
-        size = config.data.image_size
-        support = load_images(["a.png", "b.png", "c.png"], size, dataset="omniglot")[None]  # (1, 3, 3, size, size)
-
-    Args:
-        paths: the image files, in order.
-        image_size: side of the square output; use the run's ``config.data.image_size``.
-        dataset: the dataset whose preprocessing to apply (a name of
-            :func:`kml.data.known_names`). Default: ``None`` (a folder dataset's).
-        root: the data root, needed only when ``dataset`` is a folder dataset of your own.
-            Default: ``None``.
-
-    Returns:
-        float32 ``(M, 3, image_size, image_size)`` in ``[0, 1]``, ``M = len(paths)``
-        (grayscale images as 3 equal channels). Stack the tensors of each task with a
-        leading task dimension for :meth:`kml.learners.MetaLearner.predict`.
-
-    Raises:
-        DataError: a file that cannot be read or decoded (named), no paths, or an
-            unknown dataset.
-    """
-    import torch
-
-    preprocessing = Preprocessing()
-    if dataset is not None:
-        from kml.data.registry import get_spec
-
-        preprocessing = get_spec(dataset, root).preprocessing
-    arrays = []
-    for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as error:
-            raise DataError(f"cannot read image {str(path)!r} ({error.strerror or error}); check the path") from None
-        arrays.append(preprocessing.apply(data, str(path), int(image_size), fix="pass another image"))
-    if not arrays:
-        raise DataError("no image files given; pass at least one path")
-    stacked = torch.from_numpy(np.stack(arrays))  # (M, H, W, C) uint8
-    if preprocessing.polarity is not None:
-        _check_polarity(stacked, [str(p) for p in paths], preprocessing.polarity, str(dataset))
-    # the samplers' channels and scaling, so a file gives the same pixels as its prepared copy
-    images = stacked.permute(0, 3, 1, 2).expand(-1, OUTPUT_CHANNELS, -1, -1)
-    return images.to(torch.float32).mul_(PIXEL_SCALE).contiguous()
-
-
-def _check_polarity(images: torch.Tensor, names: list[str], polarity: str, dataset: str) -> None:
-    """Log one warning line when images ``(M, H, W, C)`` uint8 have a mean intensity on the
-    other side of 0.5 from ``polarity``."""
-    means = images.reshape(images.shape[0], -1).double().mean(dim=1).mul_(PIXEL_SCALE).tolist()
-    expect_dark = polarity == "light_on_dark"
-    off = [i for i, mean in enumerate(means) if (mean > 0.5 if expect_dark else mean < 0.5)]
-    if not off:
-        return
-    first = off[0]
-    kind = "light strokes on a dark background (mean intensity below 0.5)" if expect_dark else (
-        "dark strokes on a light background (mean intensity above 0.5)")
-    logger.warning(
-        f"warning: {len(off)} of {len(means)} images ({names[first]!r} first, mean intensity {means[first]:.2f}) "
-        f"are {'light' if expect_dark else 'dark'} on average after {dataset}'s preprocessing, but {dataset}'s "
-        f"prepared images are {kind}; pass images like the dataset's own source files (they may be inverted "
-        "already)"
-    )

@@ -147,21 +147,22 @@ def read_manifest(folder: Path) -> Manifest | None:
     return manifest
 
 
+class UnreadableSplitError(DataError):
+    """A prepared split's array cannot be read (its loader adds how to prepare it again)."""
+
+
 def load_split_array(folder: Path, split: str, manifest: Manifest, mmap: bool = True) -> np.ndarray:
-    """The uint8 ``(N, H, W, C)`` array of one split (memory-mapped by default)."""
+    """The uint8 ``(N, H, W, C)`` array of one split (memory-mapped by default).
+
+    Raises:
+        UnreadableSplitError: the file cannot be read as an array.
+        DataError: its shape or dtype is not the manifest's.
+    """
     path = Path(folder) / f"{split}.npy"
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as error:
-        from kml.data.prepare import prepare_command
-
-        folder = Path(folder)
-        command = prepare_command(
-            manifest.dataset, folder.parent.parent, manifest.image_size, manifest.split_scheme, manifest.split_seed
-        )
-        raise DataError(
-            f"prepared file {path} is unreadable ({error}); prepare it again: {command} force=true"
-        ) from error
+        raise UnreadableSplitError(f"prepared file {path} is unreadable ({error})") from error
     info = manifest.splits[split]
     expected = (info.num_images, manifest.image_size, manifest.image_size, manifest.channels)
     if array.dtype != np.uint8 or tuple(array.shape) != expected:
