@@ -175,7 +175,10 @@ def test_the_split_seed_and_the_fractions_are_applied_and_recorded(tmp_path):
     assert {s: manifest.splits[s].classes for s in SPLITS} == seeded_class_split(sorted(counts), 1)
     assert {s: manifest.splits[s].classes for s in SPLITS} != seeded_class_split(sorted(counts), 0)
 
-    half = prepare_folder(source, "half", root, SIZE, train_fraction=0.5, val_fraction=0.25, verbose=False)
+    half = prepare_folder(source, "half", root, SIZE, fractions=(0.5, 0.25), verbose=False)
+    with pytest.warns(DeprecationWarning, match=r"is now fractions=\(train, val\)"):  # kml 0.1's keywords
+        again = prepare_folder(source, "half", root, SIZE, train_fraction=0.5, val_fraction=0.25, verbose=False)
+    assert again == half
     manifest = read_manifest(half)
     assert [len(manifest.splits[s].classes) for s in SPLITS] == [10, 5, 5]
     assert manifest.extra["fractions"] == {"train": 0.5, "val": 0.25, "test": 0.25}

@@ -98,9 +98,49 @@ def _progress_bar(enabled: bool, total: int, desc: str):
     return update, bar.close
 
 
+def _matrix_tasks(source_sampler, target_sampler, cfg: DictConfig, target_seed: int, device, dtype):
+    """The sources and targets of the mode-to-mode matrix: ``matrix_sources`` /
+    ``matrix_targets`` tasks of every mode."""
+    from kml.analysis.transference import Tasks
+
+    sources = Tasks.cat([sample_tasks(source_sampler, m, cfg.matrix_sources, cfg.seed, device, dtype)
+                         for m in source_sampler.mode_names])
+    targets = Tasks.cat([sample_tasks(target_sampler, m, cfg.matrix_targets, target_seed, device, dtype)
+                         for m in target_sampler.mode_names])
+    return sources, targets
+
+
+def _checkpoint_entry(run, cfg: DictConfig, tasks: dict, alpha: float, mode_names: list[str], log) -> dict:
+    """The transference (and the mode matrix, with ``cfg.matrix``) of one loaded checkpoint;
+    ``tasks``: ``sources``, ``targets`` and, with the matrix, ``matrix_sources`` and
+    ``matrix_targets``."""
+    from kml.analysis.transference import transference
+
+    if cfg.float64:
+        run.learner.double()
+    options = dict(chunk_size=cfg.chunk_size or None, vectorized=cfg.vectorized, training=cfg.inner_steps == "train")
+    update, close = _progress_bar(cfg.progress, cfg.sources, f"{run.method} @ {run.iteration}")
+    try:
+        result = transference(run.learner, tasks["sources"], tasks["targets"], alpha, progress=update, **options)
+    finally:
+        close()
+    entry = {"iteration": run.iteration, "checkpoint": str(run.checkpoint), **result.as_dict(cfg.neutral)}
+    log(f"  iteration {run.iteration}: {result.shares(cfg.neutral)}  ({result.seconds:.1f} s)")
+    if cfg.matrix:
+        update, close = _progress_bar(cfg.progress, len(tasks["matrix_sources"]), f"matrix @ {run.iteration}")
+        try:
+            full = transference(run.learner, tasks["matrix_sources"], tasks["matrix_targets"], alpha,
+                                progress=update, **options)
+        finally:
+            close()
+        entry["matrix"] = full.matrix(cfg.neutral, mode_order=mode_names).as_dict()
+        entry["matrix"]["seconds"] = full.seconds
+        log(f"  iteration {run.iteration}: mode-to-mode matrix ({full.seconds:.1f} s)")
+    return entry
+
+
 def analyse_run(run_dir: Path, cfg: DictConfig, device, log=logger.info) -> dict:
     """Transference of every requested checkpoint of one run (and the mode matrix)."""
-    from kml.analysis.transference import Tasks, transference
     from kml.data import derive_seed
     from kml.engine.checkpoints import load_run
     from kml.engine.from_config import tasksets_for
@@ -120,60 +160,24 @@ def analyse_run(run_dir: Path, cfg: DictConfig, device, log=logger.info) -> dict
     target_sampler = _split_sampler(tasksets, cfg.target_split, "target_split")
     target_seed = derive_seed("kml-transference-target", cfg.seed)
     dtype = torch.float64 if cfg.float64 else None
-    sources = sample_tasks(source_sampler, source_mode, cfg.sources, cfg.seed, device, dtype)
-    targets = sample_tasks(target_sampler, target_mode, cfg.targets, target_seed, device, dtype)
-    matrix_sources = matrix_targets = None
+    tasks = {"sources": sample_tasks(source_sampler, source_mode, cfg.sources, cfg.seed, device, dtype),
+             "targets": sample_tasks(target_sampler, target_mode, cfg.targets, target_seed, device, dtype)}
     if cfg.matrix:
-        matrix_sources = Tasks.cat([
-            sample_tasks(source_sampler, m, cfg.matrix_sources, cfg.seed, device, dtype)
-            for m in source_sampler.mode_names
-        ])
-        matrix_targets = Tasks.cat([
-            sample_tasks(target_sampler, m, cfg.matrix_targets, target_seed, device, dtype)
-            for m in target_sampler.mode_names
-        ])
+        tasks["matrix_sources"], tasks["matrix_targets"] = _matrix_tasks(source_sampler, target_sampler, cfg,
+                                                                         target_seed, device, dtype)
     log(
         f"{first.method} ({run_dir}): {cfg.sources} {cfg.source_split} tasks of {source_mode} -> "
         f"{cfg.targets} {cfg.target_split} task(s) of {target_mode}, alpha={alpha:g}, "
         f"checkpoints {', '.join(map(str, iterations))}"
     )
     record = {
-        "run_dir": str(run_dir),
-        "method": first.method,
-        "mode_names": mode_names,
-        "source_mode": source_mode,
-        "source_split": cfg.source_split,
-        "target_mode": target_mode,
-        "target_split": cfg.target_split,
-        "alpha": alpha,
-        "neutral": cfg.neutral,
-        "dtype": "float64" if cfg.float64 else "float32",
-        "checkpoints": [],
+        "run_dir": str(run_dir), "method": first.method, "mode_names": mode_names, "source_mode": source_mode,
+        "source_split": cfg.source_split, "target_mode": target_mode, "target_split": cfg.target_split,
+        "alpha": alpha, "neutral": cfg.neutral, "dtype": "float64" if cfg.float64 else "float32", "checkpoints": [],
     }
     for iteration in iterations:
         run = first if iteration == iterations[0] else load_run(run_dir, iteration, device=device)
-        if cfg.float64:
-            run.learner.double()
-        options = dict(
-            chunk_size=cfg.chunk_size or None, vectorized=cfg.vectorized, training=cfg.inner_steps == "train"
-        )
-        update, close = _progress_bar(cfg.progress, cfg.sources, f"{first.method} @ {run.iteration}")
-        try:
-            result = transference(run.learner, sources, targets, alpha, progress=update, **options)
-        finally:
-            close()
-        entry = {"iteration": run.iteration, "checkpoint": str(run.checkpoint), **result.as_dict(cfg.neutral)}
-        log(f"  iteration {run.iteration}: {result.shares(cfg.neutral)}  ({result.seconds:.1f} s)")
-        if cfg.matrix:
-            update, close = _progress_bar(cfg.progress, len(matrix_sources), f"matrix @ {run.iteration}")
-            try:
-                full = transference(run.learner, matrix_sources, matrix_targets, alpha, progress=update, **options)
-            finally:
-                close()
-            entry["matrix"] = full.matrix(cfg.neutral, mode_order=mode_names).as_dict()
-            entry["matrix"]["seconds"] = full.seconds
-            log(f"  iteration {run.iteration}: mode-to-mode matrix ({full.seconds:.1f} s)")
-        record["checkpoints"].append(entry)
+        record["checkpoints"].append(_checkpoint_entry(run, cfg, tasks, alpha, mode_names, log))
         del run
     return record
 

@@ -450,6 +450,47 @@ def _read_diagnostics(path: Path, settings: dict) -> tuple[list[dict], float]:
     return (list(record.get("runs", [])), float(record.get("seconds", 0.0))) if same else ([], 0.0)
 
 
+def _diagnosable(run: PlannedRun, checkpoints: list, log) -> bool:
+    """Whether a run is recorded and its ``checkpoints`` are on this machine (a line when not)."""
+    from kml.engine.checkpoints import CheckpointError, resolve_checkpoint
+
+    if run.status() != RECORDED:
+        return False
+    try:
+        for checkpoint in checkpoints:
+            resolve_checkpoint(run.run_dir, checkpoint)
+    except CheckpointError:
+        log(f"diagnostics: {run.run_id} is recorded but its checkpoints {checkpoints} are not in {run.run_dir}; "
+            "skipped (diagnose it where it was trained)")
+        return False
+    return True
+
+
+def _diagnostics_entry(run: PlannedRun, checkpoint, tasks_per_mode: int, log) -> dict:
+    """The diagnostics of one run at one checkpoint, on its first test tasks of each mode."""
+    from kml.analysis.modulation import bias_inertness, modulation_statistics
+    from kml.data import fixed_eval_tasks
+    from kml.engine.checkpoints import load_run
+    from kml.engine.from_config import tasksets_for
+
+    loaded = load_run(run.run_dir, checkpoint)
+    test = tasksets_for(loaded.config, "cpu").test
+    batches = list(fixed_eval_tasks(test, tasks_per_mode, tasks_per_mode, seed=int(loaded.config.eval.seed)))
+    modes = modulation_statistics(loaded.learner, batches)
+    log(f"diagnostics: {run.method} @ {loaded.iteration}")
+    if any("skipped" in stats for stats in modes.values()):
+        log(f"diagnostics: {run.method}: modulation {loaded.learner.modulation} provides no statistics; "
+            "its layers are skipped")
+    return {
+        "label": run.method,
+        "run_id": run.run_id,
+        "iteration": loaded.iteration,
+        "tasks_per_mode": tasks_per_mode,
+        "bias_zeroed_logit_change": max(bias_inertness(loaded.learner, b) for _, b in batches),
+        "modes": modes,
+    }
+
+
 def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, log=logger.info) -> Path | None:
     """Modulation diagnostics (:mod:`kml.analysis.modulation`) of the campaign's
     diagnostics methods, recorded in ``results/<campaign>/modulation_diagnostics.json``.
@@ -462,53 +503,18 @@ def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: P
     time (one per method) keep each other's entries.
     Returns the record's path, or ``None`` when no diagnosed run is recorded yet.
     """
-    from kml.analysis.modulation import bias_inertness, modulation_statistics
-    from kml.data import fixed_eval_tasks
-    from kml.engine.checkpoints import CheckpointError, load_run, resolve_checkpoint
-    from kml.engine.from_config import tasksets_for
-
     d = campaign.diagnostics
     settings = OmegaConf.to_container(d, resolve=True)
     checkpoints = list(d.checkpoints) or ["last"]
     path = results_dir / campaign.name / DIAGNOSTICS_RECORD
     done = {(entry["label"], entry["run_id"]) for entry in _read_diagnostics(path, settings)[0]}
     runs = [next(r for r in plan if r.method == method) for method in d.methods]
-    todo = []
-    for run in runs:
-        if (run.method, run.run_id) in done or run.status() != RECORDED:
-            continue
-        try:
-            for checkpoint in checkpoints:
-                resolve_checkpoint(run.run_dir, checkpoint)
-        except CheckpointError:
-            log(f"diagnostics: {run.run_id} is recorded but its checkpoints {checkpoints} are not in {run.run_dir}; "
-                "skipped (diagnose it where it was trained)")
-            continue
-        todo.append(run)
+    todo = [run for run in runs if (run.method, run.run_id) not in done and _diagnosable(run, checkpoints, log)]
     if not todo:
         return path if done else None
     started = time.perf_counter()
-    entries = []
-    for run in todo:
-        for checkpoint in checkpoints:
-            loaded = load_run(run.run_dir, checkpoint)
-            test = tasksets_for(loaded.config, "cpu").test
-            batches = list(
-                fixed_eval_tasks(test, d.tasks_per_mode, d.tasks_per_mode, seed=int(loaded.config.eval.seed))
-            )
-            modes = modulation_statistics(loaded.learner, batches)
-            entries.append({
-                "label": run.method,
-                "run_id": run.run_id,
-                "iteration": loaded.iteration,
-                "tasks_per_mode": int(d.tasks_per_mode),
-                "bias_zeroed_logit_change": max(bias_inertness(loaded.learner, b) for _, b in batches),
-                "modes": modes,
-            })
-            log(f"diagnostics: {run.method} @ {loaded.iteration}")
-            if any("skipped" in stats for stats in modes.values()):
-                log(f"diagnostics: {run.method}: modulation {loaded.learner.modulation} provides no statistics; "
-                    "its layers are skipped")
+    entries = [_diagnostics_entry(run, checkpoint, int(d.tasks_per_mode), log)
+               for run in todo for checkpoint in checkpoints]
     # merge with what is on disk now: another process may have added its methods meanwhile
     kept, seconds = _read_diagnostics(path, settings)
     ours = {(entry["label"], entry["run_id"]) for entry in entries}
@@ -574,7 +580,51 @@ def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
     if cfg.report_only:
         report = write_report(results_dir, Path(cfg.report), Path(cfg.figures_dir), log=log)
         return {"plan": [(r.run_id, r.status()) for r in plan], "report": str(report)}
+    selected = _selected(cfg, plan)
+    check_launcher(cfg.launcher, list(cfg.launcher_overrides))
+    if cfg.launcher:  # an unknown launcher or setting, or a missing plugin, shows before anything runs
+        compose_launcher_config(cfg.launcher, list(cfg.launcher_overrides), *_launch_place(cfg))
+    device = resolve_device(cfg.device)
+    if cfg.dry_run:
+        return _dry_run(cfg, plan, selected, device, log)
+    campaign_dir = results_dir / campaign.name
+    campaign_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(campaign_dir / "campaign.yaml", OmegaConf.to_yaml(campaign, resolve=True))
+    paths = machine_paths(cfg)
+    record_data(campaign, cfg, results_dir, log)
 
+    def analyses() -> None:
+        """The transference and diagnostics steps, as soon as the runs they analyse are recorded."""
+        if campaign.transference.methods and all(r.status() == RECORDED for r in _transference_runs(campaign, plan)):
+            run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log, paths)
+        if campaign.diagnostics.methods:
+            run_diagnostics(campaign, plan, results_dir, log)
+
+    analyses()
+    launched, failed = _train_and_record(cfg, _chosen(cfg, plan, selected, log), machine_description(device), paths,
+                                         analyses, log)
+    report = write_report(results_dir, Path(cfg.report), Path(cfg.figures_dir), log=log)
+    if failed:
+        raise KmlError(
+            f"{len(failed)} of the {len(launched)} launched runs did not finish ({', '.join(failed)}; each is listed "
+            "above with its error); fix the cause and run the same command again: the other runs are recorded, "
+            "and each unfinished run continues from its last checkpoint"
+        )
+    return {"plan": [(r.run_id, r.status()) for r in plan], "report": str(report)}
+
+
+def _launch_place(cfg: DictConfig) -> tuple[Path, str]:
+    """The launcher's folder and job name of the campaign."""
+    return Path(cfg.work_dir) / cfg.campaign.name, f"kml-{cfg.campaign.name}"
+
+
+def _selected(cfg: DictConfig, plan: list[PlannedRun]) -> set[str]:
+    """The run ids of ``only_methods`` (every run without it).
+
+    Raises:
+        KmlError: ``only_methods`` names a method the campaign does not list.
+    """
+    campaign = cfg.campaign
     only = list(cfg.only_methods)
     unknown = [name for name in only if name not in {m.name for m in campaign.methods}]
     if unknown:
@@ -582,80 +632,70 @@ def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
             f"only_methods names {unknown}, which campaign {campaign.name} does not list; "
             f"use names of its methods: {', '.join(m.name for m in campaign.methods)}"
         )
-    check_launcher(cfg.launcher, list(cfg.launcher_overrides))
-    launch_folder, job_name = Path(cfg.work_dir) / campaign.name, f"kml-{campaign.name}"
-    if cfg.launcher:  # an unknown launcher or setting, or a missing plugin, shows before anything runs
-        compose_launcher_config(cfg.launcher, list(cfg.launcher_overrides), launch_folder, job_name)
-    device = resolve_device(cfg.device)
+    return {r.run_id for r in plan if not only or r.method in only}
+
+
+def _dry_run(cfg: DictConfig, plan: list[PlannedRun], selected: set[str], device, log) -> dict:
+    """``dry_run=true``: the plan with each run's estimated time, and what would run."""
     statuses = {r.run_id: r.status() for r in plan}
-    selected = {r.run_id for r in plan if not only or r.method in only}
-    if cfg.dry_run:
-        cache: dict = {}
-        rows = ["| run | status | estimated time |", "|---|---|---|"]
-        total = 0.0
-        for run in plan:
-            if run.run_id not in selected:
-                rows.append(f"| {run.run_id} | {statuses[run.run_id]}, not in only_methods | - |")
-                continue
-            seconds = estimate_seconds(run, device, cache)
-            total += seconds
-            rows.append(f"| {run.run_id} | {statuses[run.run_id]} | {_duration(seconds) if seconds else '-'} |")
-        log(f"campaign {campaign.name}: {len(plan)} runs on {device}\n")
-        log("\n".join(rows))
-        log(f"\nestimated time left on this machine: {_duration(total)} (from a short timing of each learner)")
-        waiting = [r for r in plan if r.run_id in selected and statuses[r.run_id] != RECORDED]
-        if cfg.launcher:
-            jobs = [r for r in waiting if statuses[r.run_id] in (NEW, PARTIAL)]
-            if cfg.max_runs:
-                jobs = jobs[: int(cfg.max_runs)]
-            log(f"launcher {cfg.launcher} would start {len(jobs)} job{'s' if len(jobs) != 1 else ''}, one per run, "
-                "each doing what its command here does:")
-            for run in jobs:
-                log(f"  {run.run_id}: {train_command(run)}")
-            finished = [r.run_id for r in waiting if statuses[r.run_id] == FINISHED]
-            if finished:
-                log(f"trained already (finished in their run directories), recorded without a job: "
-                    f"{', '.join(finished)}")
-        else:
-            for run in waiting:
-                log(f"  {run.run_id}: {run.command()}")
-        return {"plan": list(statuses.items()), "report": None, "seconds": total}
-
-    campaign_dir = results_dir / campaign.name
-    campaign_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(campaign_dir / "campaign.yaml", OmegaConf.to_yaml(campaign, resolve=True))
-    machine = machine_description(device)
-    paths = machine_paths(cfg)
-    record_data(campaign, cfg, results_dir, log)
-
-    def transference_when_ready() -> None:
-        """The transference and diagnostics steps, as soon as the runs they analyse are recorded."""
-        if campaign.transference.methods and all(r.status() == RECORDED for r in _transference_runs(campaign, plan)):
-            run_transference(campaign, plan, results_dir, device, bool(cfg.progress), log, paths)
-        if campaign.diagnostics.methods:
-            run_diagnostics(campaign, plan, results_dir, log)
-
-    transference_when_ready()
-    done, chosen = 0, []
+    cache: dict = {}
+    rows = ["| run | status | estimated time |", "|---|---|---|"]
+    total = 0.0
     for run in plan:
-        status = run.status()
-        if status == RECORDED:
+        if run.run_id not in selected:
+            rows.append(f"| {run.run_id} | {statuses[run.run_id]}, not in only_methods | - |")
+            continue
+        seconds = estimate_seconds(run, device, cache)
+        total += seconds
+        rows.append(f"| {run.run_id} | {statuses[run.run_id]} | {_duration(seconds) if seconds else '-'} |")
+    log(f"campaign {cfg.campaign.name}: {len(plan)} runs on {device}\n")
+    log("\n".join(rows))
+    log(f"\nestimated time left on this machine: {_duration(total)} (from a short timing of each learner)")
+    waiting = [r for r in plan if r.run_id in selected and statuses[r.run_id] != RECORDED]
+    if not cfg.launcher:
+        for run in waiting:
+            log(f"  {run.run_id}: {run.command()}")
+        return {"plan": list(statuses.items()), "report": None, "seconds": total}
+    jobs = [r for r in waiting if statuses[r.run_id] in (NEW, PARTIAL)]
+    if cfg.max_runs:
+        jobs = jobs[: int(cfg.max_runs)]
+    log(f"launcher {cfg.launcher} would start {len(jobs)} job{'s' if len(jobs) != 1 else ''}, one per run, "
+        "each doing what its command here does:")
+    for run in jobs:
+        log(f"  {run.run_id}: {train_command(run)}")
+    finished = [r.run_id for r in waiting if statuses[r.run_id] == FINISHED]
+    if finished:
+        log(f"trained already (finished in their run directories), recorded without a job: {', '.join(finished)}")
+    return {"plan": list(statuses.items()), "report": None, "seconds": total}
+
+
+def _chosen(cfg: DictConfig, plan: list[PlannedRun], selected: set[str], log) -> list[PlannedRun]:
+    """The selected runs not recorded yet, up to ``max_runs``."""
+    chosen = []
+    for run in plan:
+        if run.status() == RECORDED:
             log(f"{run.run_id}: recorded, skipped")
             continue
         if run.run_id not in selected:
             continue
-        if cfg.max_runs and done >= cfg.max_runs:
+        if cfg.max_runs and len(chosen) >= cfg.max_runs:
             log(f"max_runs={cfg.max_runs} reached; the next call continues with {run.run_id}")
             break
         chosen.append(run)
-        done += 1
+    return chosen
+
+
+def _train_and_record(cfg: DictConfig, chosen: list[PlannedRun], machine: dict, paths: dict, after_each, log):
+    """Train the ``chosen`` runs (here, or as launched jobs) and record each one that
+    finishes, calling ``after_each`` after each record; returns ``(launched, failed ids)``."""
+    allow_dirty, allow_change = bool(cfg.allow_dirty), bool(cfg.allow_commit_change)
     launched = {}
     if cfg.launcher:
         missing = [run for run in chosen if run.status() in (NEW, PARTIAL)]
         for run in missing:  # before any job starts
-            _check_code(run, bool(cfg.allow_dirty), bool(cfg.allow_commit_change))
+            _check_code(run, allow_dirty, allow_change)
         if missing:
-            launched = launch_runs(missing, cfg.launcher, list(cfg.launcher_overrides), launch_folder, job_name, log)
+            launched = launch_runs(missing, cfg.launcher, list(cfg.launcher_overrides), *_launch_place(cfg), log)
     failed = []
     for run in chosen:
         seconds, run_machine = None, machine
@@ -667,17 +707,10 @@ def run_campaign(cfg: DictConfig, log=logger.info) -> dict:
                 continue
             seconds, run_machine = outcome.seconds, outcome.machine  # the job's machine
         elif run.status() in (NEW, PARTIAL):
-            _check_code(run, bool(cfg.allow_dirty), bool(cfg.allow_commit_change))
+            _check_code(run, allow_dirty, allow_change)
             log(f"\n{run.run_id}: {run.command()}")
             seconds = _execute(run, log)
-        record_run(run, seconds, run_machine, paths, allow_dirty=bool(cfg.allow_dirty))
+        record_run(run, seconds, run_machine, paths, allow_dirty=allow_dirty)
         log(f"{run.run_id}: recorded in {run.record_dir}")
-        transference_when_ready()
-    report = write_report(results_dir, Path(cfg.report), Path(cfg.figures_dir), log=log)
-    if failed:
-        raise KmlError(
-            f"{len(failed)} of the {len(launched)} launched runs did not finish ({', '.join(failed)}; each is listed "
-            "above with its error); fix the cause and run the same command again: the other runs are recorded, "
-            "and each unfinished run continues from its last checkpoint"
-        )
-    return {"plan": [(r.run_id, r.status()) for r in plan], "report": str(report)}
+        after_each()
+    return launched, failed

@@ -33,6 +33,65 @@ def _cell(value: tuple[float, float, str] | None) -> str:
     return f"{signed(mean)} ± {ci:.2f}"
 
 
+def _contrast_row(cmp: Contrast, label: str, modes: list[str]) -> str:
+    """The headline table's row of one contrast."""
+    if not cmp.per_seed:
+        return f"| {label} | " + " | ".join("-" for _ in modes) + f" | {cmp.error} | - | - | - | - |"
+    cells = [_cell(cmp.headline(m)) for m in modes]
+    mean, ci, over = cmp.headline()
+    if over == "seeds":
+        stratified, p, wlt = "-", format_p(cmp.across().p_value), "-"
+    else:
+        o = next(iter(cmp.per_seed.values()))["overall"]
+        st = next(iter(cmp.per_seed.values())).get("overall_stratified")
+        stratified = f"± {st['ci95']:.2f}" if st else "-"
+        p, wlt = format_p(o["p_value"]), f"{o['wins']} / {o['losses']} / {o['ties']}"
+    return (f"| {label} | " + " | ".join(cells) + f" | **{signed(mean)} ± {ci:.2f}** | {stratified} | "
+            f"{seeds_text(cmp.seeds)} | {p} | {wlt} |")
+
+
+def _contrast_sentence(cmp: Contrast, label: str, modes: list[str]) -> str:
+    """One sentence per contrast: its figure, its verdict (or why none) and the modes where
+    it is beyond its interval."""
+    mean, ci, over = cmp.headline()
+    judged = cmp.verdict()
+    if judged.has_verdict:
+        what = f"verdict: **{judged.word}**"
+    else:
+        side = verdict(mean - ci, mean + ci)  # the interval's side of 0, not a verdict
+        what = {"holds": f"{cmp.a} above {cmp.b}", "does not hold": f"{cmp.a} below {cmp.b}",
+                "not established": "no difference"}[side] + f" on these test tasks ({judged.word})"
+    over_text = (f"t-interval over {len(cmp.seeds)} seeds" if over == "seeds"
+                 else f"seed {cmp.seeds[0]}, {next(iter(cmp.per_seed.values()))['overall']['tasks']} paired tasks")
+    better = [m for m in modes if (h := cmp.headline(m)) and h[0] - h[1] > 0]
+    worse = [m for m in modes if (h := cmp.headline(m)) and h[0] + h[1] < 0]
+    detail = "; ".join(x for x in (f"better on {', '.join(better)}" if better else "",
+                                     f"worse on {', '.join(worse)}" if worse else "") if x)
+    return (f"- **{label}: {signed(mean)} ± {ci:.2f} points** ({over_text}): {what}"
+            + (f" ({detail} at 95%)" if detail else "") + ".")
+
+
+def _per_seed_contrasts(contrasts: list[Contrast], modes: list[str]) -> str:
+    """The per-seed table of the contrasts with several seeds ("" without any)."""
+    several = [cmp for cmp in contrasts if len(cmp.per_seed) > 1]
+    if not several:
+        return ""
+    rows = [
+        "| comparison | seed | " + " | ".join(modes) + " | **overall** | stratified by mode | p |",
+        "|" + "---|" * (len(modes) + 5),
+    ]
+    for cmp in several:
+        for seed, r in cmp.per_seed.items():
+            cells = [f"{signed(r['per_mode'][m]['difference'])} ± {r['per_mode'][m]['ci95']:.2f}"
+                     if m in r["per_mode"] else "-" for m in modes]
+            o, st = r["overall"], r.get("overall_stratified") or {}
+            rows.append(f"| {cmp.a} − {cmp.b} | {seed} | " + " | ".join(cells)
+                        + f" | {signed(o['difference'])} ± {o['ci95']:.2f} | "
+                        + (f"± {st['ci95']:.2f}" if st else "-") + f" | {format_p(o['p_value'])} |")
+    return ("\n\nPer seed (each seed's paired mean over its tasks ± 1.96 sd / sqrt(n), pooled over modes "
+            "and stratified by mode):\n\n" + "\n".join(rows))
+
+
 def paired_section(c: CampaignRecords, setting: Setting, contrasts: list[Contrast]) -> str:
     """The headline paired table (across seeds where there are several), a sentence per
     contrast, and the per-seed table of the contrasts with several seeds. A contrast that
@@ -41,8 +100,7 @@ def paired_section(c: CampaignRecords, setting: Setting, contrasts: list[Contras
     for cmp in contrasts:
         modes += [m for m in cmp.modes() if m not in modes]
     rows = [
-        "| comparison | "
-        + " | ".join(modes)
+        "| comparison | " + " | ".join(modes)
         + " | **overall** | stratified by mode | seeds | p | wins / losses / ties |",
         "|" + "---|" * (len(modes) + 6),
     ]
@@ -52,54 +110,11 @@ def paired_section(c: CampaignRecords, setting: Setting, contrasts: list[Contras
         marks = contrast_marks(c, setting, cmp)
         marked = marked or bool(marks)
         label = f"{cmp.a} − {cmp.b}{marks}"
-        if not cmp.per_seed:
-            rows.append(f"| {label} | " + " | ".join("-" for _ in modes) + f" | {cmp.error} | - | - | - | - |")
-            continue
-        cells = [_cell(cmp.headline(m)) for m in modes]
-        mean, ci, over = cmp.headline()
-        if over == "seeds":
-            s = cmp.across()
-            stratified, p, wlt = "-", format_p(s.p_value), "-"
-        else:
-            o = next(iter(cmp.per_seed.values()))["overall"]
-            st = next(iter(cmp.per_seed.values())).get("overall_stratified")
-            stratified = f"± {st['ci95']:.2f}" if st else "-"
-            p, wlt = format_p(o["p_value"]), f"{o['wins']} / {o['losses']} / {o['ties']}"
-        rows.append(f"| {label} | " + " | ".join(cells) + f" | **{signed(mean)} ± {ci:.2f}** | {stratified} | "
-                    f"{seeds_text(cmp.seeds)} | {p} | {wlt} |")
-        judged = cmp.verdict()
-        if judged.has_verdict:
-            what = f"verdict: **{judged.word}**"
-        else:
-            side = verdict(mean - ci, mean + ci)  # the interval's side of 0, not a verdict
-            what = {"holds": f"{cmp.a} above {cmp.b}", "does not hold": f"{cmp.a} below {cmp.b}",
-                    "not established": "no difference"}[side] + f" on these test tasks ({judged.word})"
-        over_text = (f"t-interval over {len(cmp.seeds)} seeds" if over == "seeds"
-                     else f"seed {cmp.seeds[0]}, {next(iter(cmp.per_seed.values()))['overall']['tasks']} paired tasks")
-        better = [m for m in modes if (h := cmp.headline(m)) and h[0] - h[1] > 0]
-        worse = [m for m in modes if (h := cmp.headline(m)) and h[0] + h[1] < 0]
-        detail = "; ".join(x for x in (f"better on {', '.join(better)}" if better else "",
-                                         f"worse on {', '.join(worse)}" if worse else "") if x)
-        sentences.append(f"- **{label}: {signed(mean)} ± {ci:.2f} points** ({over_text}): {what}"
-                         + (f" ({detail} at 95%)" if detail else "") + ".")
+        rows.append(_contrast_row(cmp, label, modes))
+        if cmp.per_seed:
+            sentences.append(_contrast_sentence(cmp, label, modes))
     text = "\n".join(rows) + ("\n\n" + CODE_MARKS_NOTE if marked else "") + "\n\n" + "\n".join(sentences)
-    several = [cmp for cmp in contrasts if len(cmp.per_seed) > 1]
-    if several:
-        rows = [
-            "| comparison | seed | " + " | ".join(modes) + " | **overall** | stratified by mode | p |",
-            "|" + "---|" * (len(modes) + 5),
-        ]
-        for cmp in several:
-            for seed, r in cmp.per_seed.items():
-                cells = [f"{signed(r['per_mode'][m]['difference'])} ± {r['per_mode'][m]['ci95']:.2f}"
-                         if m in r["per_mode"] else "-" for m in modes]
-                o, st = r["overall"], r.get("overall_stratified") or {}
-                rows.append(f"| {cmp.a} − {cmp.b} | {seed} | " + " | ".join(cells)
-                            + f" | {signed(o['difference'])} ± {o['ci95']:.2f} | "
-                            + (f"± {st['ci95']:.2f}" if st else "-") + f" | {format_p(o['p_value'])} |")
-        text += ("\n\nPer seed (each seed's paired mean over its tasks ± 1.96 sd / sqrt(n), pooled over modes "
-                 "and stratified by mode):\n\n" + "\n".join(rows))
-    return text
+    return text + _per_seed_contrasts(contrasts, modes)
 
 
 def accuracy_sd(c: CampaignRecords, setting: Setting, method: str) -> tuple[float, str] | None:

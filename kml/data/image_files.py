@@ -1,7 +1,21 @@
 """Image files as a learner's input: :func:`load_images` reads a user's files with the
 preprocessing of a named dataset (:class:`kml.data.imaging.Preprocessing`), so that a file
 gives the pixels its prepared copy has, and warns when the files' polarity is the opposite
-of that dataset's."""
+of that dataset's.
+
+Every image is resized to ``image_size x image_size`` ignoring the aspect ratio (LANCZOS)
+and scaled by ``1 / 255`` exactly as the samplers scale the prepared arrays. When the
+dataset's prepared images have a fixed polarity (Omniglot's and the synthetic glyphs' are
+light on dark, mean intensity below 0.5) and an image's mean lies on the other side of 0.5
+after preprocessing, one line is logged as a warning: such an image is likely inverted
+already, or not of that kind.
+
+Example::
+
+    learner, config = kml.load_run("outputs/<date>/<run>")
+    size = config.data.image_size
+    support = load_images(["a.png", "b.png", "c.png"], size, dataset="omniglot")[None]  # (1, 3, 3, size, size)
+"""
 
 from __future__ import annotations
 
@@ -39,19 +53,8 @@ def load_images(
     ``data.<dataset>.preprocessing``). Without ``dataset`` the files are treated as a
     prepared folder dataset's images: RGB, no crop, no inversion.
 
-    Every image is resized to ``image_size x image_size`` ignoring the aspect ratio (LANCZOS)
-    and scaled by ``1 / 255`` exactly as the samplers scale the prepared arrays, so a file
-    gives the same tensor as its prepared copy. When the dataset's prepared images have a
-    fixed polarity (Omniglot's and the synthetic glyphs' are light on dark, mean intensity
-    below 0.5) and an image's mean lies on the other side of 0.5 after preprocessing, one
-    line is logged as a warning: such an image is likely inverted already, or not of that
-    kind.
-
-    Example::
-
-        learner, config = kml.load_run("outputs/<date>/<run>")
-        size = config.data.image_size
-        support = load_images(["a.png", "b.png", "c.png"], size, dataset="omniglot")[None]  # (1, 3, 3, size, size)
+    Every image is resized and scaled as the samplers serve the prepared arrays (see the
+    module docstring for the polarity warning and an example).
 
     Args:
         paths: the image files, in order.
@@ -75,21 +78,30 @@ def load_images(
     preprocessing = Preprocessing()
     if dataset is not None:
         preprocessing = get_spec(dataset, root).preprocessing
+    stacked = torch.from_numpy(_read(paths, preprocessing, int(image_size)))  # (M, H, W, C) uint8
+    if preprocessing.polarity is not None:
+        _check_polarity(stacked, [str(p) for p in paths], preprocessing.polarity, str(dataset))
+    # the samplers' channels and scaling, so a file gives the same pixels as its prepared copy
+    images = stacked.permute(0, 3, 1, 2).expand(-1, OUTPUT_CHANNELS, -1, -1)
+    return images.to(torch.float32).mul_(PIXEL_SCALE).contiguous()
+
+
+def _read(paths: Sequence[str | os.PathLike], preprocessing: Preprocessing, image_size: int) -> np.ndarray:
+    """The files' uint8 ``(M, H, W, C)`` pixels after ``preprocessing``.
+
+    Raises:
+        DataError: a file that cannot be read or decoded (named), or no paths.
+    """
     arrays = []
     for path in paths:
         try:
             data = Path(path).read_bytes()
         except OSError as error:
             raise DataError(f"cannot read image {str(path)!r} ({error.strerror or error}); check the path") from None
-        arrays.append(preprocessing.apply(data, str(path), int(image_size), fix="pass another image"))
+        arrays.append(preprocessing.apply(data, str(path), image_size, fix="pass another image"))
     if not arrays:
         raise DataError("no image files given; pass at least one path")
-    stacked = torch.from_numpy(np.stack(arrays))  # (M, H, W, C) uint8
-    if preprocessing.polarity is not None:
-        _check_polarity(stacked, [str(p) for p in paths], preprocessing.polarity, str(dataset))
-    # the samplers' channels and scaling, so a file gives the same pixels as its prepared copy
-    images = stacked.permute(0, 3, 1, 2).expand(-1, OUTPUT_CHANNELS, -1, -1)
-    return images.to(torch.float32).mul_(PIXEL_SCALE).contiguous()
+    return np.stack(arrays)
 
 
 def _check_polarity(images: torch.Tensor, names: list[str], polarity: str, dataset: str) -> None:

@@ -214,19 +214,9 @@ def prepare_dataset(
     scheme = resolve_split(spec, split)
     if isinstance(spec, FolderSpec):
         fractions = spec.fractions or (None, None, None)
-        return prepare_folder(
-            spec.source if source in (None, "") else source,
-            name,
-            root,
-            size,
-            split_seed=split_seed,
-            train_fraction=fractions[0],
-            val_fraction=fractions[1],
-            layout=spec.layout,
-            force=force,
-            workers=workers,
-            verbose=verbose,
-        )
+        return prepare_folder(spec.source if source in (None, "") else source, name, root, size,
+                              split_seed=split_seed, fractions=fractions,
+                              layout=spec.layout, force=force, workers=workers, verbose=verbose)
     split_seed = int(split_seed)
     root = check_root(root)
     variant = spec.variant(size, scheme, split_seed)
@@ -242,21 +232,30 @@ def prepare_dataset(
         if isinstance(spec, SyntheticSpec):
             return _generate(spec, target, size, split_seed, workers, verbose)
         sources = _locate_sources(spec, root, source, download, verbose)
-        scratch = root / name / f".extract-{variant}"  # tar archives are unpacked here, then removed
-        shutil.rmtree(scratch, ignore_errors=True)  # left over by a killed run of this variant
-        try:
-            with SourceTree(sources, spec.archive_patterns, scratch=scratch) as tree:
-                listing = spec.collect(tree, scheme, split_seed)
-                listing.check(spec.title, spec.allow_empty_splits(scheme))
-
-                def load(item: Any) -> np.ndarray:
-                    return spec.load_item(tree, item, size)
-
-                _write_prepared(spec, listing, target, size, scheme, split_seed, tree.origins, load, workers, verbose)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        _prepare_from(spec, sources, root / name / f".extract-{variant}", target, (size, scheme, split_seed),
+                      workers, verbose)
     _say(f"{name}: prepared at {target}", verbose)
     return target
+
+
+def _prepare_from(spec: DatasetSpec, sources, scratch: Path, target: Path, setting: tuple[int, str, int],
+                  workers: int, verbose: bool) -> None:
+    """Read a real dataset's ``sources`` (tar archives unpacked into ``scratch``, removed
+    afterwards) and write its prepared arrays to ``target``; ``setting``: image size,
+    split scheme and split seed."""
+    size, scheme, split_seed = setting
+    shutil.rmtree(scratch, ignore_errors=True)  # left over by a killed run of this variant
+    try:
+        with SourceTree(sources, spec.archive_patterns, scratch=scratch) as tree:
+            listing = spec.collect(tree, scheme, split_seed)
+            listing.check(spec.title, spec.allow_empty_splits(scheme))
+
+            def load(item: Any) -> np.ndarray:
+                return spec.load_item(tree, item, size)
+
+            _write_prepared(spec, listing, target, size, scheme, split_seed, tree.origins, load, workers, verbose)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def prepare_folder(
@@ -265,12 +264,12 @@ def prepare_folder(
     root: str | Path = "data",
     image_size: int = 84,
     split_seed: int = 0,
-    train_fraction: float | None = None,
-    val_fraction: float | None = None,
+    fractions: tuple[float | None, float | None] | None = None,
     layout: str = "auto",
     force: bool = False,
     workers: int | None = None,
     verbose: bool = True,
+    **deprecated: float | None,
 ) -> Path:
     """Prepare a folder of your own images as dataset ``name``; return its prepared folder.
 
@@ -286,9 +285,10 @@ def prepare_folder(
         root: ``data.root``.
         image_size: side of the stored square images.
         split_seed: seed of the class split (``classes`` layout; given splits ignore it).
-        train_fraction: the train split's fraction of the classes in the ``classes``
-            layout (None: 0.7); the test split gets what train and val leave.
-        val_fraction: the val split's fraction of the classes (None: 0.15).
+        fractions: ``(train, val)``: the train and val splits' fractions of the classes
+            in the ``classes`` layout (``None`` for either: 0.7 and 0.15); the test split
+            gets what train and val leave. The keywords ``train_fraction=`` and
+            ``val_fraction=`` of kml 0.1 still work, with a ``DeprecationWarning``.
         layout: ``auto``, ``classes`` or ``splits``.
         force: prepare again even if prepared; also needed to reuse ``name`` for
             another source, layout or fractions (the variants prepared from the old
@@ -300,6 +300,7 @@ def prepare_folder(
         DataError: a bad name, source, layout, fraction or image (named), or a name
             already used in ``root`` for another folder. Nothing is left behind.
     """
+    train_fraction, val_fraction = _fractions(fractions, deprecated)
     name = check_folder_name(name)
     size = _check_image_size(image_size)
     root = check_root(root)
@@ -328,13 +329,9 @@ def prepare_folder(
             if not force and done():
                 _say(f"{name}: already prepared at {target} (by another process)", verbose)
                 return target
-            workers = workers or min(4, max(1, _cpu_count()))
-
-            def load(item: str) -> np.ndarray:
-                return spec.load_image(item, size)
-
-            sources = [{"folder": str(spec.source)}]
-            _write_prepared(spec, listing, target, size, scheme, split_seed, sources, load, workers, verbose)
+            _write_prepared(spec, listing, target, size, scheme, split_seed, [{"folder": str(spec.source)}],
+                            lambda item: spec.load_image(item, size), workers or min(4, max(1, _cpu_count())),
+                            verbose)
     except BaseException:
         if created and base.is_dir() and not any(base.iterdir()):
             base.rmdir()
@@ -345,6 +342,24 @@ def prepare_folder(
     counts = " / ".join(str(len(listing.splits[split])) for split in SPLITS)
     _say(f"{name}: prepared at {target} ({counts} classes, layout {spec.layout})", verbose)
     return target
+
+
+def _fractions(fractions, deprecated: dict) -> tuple[float | None, float | None]:
+    """``(train, val)`` fractions from ``fractions`` or kml 0.1's ``train_fraction=`` /
+    ``val_fraction=`` keywords (with a ``DeprecationWarning``)."""
+    import warnings
+
+    unknown = sorted(set(deprecated) - {"train_fraction", "val_fraction"})
+    if unknown:
+        raise TypeError(f"prepare_folder() got unexpected keyword argument(s) {', '.join(unknown)}")
+    if deprecated:
+        if fractions is not None:
+            raise TypeError("pass the fractions once: fractions=(train, val), not also train_fraction/val_fraction")
+        warnings.warn("prepare_folder(train_fraction=..., val_fraction=...) is now fractions=(train, val)",
+                      DeprecationWarning, stacklevel=3)
+        return deprecated.get("train_fraction"), deprecated.get("val_fraction")
+    train, val = fractions if fractions is not None else (None, None)
+    return train, val
 
 
 def check_task_classes(name: str, counts: dict[str, int]) -> None:
