@@ -173,8 +173,9 @@ def test_the_optuna_sweeper_maximises_the_validation_accuracy(synthetic_root, tm
     no_validation = cli("train.py", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                         "train.lr=interval(0.0001,0.01)", *args[:-3], "hydra.sweep.dir=nothing", cwd=tmp_path)
     assert no_validation.code == 1 and no_validation.err.splitlines() == [
-        "error: hydra/sweeper=optuna tunes on what kml-train returns, the final validation accuracy, but validation "
-        "is off; set eval.val_every=<iterations> (e.g. eval.val_every=500): tuning on test accuracy is not allowed"
+        "error: hydra/sweeper=optuna tunes on what python scripts/train.py returns, the final validation accuracy, "
+        "but validation is off; set eval.val_every=<iterations> (e.g. eval.val_every=500): tuning on test accuracy "
+        "is not allowed"
     ]
     assert not list((tmp_path / "nothing").glob("*/checkpoints"))
 

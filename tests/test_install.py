@@ -103,6 +103,12 @@ def test_installed_train_eval_and_transference_run_from_any_folder(installed, sy
     record = json.loads((work / "tr" / "transference.json").read_text())
     assert len(record["runs"][0]["checkpoints"][0]["lr"]) == 3
 
+    # a wheel has no scripts/: its messages name the console scripts
+    missing = _run(installed, str(bin_dir / "kml-train"), "mode=omniglot", "data.root=nothing", *TINY,
+                   "hydra.run.dir=run2", cwd=work)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().endswith("run: kml-prepare dataset=omniglot data.root=nothing image_size=16")
+
 
 def test_the_wheel_ships_every_config_and_every_package_of_the_checkout(installed):
     """configs/ of the checkout becomes kml/configs of the wheel, file for file, and every

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kml.analysis.paired import PairingError, compare_task_records
+from kml.commands import command
 from kml.errors import KmlError
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def _read_json(path: Path, fix: str) -> dict:
 def read_run_record(path: str | Path) -> RunRecord:
     """The records of one run directory (or of a copied record folder)."""
     path = Path(path)
-    fix = f"re-create it with scripts/eval.py run_dir={path} output={path / 'results.json'}"
+    fix = f"re-create it with {command('eval')} run_dir={path} output={path / 'results.json'}"
     results = _read_json(path / "results.json", fix)
     tasks_file = path / TASK_ACCURACIES
     tasks = _read_json(tasks_file, fix) if tasks_file.is_file() else None
@@ -73,7 +74,7 @@ def collect_runs(patterns: list[str]) -> list[RunRecord]:
     """
     from kml.engine.rundir import find_run_dirs
 
-    paths = find_run_dirs(patterns, "results.json", "run scripts/eval.py run_dir={path} first")
+    paths = find_run_dirs(patterns, "results.json", f"run {command('eval')} run_dir={{path}} first")
     return [read_run_record(path) for path in paths]
 
 
@@ -140,7 +141,7 @@ def paired_comparisons(runs: list[RunRecord], baseline: str | None = None) -> di
         if run.tasks is None or base.tasks is None:
             missing = run if run.tasks is None else base
             entry["error"] = (
-                f"{missing.path} has no {TASK_ACCURACIES}; re-evaluate it with scripts/eval.py "
+                f"{missing.path} has no {TASK_ACCURACIES}; re-evaluate it with {command('eval')} "
                 f"run_dir={missing.path} output={missing.path / 'results.json'}"
             )
         else:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from kml.commands import command
 from kml.errors import KmlError
 from kml.io import atomic_write
 
@@ -264,7 +265,7 @@ def read_run_config(run_dir: str | Path) -> DictConfig:
     if not path.is_file():
         raise CheckpointError(
             f"{run_dir} is not a kml run directory (config.yaml is missing); "
-            "pass the output folder of scripts/train.py"
+            f"pass the output folder of {command('train')}"
         )
     from kml.engine.rundir import load_config_file
 

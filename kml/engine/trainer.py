@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from kml.commands import command
 from kml.engine.checkpoints import BEST, check_state_dict, save_checkpoint, save_checkpoint_as
 from kml.engine.distributed import DistributedContext
 from kml.engine.evaluation import Validator
@@ -223,7 +224,7 @@ class Trainer:
             kept = f"the last checkpoint {last} is kept" if last.is_file() else "no checkpoint had been saved yet"
             raise TrainingInterrupted(
                 f"interrupted at once during iteration {self.iteration + 1}, without saving; {kept}; "
-                f"continue with: python scripts/train.py resume={self.run_root()}"
+                f"continue with: {command('train')} resume={self.run_root()}"
             ) from None
         finally:
             bar.close()
@@ -233,7 +234,7 @@ class Trainer:
             raise TrainingInterrupted(
                 f"interrupted at iteration {self.iteration}; checkpoint saved to "
                 f"{self.run_dir / 'checkpoints' / 'last.pt'}; "
-                f"continue with: python scripts/train.py resume={self.run_root()}"
+                f"continue with: {command('train')} resume={self.run_root()}"
             )
         return self.iteration
 
