@@ -97,6 +97,9 @@ class Trainer:
         self.validator = validator
         self.best: dict | None = None  # {"iteration", "accuracy"} of checkpoints/best.pt
         self.graphed = None
+        # train.overfit_batches: the batches repeated, drawn from the sampler's state at the start
+        self._fixed_batches: list | None = None
+        self._initial_sampler_state = sampler.state_dict() if cfg.train.get("overfit_batches") else None
         if cuda_graphs:
             from kml.engine.graphs import GraphedStep
 
@@ -173,6 +176,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _sample(self, num_tasks: int):
+        """The meta-batch of the next iteration: fresh tasks, or with ``train.overfit_batches``
+        = N the first N meta-batches of the run, in turn (the same ones after a resume)."""
+        repeat = int(self.cfg.train.get("overfit_batches", 0) or 0)
+        if not repeat:
+            return self._draw(num_tasks)
+        if self._fixed_batches is None:
+            current = self.sampler.state_dict()
+            self.sampler.load_state_dict(self._initial_sampler_state)
+            self._fixed_batches = [self._draw(num_tasks) for _ in range(repeat)]
+            self.sampler.load_state_dict(current)
+        return self._fixed_batches[self.iteration % repeat]
+
+    def _draw(self, num_tasks: int):
         if self.mode is None:
             return self.sampler.sample(num_tasks)
         return self.sampler.sample_mode(self.mode, num_tasks)
