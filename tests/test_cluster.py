@@ -180,6 +180,18 @@ def test_the_optuna_sweeper_maximises_the_validation_accuracy(synthetic_root, tm
     assert not list((tmp_path / "nothing").glob("*/checkpoints"))
 
 
+def test_a_sweep_prints_hydras_messages_and_no_other_librarys(synthetic_root, tmp_path):
+    """A fresh process (the sweeper imports optuna, which loads alembic's plugins): Hydra's
+    own lines are printed, the INFO lines of the libraries it imports are not."""
+    proc = run_script("train.py", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "train.lr=choice(0.001)",
+                      f"data.root={synthetic_root}", *TINY, "train.iterations=1", "eval.val_every=1",
+                      "eval.val_tasks_per_mode=2", "eval.tasks_per_mode=2", "hydra.sweep.dir=study", cwd=tmp_path)
+    hydra_lines = [line for line in proc.stdout.splitlines() if "[HYDRA]" in line]
+    assert any("Launching 1 jobs locally" in line for line in hydra_lines)
+    assert any("Best value:" in line for line in hydra_lines)
+    assert not [line for line in hydra_lines if "setup plugin" in line], hydra_lines
+
+
 def test_a_missing_plugin_names_the_extra_that_installs_it():
     from hydra.errors import MissingConfigException
 
