@@ -144,3 +144,19 @@ def test_the_library_never_imports_the_command_line_package():
             offenders += [f"{path.relative_to(REPO)}: {name}" for name in names
                           if name == "kml.cli" or name.startswith("kml.cli.")]
     assert not offenders
+
+
+def test_the_citation_names_this_version_and_its_release_date():
+    """CITATION.cff's version is kml.__version__, released on the date its CHANGELOG.md heading gives."""
+    import re
+
+    import yaml
+
+    import kml
+
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["version"] == kml.__version__
+    heading = re.search(rf"^## {re.escape(kml.__version__)} \((\d{{4}}-\d{{2}}-\d{{2}})\)$",
+                        (REPO / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert heading, f"CHANGELOG.md has no '## {kml.__version__} (<date>)' heading"
+    assert str(citation["date-released"]) == heading.group(1)
