@@ -68,3 +68,15 @@ def test_the_repeated_batch_is_the_same_after_a_resume(synthetic_root, tmp_path)
     resumed = cli("train.py", "resume=part", "train.iterations=4", cwd=tmp_path)
     assert resumed.code == 0, resumed.err
     assert same_parameters(final_parameters(tmp_path / "whole"), final_parameters(tmp_path / "part"))
+
+
+def test_a_preset_cannot_change_a_resumed_run(synthetic_root, tmp_path):
+    """``resume=<run> debug=fast`` would silently keep the run's own budget: it is refused."""
+    assert cli("train.py", f"data.root={synthetic_root}", *TINY, "train.iterations=2", "hydra.run.dir=run",
+               cwd=tmp_path).code == 0
+    for preset in ("debug=fast", "experiment=paper/2mode_maml"):
+        result = cli("train.py", "resume=run", preset, cwd=tmp_path)
+        assert result.code == 1
+        assert result.err.strip() == (
+            f"error: resume points at a run with a different config: {preset} chooses the settings of a new run, "
+            "which a resumed run keeps. Drop these overrides to resume it, or start a new run without resume=")

@@ -303,7 +303,7 @@ def load_run(
     ``path`` is a run directory (the output folder of ``scripts/train.py``; its
     ``config.yaml`` describes the learner) or a single checkpoint file (``.pt``, e.g. a
     copied ``last.pt``: the config it embeds describes the learner, no ``config.yaml``
-    needed)::
+    needed):
 
         learner, config = kml.load_run("outputs/2026-01-01/10-00-00_synthetic_protonet-kml_1a2b3c")
         logits = learner.predict(support, support_labels, query)   # (T, N*Q, N)
