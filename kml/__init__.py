@@ -1,6 +1,6 @@
 """kml: multimodal few-shot meta-learning with Kernel Modulation (NeurIPS 2021).
 
-The front door (imported on first use, so ``import kml`` stays light)::
+The front door (imported on first use, so ``import kml`` stays light):
 
     from kml import KernelModulatedConv2d, FiLM, build_learner, get_tasksets, load_run
 

@@ -2,7 +2,7 @@
 
 Kernel modulation (Abdollahzadeh et al., NeurIPS 2021) rescales *every element*
 of a convolution kernel with a task-specific factor generated from a task
-embedding ``v``::
+embedding ``v``:
 
     W_hat = W * (1 + M(v))          b_hat = b + db(v)
     M(v)  = sum_r g1_r(v) outer g2_r(v)   (reshaped to the kernel shape)
@@ -26,8 +26,7 @@ user's own module (``docs/extending.md``). A registered layer derives from
 its generators derive from :class:`Generator`: that type, not a parameter name, is what
 keeps them out of MAML's inner loop and in the modulation optimiser.
 
-Example::
-
+Examples:
     >>> import torch
     >>> from kml.modulation import KernelModulatedConv2d
     >>> conv = KernelModulatedConv2d(3, 32, 3, task_dim=128, padding=1)
@@ -535,11 +534,12 @@ def register_modulation(name: str, *, method_suffix: str | None = None):
         method_suffix: appended to the learner's modulated name in method names, e.g.
             ``"+KML"`` gives ``MProtoNet+KML``. Default: ``"+<name>"``.
 
-    Example::
-
+    Example:
+        ```python
         @register_modulation("scaled")
         class ScaledConv2d(ModulatedConv2d):
             ...
+        ```
     """
 
     def prepare(cls: type) -> None:

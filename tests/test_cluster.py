@@ -173,10 +173,23 @@ def test_the_optuna_sweeper_maximises_the_validation_accuracy(synthetic_root, tm
     no_validation = cli("train.py", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                         "train.lr=interval(0.0001,0.01)", *args[:-3], "hydra.sweep.dir=nothing", cwd=tmp_path)
     assert no_validation.code == 1 and no_validation.err.splitlines() == [
-        "error: hydra/sweeper=optuna tunes on what kml-train returns, the final validation accuracy, but validation "
-        "is off; set eval.val_every=<iterations> (e.g. eval.val_every=500): tuning on test accuracy is not allowed"
+        "error: hydra/sweeper=optuna tunes on what python scripts/train.py returns, the final validation accuracy, "
+        "but validation is off; set eval.val_every=<iterations> (e.g. eval.val_every=500): tuning on test accuracy "
+        "is not allowed"
     ]
     assert not list((tmp_path / "nothing").glob("*/checkpoints"))
+
+
+def test_a_sweep_prints_hydras_messages_and_no_other_librarys(synthetic_root, tmp_path):
+    """A fresh process (the sweeper imports optuna, which loads alembic's plugins): Hydra's
+    own lines are printed, the INFO lines of the libraries it imports are not."""
+    proc = run_script("train.py", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "train.lr=choice(0.001)",
+                      f"data.root={synthetic_root}", *TINY, "train.iterations=1", "eval.val_every=1",
+                      "eval.val_tasks_per_mode=2", "eval.tasks_per_mode=2", "hydra.sweep.dir=study", cwd=tmp_path)
+    hydra_lines = [line for line in proc.stdout.splitlines() if "[HYDRA]" in line]
+    assert any("Launching 1 jobs locally" in line for line in hydra_lines)
+    assert any("Best value:" in line for line in hydra_lines)
+    assert not [line for line in hydra_lines if "setup plugin" in line], hydra_lines
 
 
 def test_a_missing_plugin_names_the_extra_that_installs_it():

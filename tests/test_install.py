@@ -103,6 +103,12 @@ def test_installed_train_eval_and_transference_run_from_any_folder(installed, sy
     record = json.loads((work / "tr" / "transference.json").read_text())
     assert len(record["runs"][0]["checkpoints"][0]["lr"]) == 3
 
+    # a wheel has no scripts/: its messages name the console scripts
+    missing = _run(installed, str(bin_dir / "kml-train"), "mode=omniglot", "data.root=nothing", *TINY,
+                   "hydra.run.dir=run2", cwd=work)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().endswith("run: kml-prepare dataset=omniglot data.root=nothing image_size=16")
+
 
 def test_the_wheel_ships_every_config_and_every_package_of_the_checkout(installed):
     """configs/ of the checkout becomes kml/configs of the wheel, file for file, and every
@@ -138,3 +144,19 @@ def test_the_library_never_imports_the_command_line_package():
             offenders += [f"{path.relative_to(REPO)}: {name}" for name in names
                           if name == "kml.cli" or name.startswith("kml.cli.")]
     assert not offenders
+
+
+def test_the_citation_names_this_version_and_its_release_date():
+    """CITATION.cff's version is kml.__version__, released on the date its CHANGELOG.md heading gives."""
+    import re
+
+    import yaml
+
+    import kml
+
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["version"] == kml.__version__
+    heading = re.search(rf"^## {re.escape(kml.__version__)} \((\d{{4}}-\d{{2}}-\d{{2}})\)$",
+                        (REPO / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert heading, f"CHANGELOG.md has no '## {kml.__version__} (<date>)' heading"
+    assert str(citation["date-released"]) == heading.group(1)

@@ -323,7 +323,8 @@ def test_checkpoint_that_does_not_exist(tmp_path, trained):
     )
     _assert_user_error(
         cli("eval.py", f"run_dir={tmp_path}", cwd=tmp_path),
-        f"{tmp_path} is not a kml run directory (config.yaml is missing); pass the output folder of scripts/train.py",
+        f"{tmp_path} is not a kml run directory (config.yaml is missing); "
+        "pass the output folder of python scripts/train.py",
     )
 
 
@@ -409,7 +410,8 @@ def test_resume_refuses_another_config_and_non_runs(tmp_path, trained):
     nowhere = tmp_path / "nowhere"
     _assert_user_error(
         cli("train.py", f"resume={nowhere}", cwd=tmp_path),
-        f"resume={nowhere} is not a kml run directory (no config.yaml); pass the folder that scripts/train.py printed",
+        f"resume={nowhere} is not a kml run directory (no config.yaml); "
+        "pass the folder that python scripts/train.py printed",
     )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kml.analysis.seeds import Contrast, accuracy_over_seeds, contrast_over_seeds
+from kml.commands import command
 from kml.errors import KmlError
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _read_json(path: Path, fix: str) -> dict:
 def read_run_record(path: str | Path) -> RunRecord:
     """The records of one run directory (or of a copied record folder)."""
     path = Path(path)
-    fix = f"re-create it with scripts/eval.py run_dir={path} output={path / 'results.json'}"
+    fix = f"re-create it with {command('eval')} run_dir={path} output={path / 'results.json'}"
     results = _read_json(path / "results.json", fix)
     tasks_file = path / TASK_ACCURACIES
     tasks = _read_json(tasks_file, fix) if tasks_file.is_file() else None
@@ -97,7 +98,7 @@ def collect_runs(patterns: list[str]) -> list[RunRecord]:
     """
     from kml.engine.rundir import find_run_dirs
 
-    paths = find_run_dirs(patterns, "results.json", "run scripts/eval.py run_dir={path} first")
+    paths = find_run_dirs(patterns, "results.json", f"run {command('eval')} run_dir={{path}} first")
     return [read_run_record(path) for path in paths]
 
 
@@ -227,7 +228,7 @@ def _baseline_index(groups: list[MethodRuns], baseline: str | None) -> int:
 
 
 def _missing_tasks(run: RunRecord) -> str:
-    return (f"{run.path} has no {TASK_ACCURACIES}; re-evaluate it with scripts/eval.py "
+    return (f"{run.path} has no {TASK_ACCURACIES}; re-evaluate it with {command('eval')} "
             f"run_dir={run.path} output={run.path / 'results.json'}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kml.commands import command
 from kml.config import validate_transference_config
 from kml.errors import KmlError
 
@@ -22,7 +23,7 @@ def expand_run_dirs(patterns: list[str]) -> list[Path]:
     """Run directories named by ``patterns`` (globs allowed), in the given order."""
     from kml.engine.rundir import find_run_dirs
 
-    return find_run_dirs(patterns, "config.yaml", "it is not a run directory of scripts/train.py")
+    return find_run_dirs(patterns, "config.yaml", f"it is not a run directory of {command('train')}")
 
 
 def _slug(text: str) -> str:
@@ -50,7 +51,7 @@ def _checkpoints(run_dir: Path, wanted: list[int]) -> list[int | str]:
             return list(saved)
         if (run_dir / "checkpoints" / "last.pt").is_file():
             return ["last"]
-        raise KmlError(f"{run_dir} has no checkpoints; train it first (scripts/train.py)")
+        raise KmlError(f"{run_dir} has no checkpoints; train it first ({command('train')})")
     missing = [i for i in wanted if i not in saved]
     if missing:
         available = ", ".join(str(i) for i in saved) or "none"

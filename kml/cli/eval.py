@@ -11,6 +11,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from kml.cli import hydra_main
+from kml.commands import command
 from kml.config import EvalScriptConfig
 from kml.errors import KmlError
 
@@ -23,7 +24,7 @@ def main(cfg: DictConfig) -> None:
     from kml.engine.runs import evaluate_run
 
     if not cfg.run_dir:
-        raise KmlError("run_dir is required: kml-eval run_dir=<a run directory of kml-train>")
+        raise KmlError(f"run_dir is required: {command('eval')} run_dir=<a run directory of {command('train')}>")
     tune_cpu_allocator()
     evaluate_run(
         cfg.run_dir,

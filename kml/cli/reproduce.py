@@ -13,10 +13,11 @@ its records in ``results/`` and write the results report (``docs/results.md``).
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kml.cli import hydra_main, terminate_as_interrupt
 from kml.config import ReproduceScriptConfig
+from kml.errors import KmlError
 
 __all__ = ["main"]
 
@@ -24,8 +25,11 @@ __all__ = ["main"]
 @hydra_main(config_name="reproduce", schema=ReproduceScriptConfig)
 def main(cfg: DictConfig) -> None:
     from kml.campaign import run_campaign
+    from kml.config.compose import group_options
     from kml.data import tune_cpu_allocator
 
+    if OmegaConf.is_missing(cfg.campaign, "name"):  # no campaign=<name> (the group is optional for --help)
+        raise KmlError(f"campaign is required: pass campaign=<name>; available: {', '.join(group_options('campaign'))}")
     terminate_as_interrupt()
     tune_cpu_allocator()
     run_campaign(cfg)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from kml.cli import hydra_main, terminate_as_interrupt
+from kml.commands import command
 from kml.config import RunConfig
 from kml.errors import KmlError
 
@@ -51,8 +52,9 @@ def check_launch(cfg: DictConfig, hydra_cfg) -> None:
     sweeper = hydra_cfg.runtime.choices.get("hydra/sweeper") if multirun else None
     if sweeper not in (None, "basic") and not int(cfg.eval.val_every):
         raise KmlError(
-            f"hydra/sweeper={sweeper} tunes on what kml-train returns, the final validation accuracy, but validation "
-            "is off; set eval.val_every=<iterations> (e.g. eval.val_every=500): tuning on test accuracy is not allowed"
+            f"hydra/sweeper={sweeper} tunes on what {command('train')} returns, the final validation accuracy, "
+            "but validation is off; set eval.val_every=<iterations> (e.g. eval.val_every=500): tuning on test accuracy "
+            "is not allowed"
         )
 
 

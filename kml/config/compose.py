@@ -24,6 +24,8 @@ __all__ = [
     "compose_run_config",
     "describe_hydra_error",
     "group_options",
+    "config_groups",
+    "help_groups",
 ]
 
 
@@ -55,6 +57,9 @@ def register_resolvers() -> None:
         "kml_unique": (lambda: secrets.token_hex(3), True),
         # a backbone's own default of a setting (learner.backbone.channels and .style)
         "kml_backbone_default": (_backbone_default, False),
+        # --help (configs/hydra/help/kml.yaml): the command as the user runs it, and its groups
+        "kml_command": (_command_of_config, False),
+        "kml_config_groups": (help_groups, False),
     }
     for name, (resolver, use_cache) in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -71,6 +76,12 @@ def _hydra_subdir(resume, output_dir=None) -> str:
     while (Path(str(output_dir)) / name).exists():
         name, n = f"{base}_{n}", n + 1
     return name
+
+
+def _command_of_config(config_name: str) -> str:
+    from kml.commands import command_of_config
+
+    return command_of_config(config_name)
 
 
 def _backbone_default(backbone: str, setting: str):
@@ -203,13 +214,39 @@ def describe_hydra_error(err: BaseException, schema: type | None = None) -> str 
 
 
 def group_options(group: str) -> list[str]:
-    """The options of a config group: its yaml files and the ones registered in code."""
+    """The options of a config group: its yaml files (those in sub-folders as
+    ``<folder>/<name>``, e.g. ``paper/5mode_maml``) and the ones registered in code."""
     from hydra.core.config_store import ConfigStore
 
     folder = Path(CONFIG_DIR) / group
-    options = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    options = {p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")}
     try:
         options |= {Path(name).stem for name in ConfigStore.instance().list(group)}
     except OSError:  # no such group in the store
         pass
     return sorted(options)
+
+
+def config_groups(config_name: str) -> list[str]:
+    """The config groups a command accepts: those that the defaults list of its config
+    (``configs/<config_name>.yaml``) selects, Hydra's own (``hydra/...``) left out."""
+    from omegaconf import OmegaConf
+
+    path = Path(CONFIG_DIR) / f"{config_name}.yaml"
+    if not path.is_file():
+        return []
+    groups = []
+    for entry in OmegaConf.load(path).get("defaults", []):
+        if isinstance(entry, str):  # the schema, _self_
+            continue
+        for key in entry:
+            words = str(key).split()  # "learner", "optional experiment", "override hydra/help"
+            if words[0] != "override" and not words[-1].lstrip("/").startswith("hydra"):
+                groups.append(words[-1].lstrip("/"))
+    return groups
+
+
+def help_groups(config_name: str) -> str:
+    """The ``--help`` section of a command's config groups: one ``group: options`` line each."""
+    lines = [f"{group}: {', '.join(group_options(group))}" for group in config_groups(config_name)]
+    return "\n".join(lines) if lines else "(none: this command takes config keys only)"

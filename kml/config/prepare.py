@@ -8,6 +8,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from kml.commands import command as kml_command
 from kml.errors import DataError
 
 
@@ -70,7 +71,7 @@ FOLDER_OPTIONS = ("name", "train_fraction", "val_fraction")
 def check_folder_options(cfg: PrepareDataConfig) -> None:
     """``dataset=folder`` has a source and a name and no split; the folder options go with
     ``dataset=folder`` only (DataError naming the fix otherwise)."""
-    command = "python scripts/prepare_data.py dataset=folder source=<folder> name=<name>"
+    command = f"{kml_command('prepare')} dataset=folder source=<folder> name=<name>"
     if cfg.dataset == "folder":
         missing = [option for option in ("source", "name") if getattr(cfg, option) in (None, "")]
         if missing:
@@ -99,7 +100,7 @@ def resolve_prepare_config(cfg: Any) -> PrepareDataConfig:
         schema = OmegaConf.structured(PrepareDataConfig)
         merged = OmegaConf.merge(schema, cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg))
         if OmegaConf.is_missing(merged, "dataset"):
-            raise DataError("no dataset given; run: python scripts/prepare_data.py dataset=<name> (or dataset=all)")
+            raise DataError(f"no dataset given; run: {kml_command('prepare')} dataset=<name> (or dataset=all)")
         resolved: PrepareDataConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as error:
         message = str(error).splitlines()[0]

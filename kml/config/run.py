@@ -180,6 +180,9 @@ class TrainConfig:
     tf32: bool = False  # float32 matrix products on TF32 tensor cores (CUDA; convolutions: cuDNN's default)
     per_task_conv: str = "grouped"  # grouped | channels_last | unfold: how a convolution with one kernel per task runs
     progress: bool = True
+    # a check that the model can learn (debug=overfit): train on the first N meta-batches over and
+    # over instead of fresh tasks; 0 (default): fresh tasks every iteration
+    overfit_batches: int = 0
 
 
 @dataclass
@@ -371,6 +374,7 @@ def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
     at_least(c.train.lr_modulation, 0, "train.lr_modulation", strict=True)
     at_least(c.train.checkpoint_every, 1, "train.checkpoint_every")
     at_least(c.train.log_every, 1, "train.log_every")
+    at_least(c.train.overfit_batches, 0, "train.overfit_batches")
     at_least(c.train.scheduler.step_size, 0, "train.scheduler.step_size")
     at_least(c.train.scheduler.gamma, 0, "train.scheduler.gamma", strict=True)
     at_least(c.learner.inner_steps, 0, "learner.inner_steps")

@@ -11,6 +11,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from kml.commands import command
 from kml.config.checks import ConfigError, at_least, choice
 
 __all__ = [
@@ -75,7 +76,7 @@ def validate_transference_config(cfg: DictConfig | TransferenceScriptConfig) -> 
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     if not c.run_dirs:
         raise ConfigError(
-            "run_dirs is empty: pass one or more run directories of scripts/train.py (globs allowed), "
+            f"run_dirs is empty: pass one or more run directories of {command('train')} (globs allowed), "
             "e.g. run_dirs='[outputs/2026-11-26/*]'"
         )
     for key in ("source_split", "target_split"):

@@ -1,6 +1,6 @@
 """Prepared datasets, few-shot episodes and multimodal meta-batches.
 
-Quick start (see ``docs/data.md``)::
+Quick start (see ``docs/data.md``):
 
     from kml.data import get_tasksets
     train, val, test = get_tasksets(["omniglot", "miniimagenet"], ways=5, shots=1, queries=15,

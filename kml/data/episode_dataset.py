@@ -1,4 +1,4 @@
-"""Episode samplers as a ``torch.utils.data`` dataset, for your own loop or a Lightning module::
+"""Episode samplers as a ``torch.utils.data`` dataset, for your own loop or a Lightning module:
 
     from torch.utils.data import DataLoader
     from kml.data import EpisodeDataset, get_tasksets

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from kml.commands import command
 from kml.data.archives import verify_checksum
 from kml.data.datasets.base import ClassListing, DatasetSpec
 from kml.data.datasets.folder import FolderSpec, prepare_folder_command
@@ -84,7 +85,7 @@ def prepare_command(name: str, root: str | Path, image_size: int, split: str | N
     spec = get_spec(name, root)
     if isinstance(spec, FolderSpec):
         return prepare_folder_command(name, root, image_size, spec.split_seed_for(spec.default_split, split_seed), spec)
-    parts = [f"python scripts/prepare_data.py dataset={name}", f"data.root={root}", f"image_size={image_size}"]
+    parts = [f"{command('prepare')} dataset={name}", f"data.root={root}", f"image_size={image_size}"]
     scheme = resolve_split(spec, split)
     if scheme != spec.default_split:
         parts.append(f"split={scheme}")

@@ -1,6 +1,6 @@
 """Prepared-dataset storage: layout, manifest and atomic writes.
 
-A prepared dataset lives in one folder per (dataset, image size, split)::
+A prepared dataset lives in one folder per (dataset, image size, split):
 
     <root>/<dataset>/<variant>/
         manifest.json      classes per split, counts, seed, sources, versions

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from kml.commands import command
 from kml.errors import KmlError
 from kml.io import atomic_write
 
@@ -264,7 +265,7 @@ def read_run_config(run_dir: str | Path) -> DictConfig:
     if not path.is_file():
         raise CheckpointError(
             f"{run_dir} is not a kml run directory (config.yaml is missing); "
-            "pass the output folder of scripts/train.py"
+            f"pass the output folder of {command('train')}"
         )
     from kml.engine.rundir import load_config_file
 
@@ -302,7 +303,7 @@ def load_run(
     ``path`` is a run directory (the output folder of ``scripts/train.py``; its
     ``config.yaml`` describes the learner) or a single checkpoint file (``.pt``, e.g. a
     copied ``last.pt``: the config it embeds describes the learner, no ``config.yaml``
-    needed)::
+    needed):
 
         learner, config = kml.load_run("outputs/2026-01-01/10-00-00_synthetic_protonet-kml_1a2b3c")
         logits = learner.predict(support, support_labels, query)   # (T, N*Q, N)

@@ -51,6 +51,10 @@ RESUMABLE_KEYS = (
     "resume",
 )
 
+#: config groups that are presets of many keys (``configs/experiment``, ``configs/debug``):
+#: they set up a new run, and a ``resume=`` of a run refuses them
+PRESET_GROUPS = ("experiment", "debug")
+
 #: ``resume=auto``: continue the run in the run directory if it holds one of the same
 #: config, else start it there
 AUTO_RESUME = "auto"
@@ -96,6 +100,9 @@ def resume_config(saved: DictConfig, composed: DictConfig, overrides: list[str])
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key.startswith("hydra") or key == "resume":
+            continue
+        if key in PRESET_GROUPS:  # a preset sets many keys at once: it describes a new run
+            conflicts.append(f"{override} chooses the settings of a new run, which a resumed run keeps")
             continue
         if key in ("learner", "modulation", "mode", "protocol"):
             # a config-group choice: compare the choice itself

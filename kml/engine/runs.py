@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kml.commands import command as kml_command
 from kml.config import RunConfig, validate
 from kml.engine.checkpoints import BEST, CheckpointError, list_checkpoints, load_checkpoint
 from kml.engine.device import resolve_device, use_cuda_graphs, use_vectorized
@@ -247,7 +248,7 @@ def _checked_tasksets(cfg: DictConfig, device, seed: int):
         which = datasets[0] if len(datasets) == 1 else "<name>"
         raise KmlError(
             f"the train split of {names} has no classes (empty prepared dataset); prepare it again with "
-            f"python scripts/prepare_data.py dataset={which} data.root={cfg.data.root} "
+            f"{kml_command('prepare')} dataset={which} data.root={cfg.data.root} "
             f"image_size={cfg.data.image_size} force=true, or choose another mode"
         )
     split = str(cfg.eval.split)
@@ -308,7 +309,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
         if not saved_path.is_file():
             raise KmlError(
                 f"resume={cfg.resume} is not a kml run directory (no config.yaml); "
-                "pass the folder that scripts/train.py printed"
+                f"pass the folder that {kml_command('train')} printed"
             )
         cfg = resume_config(load_config_file(saved_path), cfg, overrides or [])
     validate(cfg, saved=saved)
@@ -387,7 +388,7 @@ def _run_with(cfg: DictConfig, run_dir: Path, device: torch.device, ctx, log, re
         # outside the training loop (which saves and says so itself): e.g. during evaluation
         raise TrainingInterrupted(
             f"interrupted; the checkpoints in {run_dir / 'checkpoints'} are kept; "
-            f"continue with: python scripts/train.py resume={run_dir}"
+            f"continue with: {kml_command('train')} resume={run_dir}"
         ) from None
     finally:
         if loggers is not None:

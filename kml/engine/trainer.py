@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from kml.commands import command
 from kml.engine.checkpoints import BEST, check_state_dict, save_checkpoint, save_checkpoint_as
 from kml.engine.distributed import DistributedContext
 from kml.engine.evaluation import Validator
@@ -102,6 +103,9 @@ class Trainer:
         self.validator = validator
         self.best: dict | None = None  # {"iteration", "accuracy"} of checkpoints/best.pt
         self.graphed = None
+        # train.overfit_batches: the batches repeated, drawn from the sampler's state at the start
+        self._fixed_batches: list | None = None
+        self._initial_sampler_state = sampler.state_dict() if cfg.train.get("overfit_batches") else None
         if cuda_graphs:
             from kml.engine.graphs import GraphedStep
 
@@ -180,6 +184,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _sample(self, num_tasks: int):
+        """The meta-batch of the next iteration: fresh tasks, or with ``train.overfit_batches``
+        = N the first N meta-batches of the run, in turn (the same ones after a resume)."""
+        repeat = int(self.cfg.train.get("overfit_batches", 0) or 0)
+        if not repeat:
+            return self._draw(num_tasks)
+        if self._fixed_batches is None:
+            current = self.sampler.state_dict()
+            self.sampler.load_state_dict(self._initial_sampler_state)
+            self._fixed_batches = [self._draw(num_tasks) for _ in range(repeat)]
+            self.sampler.load_state_dict(current)
+        return self._fixed_batches[self.iteration % repeat]
+
+    def _draw(self, num_tasks: int):
         if self.mode is None:
             return self.sampler.sample(num_tasks)
         return self.sampler.sample_mode(self.mode, num_tasks)
@@ -231,7 +248,7 @@ class Trainer:
             kept = f"the last checkpoint {last} is kept" if last.is_file() else "no checkpoint had been saved yet"
             raise TrainingInterrupted(
                 f"interrupted at once during iteration {self.iteration + 1}, without saving; {kept}; "
-                f"continue with: python scripts/train.py resume={self.run_root()}"
+                f"continue with: {command('train')} resume={self.run_root()}"
             ) from None
         finally:
             bar.close()
@@ -241,7 +258,7 @@ class Trainer:
             raise TrainingInterrupted(
                 f"interrupted at iteration {self.iteration}; checkpoint saved to "
                 f"{self.run_dir / 'checkpoints' / 'last.pt'}; "
-                f"continue with: python scripts/train.py resume={self.run_root()}"
+                f"continue with: {command('train')} resume={self.run_root()}"
             )
         return self.iteration
 

@@ -265,11 +265,12 @@ def register_learner(
         display_name: the paper-style name of the unmodulated method, from which method
             names derive (``"CosineProtoNet"`` -> ``MCosineProtoNet+KML``). Default: ``name``.
 
-    Example::
-
+    Example:
+        ```python
         @register_learner("cosine_protonet", display_name="CosineProtoNet")
         class CosineProtoNet(ProtoNet):
             ...
+        ```
     """
 
     def prepare(cls: type) -> None:

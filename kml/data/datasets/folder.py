@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from kml.commands import command
 from kml.data.datasets.base import ClassListing, DatasetSpec, listing_from_split
 from kml.data.errors import DataError
 from kml.data.splits import DEFAULT_FRACTIONS, seeded_class_split
@@ -438,7 +439,7 @@ def prepare_folder_command(
     """The shell command that prepares folder dataset ``name`` (from ``spec``'s recorded
     source, layout and fractions; ``source=<folder>`` without a spec)."""
     parts = [
-        "python scripts/prepare_data.py dataset=folder",
+        f"{command('prepare')} dataset=folder",
         f"source={spec.source if spec else '<folder>'}",
         f"name={name}",
     ]
