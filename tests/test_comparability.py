@@ -120,8 +120,7 @@ def variant_record(cfg, run_dir: Path) -> dict:
         torch.manual_seed(SEED)
         learner = build_learner_from_config(cfg)
         record = {"parameters": sum(p.numel() for p in learner.parameters()), "state": state_summary(learner)}
-        trainer = Trainer(cfg, learner, _Float64Episodes(tasksets.train), run_dir, torch.device("cpu"),
-                          list(tasksets.train.mode_names), vectorized=True)
+        trainer = Trainer(cfg, learner, _Float64Episodes(tasksets.train), run_dir, torch.device("cpu"), vectorized=True)
         trainer.fit()
     finally:
         torch.set_num_threads(threads)

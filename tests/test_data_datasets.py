@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import kml
-from kml.data import DataError, ensure_prepared, get_tasksets, known_names, prepare_dataset, read_manifest
+from kml.data import DataError, DataOptions, ensure_prepared, get_tasksets, known_names, prepare_dataset, read_manifest
 from kml.data.datasets import REAL_SPECS
 from kml.data.splits import seeded_class_split, split_sizes
 
@@ -168,7 +168,7 @@ def test_unprepared_dataset_names_the_prepare_command(tmp_path):
         get_tasksets("miniimagenet", root=tmp_path, image_size=32)
     assert "source=<folder holding the files>" in str(info.value)
     with pytest.raises(DataError) as info:
-        get_tasksets("omniglot", root=tmp_path, image_size=28, split_schemes={"omniglot": "lake"})
+        get_tasksets("omniglot", root=tmp_path, image_size=28, options=DataOptions(split_schemes={"omniglot": "lake"}))
     assert "dataset=omniglot" in str(info.value) and "split=lake" in str(info.value)
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from kml.data import (
     DataError,
+    DataOptions,
     get_spec,
     get_tasksets,
     known_names,
@@ -208,7 +209,7 @@ def test_split_folders_are_kept_and_a_missing_split_is_empty(tmp_path):
     assert test.shape == (9, SIZE, SIZE, 3)
     assert tuple(test[3, 0, 0]) == colour(1 + 10, 0)  # test_1's first image
     # the same variant is found whatever split seed a run uses, and the command names the folder
-    assert get_tasksets("given", 3, 1, 2, root=root, image_size=SIZE, split_seed=7).val is None
+    assert get_tasksets("given", 3, 1, 2, root=root, image_size=SIZE, options=DataOptions(split_seed=7)).val is None
     assert prepare_command("given", root, SIZE, split_seed=7) == (
         f"python scripts/prepare_data.py dataset=folder source={source.resolve()} name=given data.root={root} "
         f"image_size={SIZE}"
@@ -473,7 +474,7 @@ def test_unprepared_and_unknown_names_name_the_prepare_command(tmp_path):
         f"dataset=folder source={source.resolve()} name=mine data.root={root} image_size=16"
     )
     with pytest.raises(DataError) as info:
-        get_tasksets(["mine"], root=root, image_size=SIZE, split_seed=3)
+        get_tasksets(["mine"], root=root, image_size=SIZE, options=DataOptions(split_seed=3))
     assert f"name=mine data.root={root} image_size={SIZE} split_seed=3" in str(info.value)
     message = one_line_error(lambda: get_tasksets(["omniglot", "yours"], root=root), r"unknown dataset 'yours'")
     assert message.endswith(

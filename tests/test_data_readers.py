@@ -32,6 +32,7 @@ from fixtures_data import (
 import kml
 from kml.data import (
     DataError,
+    DataOptions,
     file_digest,
     get_spec,
     get_tasksets,
@@ -445,7 +446,8 @@ def test_prepare_all_finds_each_tiny_dataset_and_mixes_them(tmp_path, data_build
     for name, folder in done.items():
         assert folder == root / name / "16" and read_manifest(folder).dataset == name
     assert json.loads((done["fc100"] / "manifest.json").read_text())["splits"]["val"]["num_classes"] == 20
-    tasksets = get_tasksets(names, ways=2, shots=1, queries=1, root=root, image_size=16, seed=0, verbose=False)
+    tasksets = get_tasksets(names, ways=2, shots=1, queries=1, root=root, image_size=16, seed=0,
+                            options=DataOptions(verbose=False))
     batch = tasksets.train.sample(7)
     assert batch.support.shape == (7, 2, 3, 16, 16) and batch.query.shape == (7, 2, 3, 16, 16)
     assert torch.bincount(batch.modes, minlength=7).tolist() == [1] * 7

@@ -137,7 +137,8 @@ def test_five_mode_mixture_from_shared_data(data_shared_root):
     with pytest.raises(DataError,
                        match=r"shots \+ queries = 55 but class .* has only 4\d images.*data.replacement=true"):
         get_tasksets("cub", ways=5, shots=5, queries=50, root=data_shared_root, image_size=SIZE)
-    ok = get_tasksets("cub", 5, 5, 50, root=data_shared_root, image_size=SIZE, replacement=True)
+    with pytest.warns(DeprecationWarning, match=r"is now get_tasksets\(..., options=DataOptions\("):  # kml 0.1's form
+        ok = get_tasksets("cub", 5, 5, 50, root=data_shared_root, image_size=SIZE, replacement=True)
     assert ok.train.sample(2).query.shape == (2, 250, 3, SIZE, SIZE)
 
 

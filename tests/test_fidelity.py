@@ -16,7 +16,7 @@ from helpers import perturb, tiny_episode
 from kml.engine.checkpoints import load_checkpoint, load_run
 from kml.engine.from_config import build_learner_from_config, specialist_config
 from kml.engine.optim import build_optimizers
-from kml.engine.runs import evaluate_run, run_training
+from kml.engine.runs import EvalOptions, evaluate_run, run_training
 from kml.errors import KmlError
 from kml.learners import build_learner
 
@@ -237,19 +237,23 @@ def test_eval_on_another_mode_and_episode_shape(compose, synthetic_root, tmp_pat
     cfg = compose([f"data.root={synthetic_root}", *TINY, "learner=protonet", "modulation=kml",
                    "mode.datasets=[synthetic_glyphs,synthetic_textures]", "mode.name=two"])
     run_training(cfg, tmp_path, log=lambda *a: None)
-    other = evaluate_run(tmp_path, datasets=["synthetic_shapes"], shots=2, ways=4, tasks_per_mode=3, progress=False,
-                         log=lambda *a: None)
+    options = EvalOptions(datasets=["synthetic_shapes"], shots=2, ways=4, tasks_per_mode=3)
+    other = evaluate_run(tmp_path, options=options, progress=False, log=lambda *a: None)
     assert list(other["per_mode"]) == ["synthetic_shapes"] and other["mode"] == "synthetic_shapes"
     assert (other["eval"]["ways"], other["eval"]["shots"]) == (4, 2)
     path = tmp_path / "eval_last_test_synthetic_shapes_4w2s.json"
     assert json.loads(path.read_text())["per_mode"]["synthetic_shapes"]["tasks"] == 3
     records = json.loads(path.with_name(path.stem + "_tasks.json").read_text())
     assert records["eval"]["shots"] == 2 and len(records["modes"]["synthetic_shapes"]["accuracy"]) == 3
+    with pytest.warns(DeprecationWarning, match=r"is now evaluate_run\(..., options=EvalOptions\("):  # kml 0.1's form
+        again = evaluate_run(tmp_path, datasets=["synthetic_shapes"], shots=2, ways=4, tasks_per_mode=3,
+                             progress=False, log=lambda *a: None)
+    assert again["overall"] == other["overall"]
     # MAML's head fixes its ways
     maml = compose([f"data.root={synthetic_root}", *TINY, "learner=maml", "modulation=none"])
     run_training(maml, tmp_path / "maml", log=lambda *a: None)
     with pytest.raises(KmlError, match=r"episode.ways=5: this MAML learner was trained 3-way .* episode.ways=3"):
-        evaluate_run(tmp_path / "maml", ways=5, progress=False, log=lambda *a: None)
+        evaluate_run(tmp_path / "maml", options=EvalOptions(ways=5), progress=False, log=lambda *a: None)
 
 
 @pytest.mark.parametrize("learner", ["maml", "protonet"])

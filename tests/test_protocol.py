@@ -224,7 +224,7 @@ def test_a_record_without_the_init_key_loads_as_the_default_init_and_evaluates(t
 
     from kml.engine.checkpoints import read_run_config
     from kml.engine.rundir import load_config_file
-    from kml.engine.runs import evaluate_run, run_training
+    from kml.engine.runs import EvalOptions, evaluate_run, run_training
 
     committed = Path(__file__).resolve().parent.parent / "results" / "5mode_dev_protonet"
     record = committed / "5mode_dev_1shot_mprotonet-kml-published-protocol_seed0" / "config.yaml"
@@ -247,6 +247,7 @@ def test_a_record_without_the_init_key_loads_as_the_default_init_and_evaluates(t
     del saved.modulation["init"]
     OmegaConf.save(saved, run_dir / "config.yaml")
     assert read_run_config(run_dir).modulation.init == "default"
-    results = evaluate_run(run_dir, tasks_per_mode=2, device="cpu", progress=False, log=lambda *a: None,
+    results = evaluate_run(run_dir, options=EvalOptions(tasks_per_mode=2), device="cpu", progress=False,
+                           log=lambda *a: None,
                            output=tmp_path / "eval.json")
     assert results["overall"]["tasks"] > 0

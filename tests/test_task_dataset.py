@@ -11,7 +11,7 @@ from fixtures_engine import TINY, TINY_MODEL, compose_config
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
-from kml.data import DataError, EpisodeDataset, MixtureSampler, TaskDataset, load_modes
+from kml.data import ClassSplit, DataError, DatasetMode, EpisodeDataset, MixtureSampler, TaskDataset, load_modes
 from kml.data.imaging import PIXEL_SCALE
 from kml.data.splits import seeded_class_split
 from kml.data.task_dataset import read_labels
@@ -63,7 +63,7 @@ def test_episodes_are_the_learners_tensors_drawn_from_the_datasets_classes():
         assert len(set(indices)) == len(indices)  # K + Q distinct items per class
     # grayscale items are served as 3 equal channels, as the prepared grayscale datasets
     gray = datasets.FakeData(size=30, image_size=(1, SIZE, SIZE), num_classes=3, transform=transforms.ToTensor())
-    support = TaskDataset(gray, 3, 1, 1, verbose=False).sample(2).support
+    support = TaskDataset(DatasetMode(gray, verbose=False), 3, 1, 1).sample(2).support
     assert support.shape == (2, 3, 3, SIZE, SIZE) and torch.equal(support[:, :, 0], support[:, :, 2])
 
 
@@ -71,12 +71,12 @@ def test_labels_given_up_front_read_no_item_to_index_the_classes():
     fake = fake_data()
     labels = read_labels(fake, verbose=False)
     counted = Counting(fake)
-    tasks = TaskDataset(counted, ways=3, shots=1, queries=2, labels=labels, verbose=False)
+    tasks = TaskDataset(counted, ways=3, shots=1, queries=2, labels=labels)
     assert counted.reads == 1  # only the first item, for the image shape
     tasks.sample(2)
     assert counted.reads == 1 + 2 * 3 * (1 + 2)  # then exactly the items of the episodes
     without = Counting(fake)
-    TaskDataset(without, ways=3, shots=1, queries=2, verbose=False)
+    TaskDataset(DatasetMode(without, verbose=False), ways=3, shots=1, queries=2)
     assert without.reads == len(fake) + 1  # every item once for its label
     with pytest.raises(DataError, match=r"labels has 3 entries but the dataset 60 items; pass one label per item"):
         TaskDataset(fake, 3, 1, 2, labels=[0, 1, 2])
@@ -122,7 +122,7 @@ def test_a_task_dataset_feeds_episode_dataset_and_a_data_loader():
 def test_classes_split_by_a_seed_or_by_given_lists():
     fake = fake_data(size=200, classes=10)
     labels = read_labels(fake, verbose=False)
-    train, val, test = TaskDataset.splits(fake, ways=1, shots=1, queries=1, labels=labels, split_seed=3)
+    train, val, test = TaskDataset.splits(fake, ways=1, shots=1, queries=1, labels=labels, classes=ClassSplit(seed=3))
     expected = seeded_class_split(list(range(10)), 3)
     assert [s.mode.class_labels for s in (train, val, test)] == [expected[k] for k in ("train", "val", "test")]
     assert [s.split for s in (train, val, test)] == ["train", "val", "test"]
@@ -179,7 +179,7 @@ def test_a_mode_of_a_mixture_trains_and_resumes_exactly_in_python(data_synthetic
         torch.manual_seed(seed)
         model = build_learner_from_config(cfg)
         data = mixture(seed)
-        return Trainer(cfg, model, data, run_dir, torch.device("cpu"), data.mode_names, vectorized=True)
+        return Trainer(cfg, model, data, run_dir, torch.device("cpu"), vectorized=True)
 
     full = trainer(tmp_path / "full", seed=0)
     full.fit()

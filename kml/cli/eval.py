@@ -21,20 +21,15 @@ __all__ = ["main"]
 @hydra_main(config_name="eval", schema=EvalScriptConfig)
 def main(cfg: DictConfig) -> None:
     from kml.data import tune_cpu_allocator
-    from kml.engine.runs import evaluate_run
+    from kml.engine.runs import EvalOptions, evaluate_run
 
     if not cfg.run_dir:
         raise KmlError(f"run_dir is required: {command('eval')} run_dir=<a run directory of {command('train')}>")
     tune_cpu_allocator()
-    evaluate_run(
-        cfg.run_dir,
-        checkpoint=cfg.checkpoint,
+    options = EvalOptions(
         tasks_per_mode=cfg.eval.tasks_per_mode,
         split=cfg.eval.split,
         batch_size=cfg.eval.batch_size,
-        device=cfg.device,
-        progress=cfg.progress,
-        output=cfg.output,
         datasets=list(cfg.mode.datasets) if cfg.mode.datasets else None,
         mode_name=cfg.mode.name,
         data_root=cfg.data.root,
@@ -42,3 +37,5 @@ def main(cfg: DictConfig) -> None:
         shots=cfg.episode.shots,
         queries=cfg.episode.queries,
     )
+    evaluate_run(cfg.run_dir, checkpoint=cfg.checkpoint, options=options, device=cfg.device, progress=cfg.progress,
+                 output=cfg.output)

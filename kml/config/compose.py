@@ -1,19 +1,18 @@
-"""Composition of the Hydra configs: where they are, the resolvers they use, the run
-config of a list of overrides, and one-line messages for Hydra's errors.
+"""Composition of the Hydra configs: the run config of a list of overrides, Hydra's
+global state for it, and one-line messages for Hydra's errors.
 
-The configs live in ``configs/`` beside the ``kml`` package in a source checkout (and an
-editable install); a built wheel ships the same files as ``kml/configs``. Everything here
-is importable without torch; Hydra is imported on first use.
+Where the configs are and the resolvers they use is :mod:`kml.config.resolvers` (the
+names stay importable from here). Everything here is importable without torch; Hydra is
+imported on first use.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
+from kml.config.resolvers import CONFIG_DIR, config_dir, config_groups, group_options, help_groups, register_resolvers
 from kml.errors import KmlError, MissingExtraError
 
 __all__ = [
@@ -27,73 +26,6 @@ __all__ = [
     "config_groups",
     "help_groups",
 ]
-
-
-def config_dir() -> str:
-    """The folder of the Hydra configs: ``kml/configs`` inside an installed wheel, else
-    ``configs/`` at the top of the checkout the ``kml`` package was imported from."""
-    package = Path(__file__).resolve().parent.parent
-    candidates = (package / "configs", package.parent / "configs")
-    for folder in candidates:
-        if (folder / "config.yaml").is_file():
-            return str(folder)
-    return str(candidates[0])
-
-
-#: the folder of the shipped Hydra configs
-CONFIG_DIR = config_dir()
-
-
-def register_resolvers() -> None:
-    """The OmegaConf resolvers used by ``configs/config.yaml`` (idempotent)."""
-    from omegaconf import OmegaConf
-
-    resolvers = {
-        # resume=<dir> makes Hydra's run directory the resumed run's own directory (resume=auto
-        # keeps hydra.run.dir: the run continues wherever the command says)
-        "kml_run_dir": (lambda resume, default: resume if resume and resume != "auto" else default, False),
-        "kml_hydra_subdir": (_hydra_subdir, False),
-        # a per-process random suffix (cached: the same value wherever it is used)
-        "kml_unique": (lambda: secrets.token_hex(3), True),
-        # a backbone's own default of a setting (learner.backbone.channels and .style)
-        "kml_backbone_default": (_backbone_default, False),
-        # --help (configs/hydra/help/kml.yaml): the command as the user runs it, and its groups
-        "kml_command": (_command_of_config, False),
-        "kml_config_groups": (help_groups, False),
-    }
-    for name, (resolver, use_cache) in resolvers.items():
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, resolver, use_cache=use_cache)
-
-
-def _hydra_subdir(resume, output_dir=None) -> str:
-    """Hydra's record folder in the run directory: ``.hydra`` (``.hydra_resume`` for a
-    resumed run), or ``<that>_2``, ``_3``, ... when it exists, so nothing is overwritten."""
-    base = ".hydra_resume" if resume and resume != "auto" else ".hydra"
-    if not output_dir:
-        return base
-    name, n = base, 2
-    while (Path(str(output_dir)) / name).exists():
-        name, n = f"{base}_{n}", n + 1
-    return name
-
-
-def _command_of_config(config_name: str) -> str:
-    from kml.commands import command_of_config
-
-    return command_of_config(config_name)
-
-
-def _backbone_default(backbone: str, setting: str):
-    """``default_channels`` (as a list) or ``default_style`` of the registered backbone."""
-    from kml.backbone import get_backbone
-
-    cls = get_backbone(backbone)
-    if setting == "channels":
-        return list(cls.default_channels)
-    if setting == "style":
-        return cls.default_style
-    raise KmlError(f"kml_backbone_default: {setting!r} is not a backbone default; use channels or style")
 
 
 @contextmanager
@@ -213,40 +145,3 @@ def describe_hydra_error(err: BaseException, schema: type | None = None) -> str 
     return None
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group: its yaml files (those in sub-folders as
-    ``<folder>/<name>``, e.g. ``paper/5mode_maml``) and the ones registered in code."""
-    from hydra.core.config_store import ConfigStore
-
-    folder = Path(CONFIG_DIR) / group
-    options = {p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")}
-    try:
-        options |= {Path(name).stem for name in ConfigStore.instance().list(group)}
-    except OSError:  # no such group in the store
-        pass
-    return sorted(options)
-
-
-def config_groups(config_name: str) -> list[str]:
-    """The config groups a command accepts: those that the defaults list of its config
-    (``configs/<config_name>.yaml``) selects, Hydra's own (``hydra/...``) left out."""
-    from omegaconf import OmegaConf
-
-    path = Path(CONFIG_DIR) / f"{config_name}.yaml"
-    if not path.is_file():
-        return []
-    groups = []
-    for entry in OmegaConf.load(path).get("defaults", []):
-        if isinstance(entry, str):  # the schema, _self_
-            continue
-        for key in entry:
-            words = str(key).split()  # "learner", "optional experiment", "override hydra/help"
-            if words[0] != "override" and not words[-1].lstrip("/").startswith("hydra"):
-                groups.append(words[-1].lstrip("/"))
-    return groups
-
-
-def help_groups(config_name: str) -> str:
-    """The ``--help`` section of a command's config groups: one ``group: options`` line each."""
-    lines = [f"{group}: {', '.join(group_options(group))}" for group in config_groups(config_name)]
-    return "\n".join(lines) if lines else "(none: this command takes config keys only)"

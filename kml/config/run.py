@@ -17,8 +17,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
-from kml.config.compose import CONFIG_DIR, register_resolvers
 from kml.config.imports import import_user_modules
+from kml.config.resolvers import CONFIG_DIR, register_resolvers
 from kml.modulation_spec import ModulationSpec
 from kml.recipes import (
     BATCH_NORMS,

@@ -37,11 +37,12 @@ from kml.data.prepare import (
 from kml.data.registry import MIXTURES, SPECS, check_folder_name, get_spec, known_names, resolve_names
 from kml.data.storage import Manifest, read_manifest
 from kml.data.synthetic import SYNTHETIC_MIXTURE
-from kml.data.task_dataset import DatasetMode, TaskDataset
-from kml.data.tasksets import TaskSets, get_tasksets, load_modes
+from kml.data.task_dataset import ClassSplit, DatasetMode, TaskDataset
+from kml.data.tasksets import DataOptions, TaskSets, get_tasksets, load_modes
 
 __all__ = [
     "DataError",
+    "ClassSplit",
     "DatasetMode",
     "EpisodeBatch",
     "EpisodeDataset",
@@ -55,6 +56,7 @@ __all__ = [
     "TaskDataset",
     "TaskDraw",
     "TaskSets",
+    "DataOptions",
     "check_folder_name",
     "derive_seed",
     "draw_tasks",

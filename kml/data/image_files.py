@@ -10,7 +10,7 @@ light on dark, mean intensity below 0.5) and an image's mean lies on the other s
 after preprocessing, one line is logged as a warning: such an image is likely inverted
 already, or not of that kind.
 
-Example::
+Example:
 
     learner, config = kml.load_run("outputs/<date>/<run>")
     size = config.data.image_size

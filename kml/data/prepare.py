@@ -216,7 +216,7 @@ def prepare_dataset(
     if isinstance(spec, FolderSpec):
         fractions = spec.fractions or (None, None, None)
         return prepare_folder(spec.source if source in (None, "") else source, name, root, size,
-                              split_seed=split_seed, fractions=fractions,
+                              split_seed=split_seed, fractions=fractions[:2],
                               layout=spec.layout, force=force, workers=workers, verbose=verbose)
     split_seed = int(split_seed)
     root = check_root(root)

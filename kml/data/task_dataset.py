@@ -1,6 +1,6 @@
 """Few-shot episodes from any map-style torch ``Dataset`` of ``(image, label)`` pairs,
 with its own transforms (``torchvision.datasets.ImageFolder``, ``Omniglot``, ``FakeData``,
-your own), in the spirit of learn2learn's ``TaskDataset``::
+your own), in the spirit of learn2learn's ``TaskDataset``:
 
     from torchvision import datasets, transforms
     from kml.data import TaskDataset
@@ -27,6 +27,7 @@ episode comes from the sampler's own generator only.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -41,7 +42,7 @@ from kml.data.splits import DEFAULT_FRACTIONS, seeded_class_split
 from kml.data.storage import SPLITS
 from kml.data.tasksets import TaskSets
 
-__all__ = ["DatasetMode", "TaskDataset", "read_labels"]
+__all__ = ["ClassSplit", "DatasetMode", "TaskDataset", "read_labels"]
 
 _RESIZE_HINT = ("give the dataset a transform that makes every image square and of one size, "
                 "e.g. transforms.Resize((32, 32))")
@@ -132,6 +133,7 @@ class DatasetMode:
         verbose (bool, optional): a progress bar while labels are read. Default: ``True``.
 
     Attributes:
+        labels: every item's label, in order.
         class_labels: the labels of the classes, sorted; class ``c`` of a draw is
             ``class_labels[c]``.
         class_names: ``str`` of each of them.
@@ -179,6 +181,7 @@ class DatasetMode:
                 raise DataError(f"classes {unknown[:5]} have no item in the dataset (its labels are e.g. "
                                 f"{_sorted(members)[:5]}); pass labels of the dataset")
         self.dataset = dataset
+        self.labels = labels
         self.name = str(name)
         self.split = split
         self.rotations = bool(rotations)
@@ -225,6 +228,12 @@ class DatasetMode:
     def image_size(self) -> int:
         return self.shape[-1]
 
+    def select(self, classes: Iterable[Any] | None, split: str) -> "DatasetMode":
+        """The same dataset as another split: only ``classes`` (every label for ``None``),
+        its labels not read again."""
+        return DatasetMode(self.dataset, labels=self.labels, classes=classes, name=self.name, split=split,
+                           rotations=self.rotations, verbose=False)
+
     def to(self, device: torch.device | str) -> "DatasetMode":
         """A view of this mode whose class counts live on ``device`` (items are read on the
         CPU and sent there)."""
@@ -265,12 +274,24 @@ class DatasetMode:
         return support.to(device), query.to(device)
 
 
+@dataclass(frozen=True)
+class ClassSplit:
+    """The seeded class split of the prepared datasets, for :meth:`TaskDataset.splits`: the
+    sorted labels permuted with ``seed`` and cut by ``fractions`` (train, val, test)
+    (:func:`kml.data.splits.seeded_class_split`)."""
+
+    seed: int = 0
+    fractions: Sequence[float] = DEFAULT_FRACTIONS
+
+
 class TaskDataset(MixtureSampler):
     """N-way K-shot Q-query episodes from a map-style torch ``Dataset`` of ``(image, label)``:
     a :class:`~kml.data.MixtureSampler` of one :class:`DatasetMode`.
 
     Args:
-        dataset (torch.utils.data.Dataset): see :class:`DatasetMode`.
+        dataset (torch.utils.data.Dataset or DatasetMode): the dataset (see
+            :class:`DatasetMode`), or a :class:`DatasetMode` of it, for the mode's other
+            settings (its split's name, ``rotations``, a quiet label read).
         ways (int): ``N``, the classes of every task.
         shots (int): ``K``, the support images per class.
         queries (int): ``Q``, the query images per class.
@@ -279,14 +300,13 @@ class TaskDataset(MixtureSampler):
         classes (iterable, optional): the labels to draw classes from (a split).
             Default: ``None`` (all).
         name (str, optional): the mode's name. Default: ``"dataset"``.
-        split (str, optional): ``"train"``, ``"val"`` or ``"test"``. Default: ``"train"``.
         seed (int, optional): seed of the episode generator. Default: ``0``.
         device (torch.device or str, optional): where batches are served. Default: the CPU.
         replacement (bool, optional): draw a class's K + Q items with replacement.
             Default: ``False``.
-        rotations (bool, optional): random k*90 degree rotations per class of a task.
-            Default: ``False``.
-        verbose (bool, optional): a progress bar while labels are read. Default: ``True``.
+
+    ``labels``, ``classes`` and ``name`` build the :class:`DatasetMode` of a dataset; a
+    :class:`DatasetMode` given as ``dataset`` has them already.
 
     Returns batches as every sampler does: ``sample(T)`` gives an
     :class:`~kml.data.EpisodeBatch` with float32 ``support (T, N*K, 3, H, W)``,
@@ -306,17 +326,13 @@ class TaskDataset(MixtureSampler):
         labels: Sequence[Any] | None = None,
         classes: Iterable[Any] | None = None,
         name: str = "dataset",
-        split: str = "train",
         seed: int = 0,
         device: torch.device | str = "cpu",
         replacement: bool = False,
-        rotations: bool = False,
-        verbose: bool = True,
     ) -> None:
-        mode = DatasetMode(dataset, labels=labels, classes=classes, name=name, split=split, rotations=rotations,
-                           verbose=verbose)
+        mode = _mode_of(dataset, labels, classes, name)
         super().__init__([mode], ways, shots, queries, seed=seed, device=device, replacement=replacement,
-                         rotations=rotations)
+                         rotations=mode.rotations)
 
     @property
     def mode(self) -> DatasetMode:
@@ -332,52 +348,67 @@ class TaskDataset(MixtureSampler):
         queries: int,
         *,
         labels: Sequence[Any] | None = None,
-        classes: Mapping[str, Iterable[Any]] | None = None,
-        split_seed: int = 0,
-        fractions: Sequence[float] = DEFAULT_FRACTIONS,
+        classes: Mapping[str, Iterable[Any]] | ClassSplit | None = None,
         name: str = "dataset",
         seed: int = 0,
         device: torch.device | str = "cpu",
         replacement: bool = False,
-        rotations: bool = False,
-        verbose: bool = True,
     ) -> TaskSets:
         """Train / val / test :class:`TaskDataset` of one dataset, its classes split between them.
 
         The split is yours (``classes={"train": [...], "val": [...], "test": [...]}``, labels
-        of the dataset; a split left out has no classes) or, without ``classes``, the
-        seeded class split of the prepared datasets
-        (:func:`kml.data.splits.seeded_class_split`: the sorted labels permuted with
-        ``split_seed`` and cut by ``fractions``, 70 / 15 / 15 % by default). The labels
-        are read once (or taken from ``labels``) for the three. Episode seeds as
-        :func:`kml.data.get_tasksets`: train ``seed``, val and test seeds derived from it.
+        of the dataset; a split left out has no classes) or a :class:`ClassSplit` (default:
+        ``ClassSplit()``, the seeded class split of the prepared datasets, 70 / 15 / 15 % of
+        the sorted labels permuted with seed 0). The labels are read once (or taken from
+        ``labels``) for the three. Episode seeds as :func:`kml.data.get_tasksets`: train
+        ``seed``, val and test seeds derived from it.
 
         Returns:
             :class:`kml.data.TaskSets` (``train, val, test = ...``); a split without
             classes is ``None``.
         """
-        if labels is None:
-            labels = read_labels(dataset, name, verbose)
-        if classes is None:
-            parts = seeded_class_split(_sorted({_label(value, i) for i, value in enumerate(labels)}), split_seed,
-                                       fractions)
-        else:
-            unknown = sorted(set(classes) - set(SPLITS))
-            if unknown:
-                raise DataError(f"classes has splits {unknown}; use the keys {', '.join(SPLITS)}")
-            parts = {split: list(classes.get(split) or []) for split in SPLITS}
-            seen: dict[Any, str] = {}
-            for split, members in parts.items():
-                for label in members:
-                    if label in seen and seen[label] != split:
-                        raise DataError(f"class {label!r} is in both the {seen[label]} and the {split} split; "
-                                        "give each class to one split")
-                    seen[label] = split
+        whole = _mode_of(dataset, labels, None, name)
+        parts = _split_classes(whole, classes if classes is not None else ClassSplit())
         samplers = {}
         for split in SPLITS:
             samplers[split] = cls(
-                dataset, ways, shots, queries, labels=labels, classes=parts[split], name=name, split=split,
-                seed=int(seed) if split == "train" else derive_seed("kml-episodes", seed, split), device=device,
-                replacement=replacement, rotations=rotations, verbose=verbose,
+                whole.select(parts[split], split), ways, shots, queries, device=device, replacement=replacement,
+                seed=int(seed) if split == "train" else derive_seed("kml-episodes", seed, split),
             ) if parts[split] else None
         return TaskSets(**samplers)
+
+
+def _mode_of(dataset: Any, labels, classes, name: str) -> DatasetMode:
+    """``dataset`` itself when it is a :class:`DatasetMode`, else its mode with these settings.
+
+    Raises:
+        DataError: a :class:`DatasetMode` together with labels, classes or a name.
+    """
+    if not isinstance(dataset, DatasetMode):
+        return DatasetMode(dataset, labels=labels, classes=classes, name=name)
+    if labels is not None or classes is not None or name != "dataset":
+        raise DataError("a DatasetMode has its labels, classes and name already; pass them to DatasetMode(...) "
+                        "or pass the dataset itself")
+    return dataset
+
+
+def _split_classes(mode: DatasetMode, classes: Mapping[str, Iterable[Any]] | ClassSplit) -> dict[str, list]:
+    """``{split: labels}`` from given lists (each label in one split) or a :class:`ClassSplit`.
+
+    Raises:
+        DataError: an unknown split, or a label in two splits.
+    """
+    if isinstance(classes, ClassSplit):
+        return seeded_class_split(mode.class_labels, classes.seed, classes.fractions)
+    unknown = sorted(set(classes) - set(SPLITS))
+    if unknown:
+        raise DataError(f"classes has splits {unknown}; use the keys {', '.join(SPLITS)}")
+    parts = {split: list(classes.get(split) or []) for split in SPLITS}
+    seen: dict[Any, str] = {}
+    for split, members in parts.items():
+        for label in members:
+            if label in seen and seen[label] != split:
+                raise DataError(f"class {label!r} is in both the {seen[label]} and the {split} split; "
+                                "give each class to one split")
+            seen[label] = split
+    return parts

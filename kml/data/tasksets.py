@@ -13,9 +13,10 @@ and cached on first use. A folder dataset of your own prepared in ``root``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -101,6 +102,28 @@ def load_modes(
     return modes
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How :func:`get_tasksets` reads the prepared data and draws episodes.
+
+    Attributes:
+        replacement: sample the images of a class with replacement.
+        rotations: Omniglot's per-task k*90 degree rotations (on by default).
+        split_schemes: non-default split per dataset, e.g. ``{"omniglot": "lake"}``.
+        split_seed: seed used when the datasets were prepared (seeded splits).
+        exclude_overlap: drop Tiny-ImageNet classes that are mini-ImageNet classes
+            when both are in the mixture.
+        verbose: show generation progress for synthetic modes.
+    """
+
+    replacement: bool = False
+    rotations: bool = True
+    split_schemes: Mapping[str, str] | None = None
+    split_seed: int = 0
+    exclude_overlap: bool = True
+    verbose: bool = True
+
+
 def get_tasksets(
     name_or_names: str | Sequence[str],
     ways: int = 5,
@@ -111,12 +134,8 @@ def get_tasksets(
     device: torch.device | str = "cpu",
     seed: int = 0,
     *,
-    replacement: bool = False,
-    rotations: bool = True,
-    split_schemes: Mapping[str, str] | None = None,
-    split_seed: int = 0,
-    exclude_overlap: bool = True,
-    verbose: bool = True,
+    options: DataOptions | None = None,
+    **deprecated: Any,
 ) -> TaskSets:
     """Train/val/test samplers for a dataset or a mixture.
 
@@ -132,32 +151,33 @@ def get_tasksets(
         image_size: the prepared image size to serve (all modes alike).
         device: where images are held and episodes sampled.
         seed: episode seed; the three splits get seeds derived from it.
-        replacement: sample the images of a class with replacement.
-        rotations: Omniglot's per-task k*90 degree rotations (on by default).
-        split_schemes: non-default split per dataset, e.g. ``{"omniglot": "lake"}``.
-        split_seed: seed used when the datasets were prepared (seeded splits).
-        exclude_overlap: drop Tiny-ImageNet classes that are mini-ImageNet classes
-            when both are in the mixture.
-        verbose: show generation progress for synthetic modes.
+        options: how the data is read and episodes drawn (:class:`DataOptions`). The
+            keywords of kml 0.1 (``replacement=``, ``split_seed=``, ..., each a field of
+            :class:`DataOptions`) still work, with a ``DeprecationWarning``.
     """
+    o = _data_options(options, deprecated)
     samplers: dict[str, MixtureSampler | None] = {}
     for split in SPLITS:
         modes = load_modes(
-            name_or_names, split, root, image_size, device, split_schemes, split_seed, exclude_overlap, verbose
+            name_or_names, split, root, image_size, device, o.split_schemes, o.split_seed, o.exclude_overlap, o.verbose
         )
         modes = [mode for mode in modes if mode.num_classes > 0]
-        samplers[split] = (
-            MixtureSampler(
-                modes,
-                ways,
-                shots,
-                queries,
-                seed=derive_seed("kml-episodes", seed, split) if split != "train" else int(seed),
-                device=device,
-                replacement=replacement,
-                rotations=rotations,
-            )
-            if modes
-            else None
-        )
+        seed_of_split = derive_seed("kml-episodes", seed, split) if split != "train" else int(seed)
+        samplers[split] = MixtureSampler(modes, ways, shots, queries, seed=seed_of_split, device=device,
+                                         replacement=o.replacement, rotations=o.rotations) if modes else None
     return TaskSets(**samplers)
+
+
+def _data_options(options: DataOptions | None, deprecated: dict) -> DataOptions:
+    """``options``, or one made of kml 0.1's keywords (with a ``DeprecationWarning``)."""
+    if not deprecated:
+        return options or DataOptions()
+    unknown = sorted(set(deprecated) - {f.name for f in fields(DataOptions)})
+    if unknown:
+        raise TypeError(f"get_tasksets() got unexpected keyword argument(s) {', '.join(unknown)}")
+    if options is not None:
+        raise TypeError("pass the data options once: options=DataOptions(...), not also its fields as keywords")
+    warnings.warn(f"get_tasksets({', '.join(f'{k}=...' for k in deprecated)}) is now "
+                  f"get_tasksets(..., options=DataOptions({', '.join(f'{k}=...' for k in deprecated)}))",
+                  DeprecationWarning, stacklevel=3)
+    return DataOptions(**deprecated)

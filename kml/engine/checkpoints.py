@@ -312,7 +312,7 @@ def load_run(
     :func:`kml.data.load_images`, which must be given the run's image size and the dataset
     whose preprocessing the images need (a run has several: ``config.mode.datasets``; each
     one's crop, colour, inversion and scaling are in the run's ``run_info.json`` under
-    ``data.<dataset>.preprocessing``)::
+    ``data.<dataset>.preprocessing``):
 
         from kml.data import load_images
 

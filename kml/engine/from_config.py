@@ -89,7 +89,7 @@ def build_learner_from_config(cfg: DictConfig, dataset: str | None = None) -> Me
 
 def tasksets_for(cfg: DictConfig, device: torch.device | str, seed: int | None = None):
     """The run's train/val/test samplers (``kml.data.get_tasksets``) from its config."""
-    from kml.data import get_tasksets
+    from kml.data import DataOptions, get_tasksets
 
     datasets = list(cfg.mode.datasets)
     return get_tasksets(
@@ -101,9 +101,8 @@ def tasksets_for(cfg: DictConfig, device: torch.device | str, seed: int | None =
         image_size=cfg.data.image_size,
         device=device,
         seed=cfg.train.seed if seed is None else seed,
-        replacement=cfg.data.replacement,
-        split_schemes=_split_schemes(cfg),
-        split_seed=int(cfg.data.get("split_seed", 0)),
+        options=DataOptions(replacement=cfg.data.replacement, split_schemes=_split_schemes(cfg),
+                            split_seed=int(cfg.data.get("split_seed", 0))),
     )
 
 

@@ -3,10 +3,14 @@ evaluation on fixed test tasks, ``results.json``, plots and the printed table.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -33,7 +37,7 @@ from kml.engine.trainer import Trainer, TrainingInterrupted
 from kml.errors import KmlError
 from kml.functional import per_task_conv
 from kml.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
-from kml.learners import method_name
+from kml.learners import get_learner, method_name
 
 logger = logging.getLogger(__name__)
 
@@ -162,21 +166,8 @@ def _train_one(
     validator = _validator(cfg, tasksets, [mode] if mode else mode_names, vectorized, ctx)
     torch.manual_seed(seed)
     learner = build_learner_from_config(cfg).to(device)
-    trainer = Trainer(
-        cfg,
-        learner,
-        tasksets.train,
-        run_dir,
-        device,
-        mode_names,
-        vectorized=vectorized,
-        mode=mode,
-        ctx=ctx,
-        description=f"train {mode}" if mode else "train",
-        cuda_graphs=use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.enabled),
-        validator=validator,
-        loggers=loggers,
-    )
+    trainer = Trainer(cfg, learner, tasksets.train, run_dir, device, vectorized=vectorized, mode=mode, ctx=ctx,
+                      validator=validator, loggers=loggers)
     last = run_dir / "checkpoints" / "last.pt"
     if ctx.is_main:
         for folder in (run_dir, run_dir / "checkpoints"):
@@ -453,32 +444,50 @@ def _run_locked(cfg, run_dir: Path, device, ctx, vectorized: bool, seed: int, ta
     return results
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """What :func:`evaluate_run` tests a saved run on; ``None`` keeps the run's own setting.
+
+    Attributes:
+        tasks_per_mode, split, batch_size: ``eval.tasks_per_mode``, ``eval.split`` and
+            ``eval.batch_size``.
+        datasets, mode_name: another mode (train on ``5mode``, test on ``gtsrb``); a Multi-*
+            run is evaluated on its own modes only.
+        data_root: another data folder.
+        ways, shots, queries: another episode shape (5-way 5-shot); a MAML learner keeps
+            its number of ways (its head has that many outputs).
+    """
+
+    tasks_per_mode: int | None = None
+    split: str | None = None
+    batch_size: int | None = None
+    datasets: Sequence[str] | None = None
+    mode_name: str | None = None
+    data_root: str | None = None
+    ways: int | None = None
+    shots: int | None = None
+    queries: int | None = None
+
+    def shape_changed(self) -> bool:
+        return (self.ways, self.shots, self.queries) != (None, None, None)
+
+
 def evaluate_run(
     run_dir: str | Path,
     checkpoint: int | str | None = None,
-    tasks_per_mode: int | None = None,
-    split: str | None = None,
+    options: EvalOptions | None = None,
     device: str = "auto",
-    batch_size: int | None = None,
     progress: bool = True,
     output: str | Path | None = None,
     log=logger.info,
-    *,
-    datasets: list[str] | None = None,
-    mode_name: str | None = None,
-    data_root: str | None = None,
-    ways: int | None = None,
-    shots: int | None = None,
-    queries: int | None = None,
+    **deprecated: Any,
 ) -> dict:
     """Evaluate a saved run on fixed, seeded tasks (``kml-eval`` / ``scripts/eval.py``).
 
-    By default these are the run's own evaluation tasks. ``datasets`` (and its
-    ``mode_name``), ``data_root``, ``ways``, ``shots`` and ``queries`` evaluate the
-    trained learner on other tasks: another mode (train on ``5mode``, test on
-    ``gtsrb``), another data folder, or another episode shape (5-way 5-shot). A MAML
-    learner keeps its number of ways (its head has that many outputs); a Multi-* run
-    is evaluated on its own modes (one specialist each).
+    By default these are the run's own evaluation tasks; ``options`` (:class:`EvalOptions`)
+    evaluates the trained learner on other tasks: another mode, another data folder, or
+    another episode shape. The keywords of kml 0.1 (``tasks_per_mode=``, ``shots=``, ...,
+    each a field of :class:`EvalOptions`) still work, with a ``DeprecationWarning``.
 
     Writes ``<run_dir>/eval_<checkpoint>_<split>[_<mode>][_<N>w<K>s].json`` and the
     per-task records next to it (``..._tasks.json``), or ``output``;
@@ -486,68 +495,20 @@ def evaluate_run(
     """
     from kml.engine.checkpoints import load_run, read_run_config
 
+    options = _eval_options(options, deprecated)
     run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    trained_ways = int(cfg.episode.ways)
-    if tasks_per_mode is not None:
-        cfg.eval.tasks_per_mode = tasks_per_mode
-    if split is not None:
-        cfg.eval.split = split
-    if batch_size is not None:
-        cfg.eval.batch_size = batch_size
-    other_mode = bool(datasets) and list(datasets) != list(cfg.mode.datasets)
-    if datasets:
-        if cfg.multi and other_mode:
-            raise KmlError(
-                f"{run_dir} is a Multi-* run (one specialist per trained mode: {', '.join(cfg.mode.datasets)}); "
-                "it can only be evaluated on its own modes: drop mode.datasets"
-            )
-        cfg.mode.datasets = list(datasets)
-        cfg.mode.name = mode_name or "+".join(datasets)
-    elif mode_name:
-        cfg.mode.name = mode_name
-    if data_root is not None:
-        cfg.data.root = data_root
-    for key, value in (("ways", ways), ("shots", shots), ("queries", queries)):
-        if value is not None:
-            cfg.episode[key] = int(value)
-    if cfg.learner.name == "maml" and int(cfg.episode.ways) != trained_ways:
-        raise KmlError(
-            f"episode.ways={cfg.episode.ways}: this MAML learner was trained {trained_ways}-way and its head has "
-            f"{trained_ways} outputs; evaluate it with episode.ways={trained_ways} (ProtoNet learners take any ways)"
-        )
+    saved = read_run_config(run_dir)
+    other_mode = bool(options.datasets) and list(options.datasets) != list(saved.mode.datasets)
+    cfg = _eval_config(saved, options, run_dir)
     cfg.train.progress = progress
     cfg.device = device
     validate(cfg, saved=True)
     torch_device = resolve_device(device)
-    vectorized = use_vectorized(cfg.train.vectorized, torch_device, int(cfg.data.image_size))
-    ctx = DistributedContext()
-    evaluations: dict[str, ModeEvaluation] = {}
-    iterations: dict[str, int] = {}
-    if output is None:
-        # never overwrite the training run's own results.json by default
-        label = "last" if checkpoint in (None, "last") else Path(str(checkpoint)).stem
-        name = f"eval_{label}_{cfg.eval.split}"
-        if other_mode:
-            name += f"_{cfg.mode.name}"
-        if (ways, shots, queries) != (None, None, None):
-            name += f"_{cfg.episode.ways}w{cfg.episode.shots}s" + (f"{cfg.episode.queries}q" if queries else "")
-        output = run_dir / f"{name}.json"
-    output = Path(output)
+    output = Path(output) if output is not None else _eval_output(cfg, run_dir, checkpoint, options, other_mode)
     check_writable(output.parent, fix="pass output=/a/writable/place/eval.json")
     # a missing, corrupt, unsafe or mismatched checkpoint is reported before the data is loaded
     first = load_run(run_dir, checkpoint, device=torch_device)
-    tasksets = tasksets_for(cfg, torch_device)
-    split_sampler = getattr(tasksets, cfg.eval.split)
-    if split_sampler is None:
-        raise KmlError(
-            f"the {cfg.eval.split} split of {', '.join(cfg.mode.datasets)} has no classes; choose another eval.split"
-        )
-    for mode in split_sampler.mode_names:
-        loaded = load_run(run_dir, checkpoint, device=torch_device, mode=mode) if cfg.multi else first
-        spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
-        evaluations[mode] = _evaluate_mode(loaded.learner, split_sampler, mode, spec_cfg, vectorized, ctx)
-        iterations[mode if cfg.multi else "all"] = loaded.iteration
+    evaluations, iterations = _evaluate_modes(cfg, run_dir, checkpoint, first, torch_device)
     results = _build_results(cfg, evaluations, iterations)
     results["checkpoint"] = str(first.checkpoint)
     results["checkpoint_iterations"] = iterations
@@ -560,3 +521,87 @@ def evaluate_run(
     log(results_table(results))
     log(f"\nwritten to {output}")
     return results
+
+
+def _eval_options(options: EvalOptions | None, deprecated: dict) -> EvalOptions:
+    """``options``, or one made of kml 0.1's keywords (with a ``DeprecationWarning``)."""
+    if not deprecated:
+        return options or EvalOptions()
+    fields = {f.name for f in dataclasses.fields(EvalOptions)}
+    unknown = sorted(set(deprecated) - fields)
+    if unknown:
+        raise TypeError(f"evaluate_run() got unexpected keyword argument(s) {', '.join(unknown)}")
+    if options is not None:
+        raise TypeError("pass what to evaluate on once: options=EvalOptions(...), not also its fields as keywords")
+    warnings.warn(f"evaluate_run({', '.join(f'{k}=...' for k in deprecated)}) is now "
+                  f"evaluate_run(..., options=EvalOptions({', '.join(f'{k}=...' for k in deprecated)}))",
+                  DeprecationWarning, stacklevel=3)
+    return EvalOptions(**deprecated)
+
+
+def _eval_config(cfg: DictConfig, options: EvalOptions, run_dir: Path) -> DictConfig:
+    """The saved run config with ``options`` applied.
+
+    Raises:
+        KmlError: another mode for a Multi-* run, or other ways for a MAML learner.
+    """
+    trained_ways = int(cfg.episode.ways)
+    for key in ("tasks_per_mode", "split", "batch_size"):
+        if getattr(options, key) is not None:
+            cfg.eval[key] = getattr(options, key)
+    if options.datasets:
+        if cfg.multi and list(options.datasets) != list(cfg.mode.datasets):
+            raise KmlError(
+                f"{run_dir} is a Multi-* run (one specialist per trained mode: {', '.join(cfg.mode.datasets)}); "
+                "it can only be evaluated on its own modes: drop mode.datasets"
+            )
+        cfg.mode.datasets = list(options.datasets)
+        cfg.mode.name = options.mode_name or "+".join(options.datasets)
+    elif options.mode_name:
+        cfg.mode.name = options.mode_name
+    if options.data_root is not None:
+        cfg.data.root = options.data_root
+    for key in ("ways", "shots", "queries"):
+        if getattr(options, key) is not None:
+            cfg.episode[key] = int(getattr(options, key))
+    learner = get_learner(cfg.learner.name)
+    if learner.uses_head and int(cfg.episode.ways) != trained_ways:
+        raise KmlError(
+            f"episode.ways={cfg.episode.ways}: this {learner.display_name} learner was trained {trained_ways}-way and "
+            f"its head has {trained_ways} outputs; evaluate it with episode.ways={trained_ways} (ProtoNet learners "
+            "take any ways)"
+        )
+    return cfg
+
+
+def _eval_output(cfg: DictConfig, run_dir: Path, checkpoint, options: EvalOptions, other_mode: bool) -> Path:
+    """The default output: never the training run's own results.json."""
+    label = "last" if checkpoint in (None, "last") else Path(str(checkpoint)).stem
+    name = f"eval_{label}_{cfg.eval.split}"
+    if other_mode:
+        name += f"_{cfg.mode.name}"
+    if options.shape_changed():
+        name += f"_{cfg.episode.ways}w{cfg.episode.shots}s" + (f"{cfg.episode.queries}q" if options.queries else "")
+    return run_dir / f"{name}.json"
+
+
+def _evaluate_modes(cfg: DictConfig, run_dir: Path, checkpoint, first, device) -> tuple[dict, dict]:
+    """Each mode's evaluation (a Multi-* run: by its mode's specialist) and the iteration of
+    the checkpoint that made it."""
+    from kml.engine.checkpoints import load_run
+
+    vectorized = use_vectorized(cfg.train.vectorized, device, int(cfg.data.image_size))
+    split_sampler = getattr(tasksets_for(cfg, device), cfg.eval.split)
+    if split_sampler is None:
+        raise KmlError(
+            f"the {cfg.eval.split} split of {', '.join(cfg.mode.datasets)} has no classes; choose another eval.split"
+        )
+    evaluations: dict[str, ModeEvaluation] = {}
+    iterations: dict[str, int] = {}
+    for mode in split_sampler.mode_names:
+        loaded = load_run(run_dir, checkpoint, device=device, mode=mode) if cfg.multi else first
+        spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
+        evaluations[mode] = _evaluate_mode(loaded.learner, split_sampler, mode, spec_cfg, vectorized,
+                                           DistributedContext())
+        iterations[mode if cfg.multi else "all"] = loaded.iteration
+    return evaluations, iterations

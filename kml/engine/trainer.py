@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from kml.commands import command
 from kml.engine.checkpoints import BEST, check_state_dict, save_checkpoint, save_checkpoint_as
+from kml.engine.device import use_cuda_graphs
 from kml.engine.distributed import DistributedContext
 from kml.engine.evaluation import Validator
 from kml.engine.loggers import MetricLoggers
@@ -50,20 +51,23 @@ class Trainer:
     Args:
         cfg: the run config (``train.*``, ``episode.*``).
         learner: the meta-learner, already on ``device``.
-        sampler: a :mod:`kml.data` sampler (``sample`` / ``sample_mode`` / ``state_dict``).
+        sampler: a :mod:`kml.data` sampler (``sample`` / ``sample_mode`` / ``state_dict``,
+            ``mode_names``: the modes metrics are kept per).
         run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go.
-        mode: train on this mode only (Multi-* specialists); ``None``: the mixture.
-        mode_names: names of the sampler's modes (metrics per mode).
+        device: the device ``learner`` is on.
         vectorized: tasks as one vectorised computation (``True``) or the per-task loop.
+        mode: train on this mode only (Multi-* specialists); ``None``: the mixture.
         ctx: distributed context (tasks sharded across ranks).
-        cuda_graphs: replay each iteration's forward + backward as a CUDA graph
-            (:class:`kml.engine.graphs.GraphedStep`); CUDA devices only.
         validator: validation every ``eval.val_every`` iterations (and at the last one):
             its result goes to ``metrics.jsonl`` as ``{"iteration", "val": {...}}``, each
             val task's accuracy to ``val_task_accuracies.jsonl`` (:data:`VAL_TASK_ACCURACIES`),
             and the best overall val accuracy so far is kept in ``checkpoints/best.pt``.
         loggers: the run's metric loggers (:class:`kml.engine.loggers.MetricLoggers`), fed
             every record written to ``metrics.jsonl``; ``None``: ``metrics.jsonl`` only.
+
+    Each iteration's forward and backward is replayed as a CUDA graph
+    (:class:`kml.engine.graphs.GraphedStep`) where ``train.cuda_graphs`` asks for it and the
+    device allows it (:func:`kml.engine.device.use_cuda_graphs`).
     """
 
     def __init__(
@@ -73,12 +77,9 @@ class Trainer:
         sampler,
         run_dir: Path,
         device: torch.device,
-        mode_names: list[str],
         vectorized: bool,
         mode: str | None = None,
         ctx: DistributedContext | None = None,
-        description: str = "train",
-        cuda_graphs: bool = False,
         validator: Validator | None = None,
         loggers: MetricLoggers | None = None,
     ) -> None:
@@ -88,11 +89,11 @@ class Trainer:
         self.sampler = sampler
         self.run_dir = Path(run_dir)
         self.device = device
-        self.mode_names = list(mode_names)
+        self.mode_names = list(sampler.mode_names)
         self.vectorized = vectorized
         self.mode = mode
         self.ctx = ctx or DistributedContext()
-        self.description = description
+        self.description = f"train {mode}" if mode else "train"
         self.optimizers = build_optimizers(learner, cfg)
         self.schedulers = build_schedulers(self.optimizers, cfg)
         self.iteration = 0
@@ -106,7 +107,7 @@ class Trainer:
         # train.overfit_batches: the batches repeated, drawn from the sampler's state at the start
         self._fixed_batches: list | None = None
         self._initial_sampler_state = sampler.state_dict() if cfg.train.get("overfit_batches") else None
-        if cuda_graphs:
+        if use_cuda_graphs(cfg.train.cuda_graphs, device, self.ctx.enabled):
             from kml.engine.graphs import GraphedStep
 
             self.graphed = GraphedStep(learner, ways=int(cfg.episode.ways), vectorized=vectorized,
