@@ -541,11 +541,13 @@ def evaluate_run(
         raise KmlError(
             f"the {cfg.eval.split} split of {', '.join(cfg.mode.datasets)} has no classes; choose another eval.split"
         )
-    for mode in split_sampler.mode_names:
-        loaded = load_run(run_dir, checkpoint, device=torch_device, mode=mode) if cfg.multi else first
-        spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
-        evaluations[mode] = _evaluate_mode(loaded.learner, split_sampler, mode, spec_cfg, vectorized, ctx)
-        iterations[mode if cfg.multi else "all"] = loaded.iteration
+    # the run's own per-task convolution, as in the evaluation at the end of its training
+    with per_task_conv(str(cfg.train.per_task_conv)):
+        for mode in split_sampler.mode_names:
+            loaded = load_run(run_dir, checkpoint, device=torch_device, mode=mode) if cfg.multi else first
+            spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
+            evaluations[mode] = _evaluate_mode(loaded.learner, split_sampler, mode, spec_cfg, vectorized, ctx)
+            iterations[mode if cfg.multi else "all"] = loaded.iteration
     results = _build_results(cfg, evaluations, iterations)
     results["checkpoint"] = str(first.checkpoint)
     results["checkpoint_iterations"] = iterations
