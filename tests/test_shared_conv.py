@@ -158,6 +158,11 @@ def test_the_config_refuses_shared_in_one_line(compose, overrides, message):
     with pytest.raises(ConfigError) as err:
         validate(compose([*overrides, "train.per_task_conv=shared"]))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_config_takes_shared_for_the_protonet_family(compose):
+    from kml.config import validate
+
     for accepted in (["modulation=none"], ["modulation=film"], ["modulation=kml", "modulation.factorization=published"],
                      ["modulation=kml", "learner.backbone.name=resnet12"]):
         validate(compose([*accepted, "train.per_task_conv=shared"]))

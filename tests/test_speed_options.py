@@ -213,3 +213,25 @@ def test_mprotonet_kml_bf16_logits_stay_near_fp32_on_a_fixed_batch():
     assert bf16.dtype == torch.float32
     assert float((bf16 - fp32).abs().max()) <= 0.06 * spread
     assert float((old.float() - fp32).abs().max()) > 0.06 * spread
+
+
+def test_kernels_are_sorted_by_the_units_they_run_on():
+    from kml.bench.profile import kernel_units
+
+    assert kernel_units("void cudnn::detail::dgrad_engine<float, 128, 6, 7, 3, 3, 5, false>") == "CUDA cores"
+    assert kernel_units("void implicit_convolve_sgemm<float, float, 128, 5, 5, 3, 3, 3, 1, false>") == "CUDA cores"
+    assert kernel_units("ampere_sgemm_128x64_tn") == "CUDA cores"
+    assert kernel_units("sm90_xmma_fprop_implicit_gemm_f32f32_tf32f32_f32_nhwckrsc_nchw") == "tensor cores"
+    assert kernel_units("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64") == "tensor cores"
+    assert kernel_units("void cudnn::ops::nchwToNhwcKernel<float, float, float, true, false>") == "other"
+    assert kernel_units("void at::native::vectorized_elementwise_kernel<4, AddFunctor<float>>") == "other"
+    trace = {"traceEvents": [
+        {"cat": "kernel", "name": "void cudnn::detail::wgrad_alg0_engine<float>", "ts": 0, "dur": 3000, "args": {}},
+        {"cat": "kernel", "name": "sm90_xmma_fprop_implicit_gemm_bf16bf16", "ts": 0, "dur": 1000, "args": {}},
+        {"cat": "kernel", "name": "vectorized_elementwise_kernel", "ts": 0, "dur": 1000, "args": {}},
+    ]}
+    result = analyse_trace(trace)
+    assert result["legacy_fp32_conv_share"] == pytest.approx(0.6)
+    assert {k: v["share"] for k, v in result["units"].items()} == pytest.approx(
+        {"tensor cores": 0.2, "CUDA cores": 0.6, "other": 0.2})
+    assert [k["units"] for k in result["top"]] == ["CUDA cores", "tensor cores", "other"]
