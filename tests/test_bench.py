@@ -226,3 +226,17 @@ def test_the_gpu_checks_throughput_round_dry_runs_on_a_cpu(synthetic_root, tmp_p
     bad = subprocess.run(["bash", str(repo / "tools" / "gpu_checks.sh")], cwd=repo, capture_output=True, text=True,
                          env=dict(env, CHECKS="fast"), timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: CHECKS=fast is not valid")
+
+
+def test_a_layers_formulations_take_turns_within_each_repeat(monkeypatch):
+    """So that a machine slowing down during the measurement moves them alike."""
+    import kml.bench.layers as layers
+
+    order = []
+    original = layers.per_task_conv
+    monkeypatch.setattr(layers, "per_task_conv", lambda f: order.append(f) or original(f))
+    case = BenchCase(learner="protonet", modulation="kml", meta_batch_size=2, ways=2, queries=1, image_size=8)
+    rows = layers.time_conv_layer(case, {"in_channels": 3, "out_channels": 4, "size": 8}, torch.device("cpu"),
+                                  warmup=1, repeats=2, formulations=("grouped", "shared"))
+    assert order == ["grouped", "shared"] * 3
+    assert [(r["per_task_conv"], r["repeats"]) for r in rows] == [("grouped", 2), ("shared", 2)]

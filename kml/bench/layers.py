@@ -7,9 +7,9 @@ with KML's default generator (channel factors, rank 1, ``J + M``) whose weight i
 by the tasks, as in the ProtoNet family. ``T`` tasks of ``ways * (shots + queries)``
 images each (80 at 5-way 1-shot 15 queries) run forward and backward together: the
 generator, the per-task convolution and the gradients of the input (from the second
-layer on, as inside a network), the weight and the generator. Every formulation of a
-layer shape and precision is timed in the same process, so their ratios hold on any
-machine.
+layer on, as inside a network), the weight and the generator. The formulations of a layer
+shape and precision take turns within each repeat of one process, so their ratios hold on
+any machine.
 """
 
 from __future__ import annotations
@@ -41,13 +41,18 @@ def conv4_layer_shapes(image_size: int, channels=(32, 64, 128, 256), in_channels
     return shapes
 
 
-def time_conv_layer(case: BenchCase, shape: dict, formulation: str, device: torch.device, warmup: int = 2,
-                    repeats: int = 5) -> dict:
+def time_conv_layer(case: BenchCase, shape: dict, device: torch.device, warmup: int = 2, repeats: int = 5,
+                    formulations: tuple[str, ...] = PER_TASK_CONVS) -> list[dict]:
     """Median time of one forward + backward of a kernel-modulated layer of ``shape`` over
-    ``case.meta_batch_size`` tasks of ``ways * (shots + queries)`` images, with the per-task
-    convolution as ``formulation`` and ``case.precision``."""
-    if formulation not in PER_TASK_CONVS:
-        raise ValueError(f"per-task convolution {formulation!r} is not one of {', '.join(PER_TASK_CONVS)}")
+    ``case.meta_batch_size`` tasks of ``ways * (shots + queries)`` images in
+    ``case.precision``, for each per-task convolution of ``formulations``: one row each.
+
+    The formulations take turns within every repeat (the same layer, inputs and output
+    gradient), so a machine that slows down or speeds up during the measurement moves them
+    alike and their ratios stay fair."""
+    unknown = [f for f in formulations if f not in PER_TASK_CONVS]
+    if unknown:
+        raise ValueError(f"per-task convolution {unknown[0]!r} is not one of {', '.join(PER_TASK_CONVS)}")
     tasks, images = case.meta_batch_size, case.ways * (case.shots + case.queries)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -56,32 +61,37 @@ def time_conv_layer(case: BenchCase, shape: dict, formulation: str, device: torc
     x = torch.randn(tasks, images, shape["in_channels"], shape["size"], shape["size"], generator=generator)
     x = tasks_to_grouped(x).to(device).requires_grad_(shape["in_channels"] != 3)  # images need no gradient
     embedding = torch.randn(tasks, TASK_DIM, generator=generator).to(device)
-    grad = None
-    times = []
-    with per_task_conv(formulation):
-        for i in range(warmup + repeats):
-            _sync(device)
-            start = time.perf_counter()
-            with autocast_for(case.precision, device):
-                y = layer.forward_grouped(x, tasks, layer.modulation(embedding))
-            if grad is None:
-                grad = torch.randn(y.shape, generator=generator).to(device, y.dtype)
-            y.backward(grad)
-            _sync(device)
+    grads: list[torch.Tensor] = []
+
+    def step(formulation: str) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        with per_task_conv(formulation), autocast_for(case.precision, device):
+            y = layer.forward_grouped(x, tasks, layer.modulation(embedding))
+        if not grads:
+            grads.append(torch.randn(y.shape, generator=generator).to(device, y.dtype))
+        y.backward(grads[0])
+        _sync(device)
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {f: [] for f in formulations}
+    for i in range(warmup + repeats):
+        for formulation in formulations:
+            seconds = step(formulation)
             if i >= warmup:
-                times.append(time.perf_counter() - start)
-            layer.zero_grad(set_to_none=True)
-            x.grad = None
-    seconds = statistics.median(times)
-    return {
+                times[formulation].append(seconds)
+    out_size = (shape["size"] - 1) // 2 + 1
+    return [{
         **asdict(case),
         "method": "KML layer",
         "kind": "layer",
         "per_task_conv": formulation,
         **shape,
-        "out_size": (shape["size"] - 1) // 2 + 1,
+        "out_size": out_size,
         "images_per_task": images,
-        "ms_forward_backward": 1000.0 * seconds,
-        "ms_spread": 1000.0 * (max(times) - min(times)),
+        "ms_forward_backward": 1000.0 * statistics.median(spent),
+        "ms_spread": 1000.0 * (max(spent) - min(spent)),
         "repeats": repeats,
-    }
+    } for formulation, spent in times.items()]

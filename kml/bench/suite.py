@@ -185,15 +185,13 @@ def _fastest_candidates_plan(candidates: list[dict] | None, placeholders: list, 
     return [("profile", chosen[case.method]) if case.method in chosen else (kind, case) for kind, case in placeholders]
 
 
-def _conv_layer_plan(base: BenchCase) -> list[tuple[str, BenchCase, dict, str]]:
+def _conv_layer_plan(base: BenchCase) -> list[tuple[str, BenchCase, dict]]:
     """The ``conv_layers`` section: each Conv-4 layer shape at the base image size, fp32
-    and bf16, every per-task formulation."""
+    and bf16, every per-task formulation (timed in turns, one entry per shape and precision)."""
     from kml.bench.layers import conv4_layer_shapes
-    from kml.recipes import PER_TASK_CONVS
 
-    return [("layer", replace(base, modulation="kml", precision=precision), shape, conv)
-            for shape in conv4_layer_shapes(base.image_size) for precision in ("fp32", "bf16")
-            for conv in PER_TASK_CONVS]
+    return [("layer", replace(base, learner="protonet", modulation="kml", precision=precision), shape)
+            for shape in conv4_layer_shapes(base.image_size) for precision in ("fp32", "bf16")]
 
 
 def _versus_grouped(rows: list[dict]) -> None:
@@ -334,8 +332,9 @@ def run_suite(
         if section == "candidates_profile":
             plan = _fastest_candidates_plan(out["sections"].get("candidates"), plan, device)
         for kind, case, *layer in plan:
-            bar.set_postfix_str(f"{section}: {case.method} {'vectorised' if case.vectorized else 'loop'} "
-                                f"T={case.meta_batch_size}")
+            what = (f"layer {layer[0]['in_channels']}->{layer[0]['out_channels']} {case.precision}" if layer
+                    else f"{case.method} {'vectorised' if case.vectorized else 'loop'}")
+            bar.set_postfix_str(f"{section}: {what} T={case.meta_batch_size}")
             try:
                 if kind == "profile_fastest":
                     raise ValueError("no candidates row of this method to profile: run sections=[candidates,"
@@ -343,7 +342,7 @@ def run_suite(
                 if kind == "layer":
                     from kml.bench.layers import time_conv_layer
 
-                    rows.append(time_conv_layer(case, *layer, device, warmup=warmup, repeats=repeats))
+                    rows.extend(time_conv_layer(case, *layer, device, warmup=warmup, repeats=repeats))
                 elif kind == "train" and device.type == "cuda" and (case.benchmark_limit is not None
                                                                      or case.autotune is not None):
                     rows.append(_in_fresh_process(case, device, warmup, repeats))
@@ -360,7 +359,6 @@ def run_suite(
                     rows.append(time_evaluation(case, device, tasks=n))
             except Exception as err:  # an option that fails is reported, not fatal
                 rows.append({**asdict(case), **(layer[0] if layer else {}),
-                             "per_task_conv": layer[1] if layer else case.per_task_conv,
                              "method": case.method if kind != "layer" else "KML layer", "kind": kind,
                              "error": f"{type(err).__name__}: {err}"[:300]})
             bar.update(1)
