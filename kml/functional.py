@@ -34,7 +34,9 @@ __all__ = [
     "grouped_to_tasks",
     "conv2d_grouped",
     "per_task_conv",
+    "current_per_task_conv",
     "PER_TASK_CONVS",
+    "conv2d_factorized_mask",
     "batch_norm_grouped",
     "film_grouped",
     "global_avg_pool_grouped",
@@ -78,9 +80,16 @@ def per_task_conv(formulation: str):
       (NHWC) memory order, which cuDNN's tensor-core kernels read without a layout
       transform; its output stays channels-last, so the next layer's costs nothing;
     - ``unfold``: the input's patches (``F.unfold``) times each task's kernel as one
-      batched matrix product ``(T, C_out, C_in*k*k) @ (T, C_in*k*k, B*H'*W')``.
+      batched matrix product ``(T, C_out, C_in*k*k) @ (T, C_in*k*k, B*H'*W')``;
+    - ``shared``: for kernel-modulated convolutions whose weight ``W`` is shared by the
+      tasks and whose modulation is factorised (KML's ``channel`` and ``published``
+      factorisations; the ProtoNet family), the per-task kernel ``W * (J + M_t)`` is never
+      built: every task's images go through dense convolutions with the one ``W``
+      (:func:`conv2d_factorized_mask`). A convolution with per-task weights (MAML's
+      adapted ones) or an unfactorised modulation has no such form and raises
+      ``ValueError``; convolutions whose kernel is shared run as before.
 
-    Both compute the same function (to float rounding) and are differentiable to any
+    All compute the same function (to float rounding) and are differentiable to any
     order; they differ in speed and memory only. Shared-kernel convolutions are not
     affected.
     """
@@ -91,6 +100,11 @@ def per_task_conv(formulation: str):
         yield
     finally:
         _PER_TASK_CONV.reset(token)
+
+
+def current_per_task_conv() -> str:
+    """The formulation of per-task convolutions in force (:func:`per_task_conv`)."""
+    return _PER_TASK_CONV.get()
 
 
 def _conv2d_per_task_unfold(x: Tensor, weight: Tensor, bias: Tensor | None, num_tasks: int, stride: int,
@@ -150,6 +164,12 @@ def conv2d_grouped(
     if weight.shape[0] != num_tasks:
         raise ValueError(f"per-task weight has {weight.shape[0]} tasks, input has {num_tasks}")
     formulation = _PER_TASK_CONV.get()
+    if formulation == "shared":
+        raise ValueError(
+            "per_task_conv('shared') needs a weight shared by all tasks and a factorised kernel modulation; "
+            "this convolution has per-task weights (T, C_out, C_in, k, k) (e.g. MAML's adapted ones): "
+            "use grouped, channels_last or unfold"
+        )
     if formulation == "unfold":
         return _conv2d_per_task_unfold(x, weight, bias, num_tasks, stride, padding)
     if formulation == "channels_last":
@@ -164,6 +184,77 @@ def conv2d_grouped(
         padding=padding,
         groups=num_tasks,
     )
+
+
+def conv2d_factorized_mask(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    rows: Tensor,
+    cols: Tensor,
+    identity: bool,
+    num_tasks: int,
+    stride: int = 1,
+    padding: int = 0,
+) -> Tensor:
+    """Convolution of ``T`` tasks with the per-task kernels ``W * (J + M_t)`` (or ``W * M_t``)
+    of a factorised mask, computed with the one shared ``W``: no per-task kernel is built.
+
+    The mask is ``M_t = sum_r rows[t, r] (x) cols[t, r]`` (an ``(a, u)`` outer product)
+    reshaped to the kernel, as :class:`~kml.modulation.KernelGenerator` makes it. With
+    ``a = c * C_out`` (``c = 1``: KML's channel-aligned factors; ``c = k``: the published
+    factors after the first layer) the flattened mask is
+    ``M_t[o, j*u + q] = sum_r rows[t, r, c*o + j] * cols[t, r, q]``: ``c`` channel-type
+    terms on disjoint ranges of the ``C_in*k*k`` patch, so that
+
+    ``y_t = W * x_t + sum_{r, j} rows_{t,r,j} . (W_j @ (cols_{t,r} . unfold(x_t)_j))``
+
+    where ``W_j`` is the ``j``-th column block of ``W`` reshaped to ``(C_out, C_in*k*k)``.
+    The first term is one dense convolution over the ``B*T`` images, the second ``c``
+    dense 1x1 convolutions (one grouped convolution with ``groups=c``) over the scaled
+    patches of ``B*T*r`` images: ``r`` (+1 with ``J``) times the work of one convolution.
+
+    Args:
+        x: ``(B, T*C_in, H, W)`` (grouped layout).
+        weight: ``(C_out, C_in, k, k)``, shared by the tasks.
+        bias: ``None``, ``(C_out,)`` or per task ``(T, C_out)``.
+        rows: ``(T, r, a)``; cols: ``(T, r, u)`` with ``a * u = C_out*C_in*k*k`` and ``a`` a
+            multiple of ``C_out``.
+        identity: ``True`` for ``W * (J + M)``, ``False`` for ``W * M``.
+        num_tasks: ``T``.
+
+    Returns:
+        ``(B, T*C_out, H', W')``, equal to :func:`conv2d_grouped` with the per-task kernels
+        to float rounding.
+    """
+    batch, _, height, width = x.shape
+    out_channels, in_channels, kh, kw = weight.shape
+    rank, a = rows.shape[1], rows.shape[2]
+    u = cols.shape[-1]
+    chunks = a // out_channels
+    if chunks * out_channels != a or chunks * u != in_channels * kh * kw:
+        raise ValueError(
+            f"factors ({a}, {u}) have no shared form for a {out_channels}x{in_channels}x{kh}x{kw} kernel: "
+            f"the first factor's size must be a multiple of C_out={out_channels}"
+        )
+    out_height = (height + 2 * padding - kh) // stride + 1
+    out_width = (width + 2 * padding - kw) // stride + 1
+    patches = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # (B, T*C_in*k*k, L), task-major
+    length = patches.shape[-1]
+    # (B, T, 1, c, u, L) * (1, T, r, 1, u, 1): each task's patches scaled by each of its cols
+    scaled = patches.view(batch, num_tasks, 1, chunks, u, length) * cols.view(1, num_tasks, rank, 1, u, 1)
+    # block j of W as a 1x1 kernel: (c*C_out, u, 1, 1), one group per block
+    blocks = weight.reshape(out_channels, chunks, u).transpose(0, 1).reshape(chunks * out_channels, u, 1, 1)
+    z = F.conv2d(scaled.view(batch * num_tasks * rank, chunks * u, out_height, out_width), blocks, groups=chunks)
+    gains = rows.view(num_tasks, rank, out_channels, chunks).transpose(2, 3)  # (T, r, c, C_out)
+    term = (z.reshape(batch, num_tasks, rank, chunks, out_channels, length)
+            * gains.reshape(1, num_tasks, rank, chunks, out_channels, 1)).sum(dim=(2, 3))
+    y = term.reshape(batch, num_tasks * out_channels, out_height, out_width)
+    if identity:
+        y = conv2d_grouped(x, weight, None, num_tasks, stride, padding) + y
+    if bias is not None:
+        y = y + _per_task_vector(bias, num_tasks).to(y.dtype).view(1, -1, 1, 1)
+    return y
 
 
 def batch_norm_grouped(

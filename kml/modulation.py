@@ -50,7 +50,15 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from kml.functional import TaskLinear, conv2d_grouped, film_grouped, grouped_to_tasks, tasks_to_grouped
+from kml.functional import (
+    TaskLinear,
+    conv2d_factorized_mask,
+    conv2d_grouped,
+    current_per_task_conv,
+    film_grouped,
+    grouped_to_tasks,
+    tasks_to_grouped,
+)
 from kml.modulation_spec import FACTORIZATIONS, ModulationSpec, check_init, check_kernel_generator_options
 from kml.registry import Registry
 
@@ -66,6 +74,7 @@ __all__ = [
     "list_modulations",
     "MLP",
     "KernelModulation",
+    "KernelFactors",
     "FeatureModulation",
     "KernelGenerator",
     "FiLMGenerator",
@@ -118,20 +127,76 @@ class MLP(nn.Sequential):
 
 
 @dataclass
+class KernelFactors:
+    """The factors of a factorised kernel modulation: ``M = sum_r rows_r (x) cols_r``, an
+    ``(a, u)`` outer product per task reshaped to the kernel (:class:`KernelGenerator`).
+
+    Attributes:
+        rows: ``(T, r, a)``.
+        cols: ``(T, r, u)``, with ``a * u = C_out*C_in*k*k``.
+        identity: the scale is ``J + M`` (``True``) or ``M``.
+        kernel_shape: ``(C_out, C_in, k, k)``.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    identity: bool
+    kernel_shape: tuple[int, int, int, int]
+
+    def scale(self) -> Tensor:
+        """The per-task factor ``J + M`` (or ``M``), ``(T, C_out, C_in, k, k)``."""
+        m = torch.bmm(self.rows.transpose(1, 2), self.cols)  # (T, a, u) = sum_r g1_r g2_r^T
+        m = m.reshape(self.rows.shape[0], *self.kernel_shape)
+        return 1.0 + m if self.identity else m
+
+    def select(self, index: slice) -> "KernelFactors":
+        """The factors of a subset of tasks (``index`` over ``T``)."""
+        return KernelFactors(self.rows[index], self.cols[index], self.identity, self.kernel_shape)
+
+
 class KernelModulation:
     """Per-task kernel modulation of one conv layer.
+
+    Built from ``scale`` directly, or from the ``factors`` of a factorised generator, in
+    which case ``scale`` is computed from them when first read: the ``shared``
+    per-task convolution (:func:`kml.functional.per_task_conv`) uses the factors and never
+    builds it.
 
     Attributes:
         scale: ``(T, C_out, C_in, k, k)``, the factor ``J + M(v)`` (or ``M(v)``).
         shift: ``(T, C_out)`` bias shift ``db(v)``, or ``None``.
+        factors: :class:`KernelFactors`, or ``None`` (a full generator, or a scale given
+            directly).
     """
 
-    scale: Tensor
-    shift: Tensor | None
+    __slots__ = ("_scale", "shift", "factors")
+
+    def __init__(self, scale: Tensor | None = None, shift: Tensor | None = None,
+                 factors: KernelFactors | None = None) -> None:
+        if scale is None and factors is None:
+            raise ValueError("a KernelModulation needs its scale or its factors")
+        self._scale = scale
+        self.shift = shift
+        self.factors = factors
+
+    @property
+    def scale(self) -> Tensor:
+        if self._scale is None:
+            self._scale = self.factors.scale()
+        return self._scale
 
     def select(self, index: slice) -> "KernelModulation":
         """The modulation of a subset of tasks (``index`` over ``T``)."""
-        return KernelModulation(self.scale[index], None if self.shift is None else self.shift[index])
+        shift = None if self.shift is None else self.shift[index]
+        if self.factors is not None:
+            return KernelModulation(None if self._scale is None else self._scale[index], shift,
+                                    self.factors.select(index))
+        return KernelModulation(self.scale[index], shift)
+
+    def __repr__(self) -> str:
+        scale = "from factors" if self._scale is None else tuple(self._scale.shape)
+        shift = None if self.shift is None else tuple(self.shift.shape)
+        return f"KernelModulation(scale={scale}, shift={shift}, factorised={self.factors is not None})"
 
 
 @dataclass
@@ -177,8 +242,11 @@ def modulated_conv2d_grouped(
 ) -> Tensor:
     """A kernel-modulated convolution of ``T`` tasks in the grouped layout.
 
-    The one code path of kernel modulation: :class:`KernelModulatedConv2d` and the
-    learners' :class:`~kml.nets.Conv4` both call it.
+    The one code path of kernel modulation: :class:`KernelModulatedConv2d` (and so the
+    learners' backbones) calls it. Under :func:`kml.functional.per_task_conv` ``"shared"``
+    a factorised modulation of a shared ``weight`` runs as dense convolutions with that
+    weight (:func:`kml.functional.conv2d_factorized_mask`); otherwise the per-task kernels
+    are built (:func:`modulate_kernel`) and run as :func:`kml.functional.conv2d_grouped`.
 
     Args:
         x: ``(B, T*C_in, H, W)`` (see :mod:`kml.functional`).
@@ -189,7 +257,27 @@ def modulated_conv2d_grouped(
 
     Returns:
         ``(B, T*C_out, H', W')``.
+
+    Raises:
+        ValueError: under ``per_task_conv("shared")``, per-task weights or a modulation
+            without factors (``factorization="full"``).
     """
+    if modulation is not None and current_per_task_conv() == "shared":
+        if weight.dim() != 4:
+            raise ValueError(
+                "per_task_conv('shared') needs a weight shared by all tasks; this kernel-modulated convolution has "
+                "per-task weights (e.g. MAML's adapted ones): use grouped, channels_last or unfold"
+            )
+        factors = modulation.factors
+        if factors is None:
+            raise ValueError(
+                "per_task_conv('shared') needs a factorised kernel modulation ('channel' or 'published'); this one "
+                "has no factors (factorization='full'): use grouped, channels_last or unfold"
+            )
+        if bias is not None and modulation.shift is not None:
+            bias = bias + modulation.shift
+        return conv2d_factorized_mask(x, weight, bias, factors.rows, factors.cols, factors.identity, num_tasks,
+                                      stride, padding)
     if modulation is not None:
         weight, bias = modulate_kernel(weight, bias, modulation)
     return conv2d_grouped(x, weight, bias, num_tasks, stride, padding)
@@ -285,17 +373,15 @@ class KernelGenerator(Generator):
     def forward(self, task_embedding: Tensor) -> KernelModulation:
         """``task_embedding (T, task_dim)`` -> :class:`KernelModulation` with ``T`` tasks."""
         num_tasks = task_embedding.shape[0]
-        if self.factorization == "full":
-            m = self.full(task_embedding)
-        else:
-            a, u = self.factor_shape
-            g1 = self.g1(task_embedding).reshape(num_tasks, self.rank, a)
-            g2 = self.g2(task_embedding).reshape(num_tasks, self.rank, u)
-            m = torch.bmm(g1.transpose(1, 2), g2)  # (T, a, u) = sum_r g1_r g2_r^T
-        m = m.reshape(num_tasks, *self.kernel_shape)
-        scale = 1.0 + m if self.identity else m
         shift = self.g3(task_embedding) if self.g3 is not None else None
-        return KernelModulation(scale, shift)
+        if self.factorization == "full":
+            m = self.full(task_embedding).reshape(num_tasks, *self.kernel_shape)
+            return KernelModulation(1.0 + m if self.identity else m, shift)
+        a, u = self.factor_shape
+        g1 = self.g1(task_embedding).reshape(num_tasks, self.rank, a)
+        g2 = self.g2(task_embedding).reshape(num_tasks, self.rank, u)
+        # the scale J + sum_r g1_r g2_r^T is built from the factors when read
+        return KernelModulation(shift=shift, factors=KernelFactors(g1, g2, self.identity, self.kernel_shape))
 
 
 class FiLMGenerator(Generator):
@@ -732,6 +818,20 @@ class KernelModulatedConv2d(ModulatedConv2d):
     ) -> tuple[Tensor, Tensor | None]:
         """``W * (J + M(v))`` and ``b + db(v)`` (:func:`modulate_kernel`)."""
         return modulate_kernel(weight, bias, modulation)
+
+    def forward_grouped(
+        self,
+        x: Tensor,
+        num_tasks: int,
+        modulation: KernelModulation | None,
+        weight: Tensor | None = None,
+        bias: Tensor | None = None,
+    ) -> Tensor:
+        """As :meth:`ModulatedConv2d.forward_grouped`, through
+        :func:`modulated_conv2d_grouped` (which honours ``per_task_conv("shared")``)."""
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
+        return modulated_conv2d_grouped(x, weight, bias, modulation, num_tasks, self.stride, self.padding)
 
     @staticmethod
     def statistics(parts: list[KernelModulation]) -> dict:

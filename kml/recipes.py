@@ -153,7 +153,7 @@ PROTOTYPE_REFINEMENTS = ("none", "soft", "published")
 #: batch statistics of support and query: each its own, or joint
 BATCH_NORMS = ("separate", "joint")
 #: how a convolution with one kernel per task runs (``train.per_task_conv``, :func:`kml.functional.per_task_conv`)
-PER_TASK_CONVS = ("grouped", "channels_last", "unfold")
+PER_TASK_CONVS = ("grouped", "channels_last", "unfold", "shared")
 #: the ``protocol=`` config group: the paper's text, or the published code's protocol
 PROTOCOLS = ("paper", "published")
 

@@ -108,3 +108,135 @@ def test_a_resnet12_case_builds_resnet12_at_its_own_widths():
     with torch.device("meta"):
         learner = BenchCase(learner="protonet", modulation="kml", backbone="resnet12").build(torch.device("meta"))
     assert type(learner.backbone).__name__ == "ResNet12" and learner.backbone.channels == (64, 160, 320, 640)
+
+
+#: a tiny task shape for dry runs of whole sections on a CPU
+TINY_TASKS = dict(meta_batch_size=2, ways=2, queries=1, inner_steps=1)
+
+
+def test_candidates_run_on_a_cpu_and_their_profile_section_picks_each_methods_fastest():
+    """The candidates section at tiny sizes: every row runs (bf16 with every per-task
+    convolution, shared for ProtoNet only, the old bf16 logits, the default path), each
+    against the current path and the default one; the profile section then names the
+    fastest candidate of each method (it needs a GPU to profile it)."""
+    from kml.bench.suite import fastest_candidates, suite_markdown
+
+    result = run_suite(torch.device("cpu"), sections=["candidates", "candidates_profile"], image_size=8, shots=[1],
+                       meta_batch_sizes=[], inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None,
+                       task_shape=TINY_TASKS)
+    rows = result["sections"]["candidates"]
+    assert not [r["error"] for r in rows if "error" in r]
+    settings = {(r["method"], r["precision"], r["per_task_conv"], r["deterministic"], r["bf16_logits"]) for r in rows}
+    for conv in ("grouped", "channels_last", "unfold", "shared"):
+        assert ("MProtoNet+KML", "bf16", conv, False, False) in settings
+        assert (("MMAML+KML", "bf16", conv, False, False) in settings) == (conv != "shared")
+    assert ("MProtoNet+KML", "bf16", "grouped", False, True) in settings  # logits left to autocast
+    assert ("MProtoNet+KML", "fp32", "shared", True, False) in settings  # shared on the default path
+    for method in ("MMAML+KML", "MProtoNet+KML"):
+        group = [r for r in rows if r["method"] == method]
+        assert group[0]["vs_current"] == 1.0 and group[1]["deterministic"] and group[1]["vs_default"] == 1.0
+        assert group[-1]["per_task_conv"] == "grouped" and group[-1]["precision"] == "fp32"  # current, timed last
+        assert all(r["meta_batch_size"] == 2 and r["inner_steps"] == 1 for r in group)
+    profiled = result["sections"]["candidates_profile"]
+    chosen = fastest_candidates(rows, torch.device("cpu"))
+    assert [(r["method"], r["precision"], r["per_task_conv"]) for r in profiled] == [
+        (c.method, c.precision, c.per_task_conv) for c in chosen]
+    assert all("needs a CUDA device" in r["error"] for r in profiled)
+    table = suite_markdown(result)
+    assert "| bf16 logits |" in table and "| default/this |" in table
+
+
+def test_the_fastest_candidate_is_neither_the_current_nor_the_default_path():
+    from kml.bench.suite import fastest_candidates
+
+    def row(method, ms, **options):
+        return {**{f: v for f, v in vars(BenchCase(learner="protonet" if "Proto" in method else "maml",
+                                                    modulation="kml")).items()},
+                "kind": "train", "method": method, "ms_per_iteration": ms, **options}
+
+    rows = [row("MProtoNet+KML", 1.0), row("MProtoNet+KML", 0.5, deterministic=True),
+            row("MProtoNet+KML", 3.0, precision="bf16"), row("MProtoNet+KML", 2.0, per_task_conv="shared"),
+            row("MProtoNet+KML", 0.1, per_task_conv="unfold", error="failed"),
+            row("MMAML+KML", 9.0), row("MMAML+KML", 10.0, precision="bf16", per_task_conv="unfold")]
+    chosen = fastest_candidates(rows, torch.device("cpu"))
+    assert [(c.method, c.precision, c.per_task_conv) for c in chosen] == [
+        ("MProtoNet+KML", "fp32", "shared"), ("MMAML+KML", "bf16", "unfold")]
+
+
+def test_conv_layers_time_every_per_task_convolution_of_each_conv4_layer():
+    from kml.bench.suite import suite_markdown
+
+    result = run_suite(torch.device("cpu"), sections=["conv_layers"], image_size=8, shots=[1], meta_batch_sizes=[],
+                       inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None, task_shape=TINY_TASKS)
+    rows = result["sections"]["conv_layers"]
+    assert not [r["error"] for r in rows if "error" in r]
+    assert [(r["in_channels"], r["out_channels"], r["size"]) for r in rows[::8]] == [
+        (3, 32, 8), (32, 64, 4), (64, 128, 2), (128, 256, 1)]
+    assert {(r["precision"], r["per_task_conv"]) for r in rows} == {
+        (p, c) for p in ("fp32", "bf16") for c in ("grouped", "channels_last", "unfold", "shared")}
+    assert all(r["images_per_task"] == 2 * (1 + 1) and r["meta_batch_size"] == 2 for r in rows)
+    for r in rows:
+        grouped = next(g for g in rows if g["per_task_conv"] == "grouped" and g["size"] == r["size"]
+                       and g["precision"] == r["precision"])
+        assert r["vs_grouped"] == pytest.approx(grouped["ms_forward_backward"] / r["ms_forward_backward"])
+    assert "| grouped/this |" in suite_markdown(result)
+
+
+def test_the_bench_case_with_bf16_logits_leaves_protonet_logits_to_autocast():
+    from kml.learners.protonet import _expanded_squared_distances
+
+    learner = BenchCase(learner="protonet", modulation="kml", image_size=16, bf16_logits=True).build(
+        torch.device("cpu"))
+    assert learner.class_logits is _expanded_squared_distances
+    with pytest.raises(ValueError, match="bf16_logits is a ProtoNet comparison"):
+        BenchCase(learner="maml", image_size=16, bf16_logits=True).build(torch.device("cpu"))
+
+
+def test_the_gpu_checks_throughput_round_dry_runs_on_a_cpu(synthetic_root, tmp_path):
+    """``CHECKS=throughput bash tools/gpu_checks.sh`` with ``DEVICE=cpu`` at tiny sizes: the
+    data step, the CUDA tests (skipped here), the fp32/bf16 runs at two seeds and their
+    across-seed parity record, then the benchmark; everything lands in ``$OUT``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fixtures_engine import TINY
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), DEVICE="cpu", CHECKS="throughput", PYTHON=sys.executable,
+               DATA=str(synthetic_root), PARITY_SEEDS="0 1", PARITY_THREADS="1", PARITY_ARGS=" ".join(TINY),
+               BENCH_SECTIONS="[conv_layers,candidates_profile]",
+               BENCH_ARGS="image_size=8 repeats=1 warmup=0 meta_batch_size=1 ways=2 queries=1")
+    proc = subprocess.run(["bash", str(repo / "tools" / "gpu_checks.sh")], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    parity = json.loads((out / "parity_bf16.json").read_text())["learners"]["protonet"]
+    assert [s["seed"] for s in parity["seeds"]] == [0, 1] and not parity["missing_seeds"]
+    assert all(s["paired"]["tasks"] == 12 for s in parity["seeds"])  # 4 test tasks in each of 3 modes, paired
+    spread = parity["across_seeds"]
+    assert parity["parity"] == (spread["low"] <= 0 <= spread["high"])
+    assert "bf16 - fp32 (protonet): seed 0:" in proc.stdout
+    bench = json.loads((out / "bench_cpu.json").read_text())["sections"]
+    assert len(bench["conv_layers"]) == 32 and not [r for r in bench["conv_layers"] if "error" in r]
+    assert all("candidates" in r["error"] for r in bench["candidates_profile"])  # no candidates in this call
+    assert (out / "cuda_tests.log").is_file() and (out / "parity.json").is_file()
+    assert "bench exit 0" in proc.stdout
+    bad = subprocess.run(["bash", str(repo / "tools" / "gpu_checks.sh")], cwd=repo, capture_output=True, text=True,
+                         env=dict(env, CHECKS="fast"), timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: CHECKS=fast is not valid")
+
+
+def test_a_layers_formulations_take_turns_within_each_repeat(monkeypatch):
+    """So that a machine slowing down during the measurement moves them alike."""
+    import kml.bench.layers as layers
+
+    order = []
+    original = layers.per_task_conv
+    monkeypatch.setattr(layers, "per_task_conv", lambda f: order.append(f) or original(f))
+    case = BenchCase(learner="protonet", modulation="kml", meta_batch_size=2, ways=2, queries=1, image_size=8)
+    rows = layers.time_conv_layer(case, {"in_channels": 3, "out_channels": 4, "size": 8}, torch.device("cpu"),
+                                  warmup=1, repeats=2, formulations=("grouped", "shared"))
+    assert order == ["grouped", "shared"] * 3
+    assert [(r["per_task_conv"], r["repeats"]) for r in rows] == [("grouped", 2), ("shared", 2)]

@@ -55,6 +55,21 @@ def test_sampler_and_training_run_on_cuda(compose, synthetic_root, tmp_path):
     assert batch.support.is_cuda and batch.query_labels.is_cuda
 
 
+def test_shared_bf16_graphed_deterministic_training_reruns_bit_identically(compose, synthetic_root, tmp_path):
+    """MProtoNet+KML with the shared per-task convolution in bf16, replayed as a CUDA graph
+    with deterministic algorithms: two runs end with the same parameters."""
+    from kml.engine.runs import run_training
+
+    states = []
+    for name in ("a", "b"):
+        cfg = compose(["learner=protonet", "modulation=kml", f"data.root={synthetic_root}", *TINY, "device=cuda",
+                       "train.per_task_conv=shared", "train.precision=bf16", "train.deterministic=true"])
+        run_training(cfg, tmp_path / name, log=lambda *a: None)
+        states.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", map_location="cpu")["model"])
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 @pytest.mark.parametrize("learner,modulation", [("maml", "kml"), ("protonet", "kml")])
 def test_graphed_step_gives_eager_gradients_on_new_batches(learner, modulation):
     """A replayed CUDA graph computes the loss and every gradient of each new meta-batch
@@ -109,8 +124,9 @@ def test_training_with_cuda_graphs_follows_the_eager_trajectory(compose, synthet
         torch.testing.assert_close(states["true"][name], value, atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("formulation", ["channels_last", "unfold"])
-@pytest.mark.parametrize("learner", ["maml", "protonet"])
+@pytest.mark.parametrize("learner,formulation", [(learner, formulation) for learner in ("maml", "protonet")
+                                                  for formulation in ("channels_last", "unfold", "shared")
+                                                  if (learner, formulation) != ("maml", "shared")])
 def test_per_task_conv_formulations_equal_grouped_on_cuda(learner, formulation):
     from kml.functional import per_task_conv
 

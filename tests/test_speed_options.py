@@ -30,7 +30,7 @@ def test_every_per_task_conv_formulation_equals_the_grouped_conv(formulation, st
     for a, b in zip(torch.autograd.grad((unfolded * probe).sum(), (x, weight, bias)),
                     torch.autograd.grad((grouped * probe).sum(), (x, weight, bias))):
         torch.testing.assert_close(a, b)
-    with pytest.raises(ValueError, match="'bmm' is not one of grouped, channels_last, unfold"):
+    with pytest.raises(ValueError, match="'bmm' is not one of grouped, channels_last, unfold, shared"):
         with per_task_conv("bmm"):
             pass
 
@@ -123,7 +123,7 @@ def test_speed_options_of_a_run_are_checked_and_build_fused_optimisers(compose):
     net = build_learner("protonet", "kml", channels=(4, 4, 4, 4), image_size=12, task_dim=4, ways=3)
     assert [opt.defaults["fused"] for opt in build_optimizers(net, cfg)] == [True, True]
     assert [opt.defaults["fused"] for opt in build_optimizers(net, compose(["modulation=kml"]))] == [None, None]
-    message = "train.per_task_conv='bmm' is not valid; use one of: grouped, channels_last, unfold"
+    message = "train.per_task_conv='bmm' is not valid; use one of: grouped, channels_last, unfold, shared"
     with pytest.raises(ConfigError, match=message):
         validate(compose(["train.per_task_conv=bmm"]))
 
@@ -161,3 +161,77 @@ def test_a_row_that_changes_cudnn_search_is_timed_in_a_fresh_process():
     row = _in_fresh_process(case, torch.device("cpu"), warmup=0, repeats=1)
     assert row["fresh_process"] and row["method"] == "ProtoNet" and row["autotune"] is True
     assert row["ms_per_iteration"] > 0
+
+
+def _features_with_a_common_part(num_tasks=2, queries=15, ways=5, dim=9216, seed=0):
+    """ProtoNet-like features: a large shared component (ReLU features of one backbone)
+    plus small per-image differences, rounded to bfloat16 so that both precisions start
+    from the same numbers."""
+    g = torch.Generator().manual_seed(seed)
+    common = 4.0 * torch.rand(1, 1, dim, generator=g)
+    query = (common + 0.2 * torch.randn(num_tasks, queries, dim, generator=g)).relu()
+    protos = (common + 0.2 * torch.randn(num_tasks, ways, dim, generator=g)).relu()
+    return query.bfloat16().float(), protos.bfloat16().float()
+
+
+def test_protonet_logits_under_bf16_autocast_are_computed_in_fp32():
+    """``2 q.p - |q|^2 - |p|^2`` over 9216 features (pool=flatten at 84x84) cancels: in
+    bfloat16 little of the distances is left. Under autocast the logits are float32 and
+    within 1e-4 of the logit spread of the fp32 ones; computed in bfloat16 they are not
+    within 1e-2."""
+    from kml.learners.protonet import _expanded_squared_distances, squared_euclidean_logits
+
+    query, protos = _features_with_a_common_part()
+    fp32 = squared_euclidean_logits(query, protos)
+    spread = float((fp32.max(-1).values - fp32.min(-1).values).mean())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = squared_euclidean_logits(query, protos)
+        old = _expanded_squared_distances(query, protos)  # the expansion left to autocast
+    assert logits.dtype == torch.float32
+    assert float((logits - fp32).abs().max()) <= 1e-4 * spread
+    assert float((old.float() - fp32).abs().max()) > 1e-2 * spread
+
+
+def test_mprotonet_kml_bf16_logits_stay_near_fp32_on_a_fixed_batch():
+    """The whole learner at 84x84 under CPU bf16 autocast: every logit within 6 % of the
+    mean per-query logit spread of the fp32 run (the rest is the backbone's bf16
+    convolutions, 1.5-3.5 % on four seeds); with the logits left to autocast the largest
+    error exceeds it (11-14 %)."""
+    from kml.learners.protonet import _expanded_squared_distances
+
+    torch.manual_seed(0)
+    net = build_learner("protonet", "kml", ways=5, image_size=84)
+    perturb(net.backbone.generator_parameters(), 0.05)
+    support, support_labels, query, _ = tiny_episode(tasks=1, ways=5, shots=1, queries=4, size=84)
+    with torch.no_grad():
+        fp32 = net.predict(support, support_labels, query)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = net.predict(support, support_labels, query)
+            net.class_logits = _expanded_squared_distances  # the logits as autocast leaves them
+            old = net.predict(support, support_labels, query)
+    spread = float((fp32.max(-1).values - fp32.min(-1).values).mean())
+    assert bf16.dtype == torch.float32
+    assert float((bf16 - fp32).abs().max()) <= 0.06 * spread
+    assert float((old.float() - fp32).abs().max()) > 0.06 * spread
+
+
+def test_kernels_are_sorted_by_the_units_they_run_on():
+    from kml.bench.profile import kernel_units
+
+    assert kernel_units("void cudnn::detail::dgrad_engine<float, 128, 6, 7, 3, 3, 5, false>") == "CUDA cores"
+    assert kernel_units("void implicit_convolve_sgemm<float, float, 128, 5, 5, 3, 3, 3, 1, false>") == "CUDA cores"
+    assert kernel_units("ampere_sgemm_128x64_tn") == "CUDA cores"
+    assert kernel_units("sm90_xmma_fprop_implicit_gemm_f32f32_tf32f32_f32_nhwckrsc_nchw") == "tensor cores"
+    assert kernel_units("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64") == "tensor cores"
+    assert kernel_units("void cudnn::ops::nchwToNhwcKernel<float, float, float, true, false>") == "other"
+    assert kernel_units("void at::native::vectorized_elementwise_kernel<4, AddFunctor<float>>") == "other"
+    trace = {"traceEvents": [
+        {"cat": "kernel", "name": "void cudnn::detail::wgrad_alg0_engine<float>", "ts": 0, "dur": 3000, "args": {}},
+        {"cat": "kernel", "name": "sm90_xmma_fprop_implicit_gemm_bf16bf16", "ts": 0, "dur": 1000, "args": {}},
+        {"cat": "kernel", "name": "vectorized_elementwise_kernel", "ts": 0, "dur": 1000, "args": {}},
+    ]}
+    result = analyse_trace(trace)
+    assert result["legacy_fp32_conv_share"] == pytest.approx(0.6)
+    assert {k: v["share"] for k, v in result["units"].items()} == pytest.approx(
+        {"tensor cores": 0.2, "CUDA cores": 0.6, "other": 0.2})
+    assert [k["units"] for k in result["top"]] == ["CUDA cores", "tensor cores", "other"]

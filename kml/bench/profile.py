@@ -12,10 +12,18 @@ under ``torch.profiler``; the trace's GPU kernels are
   the host time of the launch. A graph replay is one launch, so graphed kernels get
   classes only.
 
+Kernels are also sorted by the units they run on, from their names: cuDNN's legacy
+single-precision grouped convolution kernels and float32 GEMMs run on the CUDA cores,
+kernels whose names mark TF32, bf16 or fp16 tensor-core instructions on the tensor cores.
+
 Beside the kernel times it counts the iteration's floating-point work
-(``torch.utils.flop_counter``) and the bytes it allocates on the device (each written
-at least once), and turns both into floors: the time the work would take at the
-device's peak dense TF32 rate and the time the bytes would take at its memory bandwidth.
+(``torch.utils.flop_counter``) and turns it into time floors: all of it at the device's
+dense TF32 tensor-core peak (the lowest), all of it at the float32 CUDA-core peak, and an
+estimate between the two that charges the share of kernel time spent in CUDA-core kernels
+to the CUDA cores (the FLOP counter does not see kernels, so the time shares stand in for
+FLOP shares). It also records the bytes the iteration allocates on the device: not memory
+traffic (a buffer can be read and written many times, or allocated and barely touched),
+so not a floor; ``memory_floor_ms`` is that figure at the memory bandwidth.
 """
 
 from __future__ import annotations
@@ -33,8 +41,8 @@ import torch
 from kml.bench.timing import BenchCase, _numerics, _optimizers, _sync, random_sampler
 from kml.engine.numerics import tf32_settings
 
-__all__ = ["KERNEL_CLASSES", "PHASES", "DEVICE_PEAKS", "kernel_class", "analyse_trace", "count_flops",
-           "profile_training"]
+__all__ = ["KERNEL_CLASSES", "PHASES", "DEVICE_PEAKS", "kernel_class", "kernel_units", "analyse_trace",
+           "count_flops", "profile_training"]
 
 #: kernel classes, tested in this order on the lower-cased kernel name (first match wins)
 KERNEL_CLASSES = (
@@ -54,12 +62,32 @@ KERNEL_CLASSES = (
 PHASES = ("sampling", "encoder + generators", "inner-loop forward", "inner-loop autograd", "outer forward",
           "outer backward", "optimiser")
 
-#: peak dense TF32 rate (FLOP/s) and memory bandwidth (bytes/s) by device name
+#: peak dense TF32 tensor-core rate and float32 CUDA-core rate (FLOP/s), and memory
+#: bandwidth (bytes/s), by device name (the vendors' figures for the SXM parts)
 DEVICE_PEAKS = {
-    "H200": {"tf32_flops": 494.7e12, "bandwidth": 4.8e12},
-    "H100": {"tf32_flops": 494.7e12, "bandwidth": 3.35e12},
-    "A100": {"tf32_flops": 156e12, "bandwidth": 2.0e12},
+    "H200": {"tf32_flops": 494.7e12, "fp32_flops": 66.9e12, "bandwidth": 4.8e12},
+    "H100": {"tf32_flops": 494.7e12, "fp32_flops": 66.9e12, "bandwidth": 3.35e12},
+    "A100": {"tf32_flops": 156e12, "fp32_flops": 19.5e12, "bandwidth": 2.0e12},
 }
+
+#: cuDNN's legacy single-precision grouped convolution kernels (CUDA cores)
+LEGACY_FP32_CONV = ("dgrad_engine", "implicit_convolve_sgemm", "wgrad_alg0_engine", "wgrad_alg1_engine",
+                    "dgrad2d_alg1")
+#: name fragments of kernels that use tensor-core instructions (TF32, bf16, fp16)
+TENSOR_CORE = ("tf32", "bf16", "f16", "hmma", "gmma", "tensorop", "16816", "1688", "s884", "h884")
+
+
+def kernel_units(name: str) -> str:
+    """``"tensor cores"``, ``"CUDA cores"`` (cuDNN's legacy fp32 grouped convolutions, and
+    GEMMs and implicit-GEMM convolutions without a tensor-core marker) or ``"other"``
+    (element-wise, reductions, copies, layout transforms: little arithmetic), from a
+    kernel's name."""
+    lowered = name.lower()
+    if any(p in lowered for p in TENSOR_CORE):
+        return "tensor cores"
+    if any(p in lowered for p in LEGACY_FP32_CONV) or "gemm" in lowered:
+        return "CUDA cores"
+    return "other"
 
 
 def kernel_class(name: str) -> str:
@@ -110,11 +138,20 @@ def analyse_trace(trace: dict, top: int = 12) -> dict:
         return ms / total if total else 0.0
 
     ordered = sorted(by_name.items(), key=lambda kv: -kv[1][1])
+    by_units: dict[str, float] = defaultdict(float)
+    legacy = 0.0
+    for name, (_, ms) in by_name.items():
+        by_units[kernel_units(name)] += ms
+        legacy += ms if any(p in name.lower() for p in LEGACY_FP32_CONV) else 0.0
     return {
         "kernel_ms": total,
         "kernels": sum(calls for calls, _ in by_name.values()),
-        "top": [{"kernel": name[:110], "class": kernel_class(name), "calls": calls, "ms": ms, "share": share(ms)}
+        "top": [{"kernel": name[:110], "class": kernel_class(name), "units": kernel_units(name), "calls": calls,
+                 "ms": ms, "share": share(ms)}
                 for name, (calls, ms) in ordered[:top]],
+        "units": {label: {"ms": by_units[label], "share": share(by_units[label])}
+                  for label in ("tensor cores", "CUDA cores", "other")},
+        "legacy_fp32_conv_share": share(legacy),
         "all_kernels": [{"kernel": name[:200], "calls": calls, "ms": ms} for name, (calls, ms) in ordered],
         "classes": {label: {"ms": ms, "share": share(ms)}
                     for label, ms in sorted(by_class.items(), key=lambda kv: -kv[1])},
@@ -253,8 +290,15 @@ def profile_training(case: BenchCase, device: torch.device, warmup: int = 3, top
     if flops is not None:
         row["gflop"] = flops / 1e9
         row["achieved_tflops"] = flops / (wall_ms / 1000.0) / 1e12
+    for kernel in row["top"]:  # one call per task and layer shows as a multiple of T
+        kernel["calls_per_task"] = kernel["calls"] / case.meta_batch_size
+        kernel["multiple_of_tasks"] = kernel["calls"] % case.meta_batch_size == 0
     if peaks is not None:
         if flops is not None:
             row["compute_floor_ms"] = 1000.0 * flops / peaks["tf32_flops"]
+            row["compute_floor_cuda_cores_ms"] = 1000.0 * flops / peaks["fp32_flops"]
+            f = analysis["units"]["CUDA cores"]["share"]  # its share of the kernel time, for its share of the FLOPs
+            per_flop = f / peaks["fp32_flops"] + (1 - f) / peaks["tf32_flops"]
+            row["compute_floor_estimate_ms"] = 1000.0 * flops * per_flop
         row["memory_floor_ms"] = 1000.0 * allocated / peaks["bandwidth"]
     return row

@@ -4,7 +4,7 @@ the same process, and the JSON + markdown report."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import torch
@@ -14,8 +14,8 @@ from kml.errors import KmlError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "methods", "SECTIONS", "PRESETS",  # noqa: F822
-           "METHODS"]  # METHODS: module __getattr__, read from the registries
+__all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "methods", "fastest_candidates",  # noqa: F822
+           "SECTIONS", "PRESETS", "METHODS"]  # METHODS: module __getattr__, read from the registries
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -108,44 +108,101 @@ def _in_fresh_process(case: BenchCase, device: torch.device, warmup: int, repeat
 
 
 def _candidate_plan(base: BenchCase, device: torch.device) -> list[tuple[str, BenchCase]]:
-    """The speed candidates, each alone and combined, for MMAML+KML and MProtoNet+KML, next
-    to the current path (first and last of each method's group, as a gauge of noise);
-    cuDNN's settings are the ``cudnn`` section's.
+    """The speed candidates of MMAML+KML and MProtoNet+KML, each timed against the current
+    path (first and last of each method's group, as a gauge of noise) and beside the
+    default path.
 
-    The current path is what a single-GPU run takes by default apart from determinism:
+    The current path is what a single-GPU run takes with ``train.deterministic=false``:
     vectorised, CUDA-graphed forward + backward, cuDNN autotuning (the rows of the
-    ``cuda_graphs`` section). On a CPU the graph rows are left out and the current path is
-    the eager one."""
+    ``cuda_graphs`` section); the default path is the same with deterministic algorithms
+    (``train.deterministic=true``, the training default). The candidates: bf16 with every
+    per-task convolution (``shared`` for ProtoNet only: MAML's weights are per task), the
+    shared convolution in fp32, bf16 ProtoNet with its logits left to autocast (the
+    behaviour before they were computed in float32), the deterministic path with the
+    likeliest of them, and the fastest setting of the previous round (fused Adam and TF32
+    matmuls, with ``unfold`` for MAML). On a CPU the graph rows are eager."""
     cuda = device.type == "cuda"
     cases: list[BenchCase] = []
     for learner in ("maml", "protonet"):
-        eager = replace(base, learner=learner, modulation="kml", vectorized=True)
-        current = replace(eager, cuda_graph=cuda)
-        fast = replace(current, fused_adam=True, tf32=True)
-        group = [current, replace(current, fused_adam=True), replace(current, tf32=True),
-                 replace(current, per_task_conv="unfold"), replace(current, tf32=True, per_task_conv="unfold"), fast,
-                 replace(fast, per_task_conv="unfold")]
-        if cuda:
-            group += [eager, replace(eager, per_task_conv="unfold"), replace(eager, whole_graph=1),
-                      replace(eager, whole_graph=10), replace(eager, whole_graph=10, fused_adam=True, tf32=True),
-                      replace(eager, whole_graph=10, fused_adam=True, tf32=True, per_task_conv="unfold")]
+        current = replace(base, learner=learner, modulation="kml", vectorized=True, cuda_graph=cuda)
+        default = replace(current, deterministic=True)
+        protonet = learner == "protonet"
+        convs = ("grouped", "channels_last", "unfold", "shared") if protonet else ("grouped", "channels_last", "unfold")
+        group = [current, default]
+        if protonet:
+            group += [replace(current, per_task_conv="shared"), replace(default, per_task_conv="shared")]
+        group += [replace(current, precision="bf16", per_task_conv=conv) for conv in convs]
+        if protonet:
+            group.append(replace(current, precision="bf16", bf16_logits=True))
+        likeliest = "shared" if protonet else "unfold"
+        group += [replace(default, precision="bf16"), replace(default, precision="bf16", per_task_conv=likeliest)]
+        group.append(replace(current, fused_adam=True, tf32=True, per_task_conv="grouped" if protonet else "unfold"))
         cases += group + [current]
     return [("train", case) for case in cases]
 
 
+def _is_current(r: dict, device: torch.device, deterministic: bool = False) -> bool:
+    """Whether a row is the current path (``deterministic=True``: the default path)."""
+    return (r.get("kind") == "train" and "error" not in r and not r.get("first_order")
+            and r["cuda_graph"] == (device.type == "cuda") and r["deterministic"] == deterministic
+            and not (r["fused_adam"] or r["tf32"] or r["whole_graph"] or r["compile"])
+            and r["per_task_conv"] == "grouped" and r["autotune"] is None and r.get("benchmark_limit") is None
+            and r.get("precision", "fp32") == "fp32" and not r.get("bf16_logits", False))
+
+
 def _versus_current(rows: list[dict], device: torch.device) -> None:
-    """``vs_current``: the current path's time over each row's (above 1: faster), per method."""
-    current: dict[str, float] = {}
+    """``vs_current``: the current path's time over each row's (above 1: faster), per method;
+    ``vs_default``: the same against the default (deterministic) path, where timed."""
+    for key, deterministic in (("vs_current", False), ("vs_default", True)):
+        reference: dict[str, float] = {}
+        for r in rows:
+            if "error" in r or r.get("kind") != "train" or r.get("first_order"):
+                continue
+            if _is_current(r, device, deterministic) and r["method"] not in reference:
+                reference[r["method"]] = r["ms_per_iteration"]
+            if r["method"] in reference:
+                r[key] = reference[r["method"]] / r["ms_per_iteration"]
+
+
+def fastest_candidates(rows: list[dict], device: torch.device) -> list[BenchCase]:
+    """The fastest candidate of each method among ``candidates`` rows: a row that is neither
+    the current nor the default path (a row slower than the current path still counts:
+    its profile says why)."""
+    fastest: dict[str, dict] = {}
     for r in rows:
-        if "error" in r or r.get("kind") != "train" or r.get("first_order"):
+        if (r.get("kind") != "train" or "error" in r or _is_current(r, device)
+                or _is_current(r, device, deterministic=True)):
             continue
-        plain = (r["cuda_graph"] == (device.type == "cuda") and not (r["fused_adam"] or r["tf32"] or r["deterministic"]
-                 or r["whole_graph"] or r["compile"]) and r["per_task_conv"] == "grouped" and r["autotune"] is None
-                 and r.get("benchmark_limit") is None)
-        if plain and r["method"] not in current:
-            current[r["method"]] = r["ms_per_iteration"]
-        if r["method"] in current:
-            r["vs_current"] = current[r["method"]] / r["ms_per_iteration"]
+        if r["method"] not in fastest or r["ms_per_iteration"] < fastest[r["method"]]["ms_per_iteration"]:
+            fastest[r["method"]] = r
+    return [BenchCase(**{f.name: r[f.name] for f in fields(BenchCase)}) for r in fastest.values()]
+
+
+def _fastest_candidates_plan(candidates: list[dict] | None, placeholders: list, device: torch.device) -> list:
+    """The ``candidates_profile`` section's plan: a profile of each method's fastest
+    candidate of this call's ``candidates`` rows (a placeholder row where a method has none)."""
+    chosen = {case.method: case for case in fastest_candidates(candidates or [], device)}
+    return [("profile", chosen[case.method]) if case.method in chosen else (kind, case) for kind, case in placeholders]
+
+
+def _conv_layer_plan(base: BenchCase) -> list[tuple[str, BenchCase, dict]]:
+    """The ``conv_layers`` section: each Conv-4 layer shape at the base image size, fp32
+    and bf16, every per-task formulation (timed in turns, one entry per shape and precision)."""
+    from kml.bench.layers import conv4_layer_shapes
+
+    return [("layer", replace(base, learner="protonet", modulation="kml", precision=precision), shape)
+            for shape in conv4_layer_shapes(base.image_size) for precision in ("fp32", "bf16")]
+
+
+def _versus_grouped(rows: list[dict]) -> None:
+    """``vs_grouped``: the grouped formulation's time over each layer row's, per layer shape
+    and precision (above 1: faster than grouped)."""
+    grouped = {(r["in_channels"], r["size"], r["precision"]): r["ms_forward_backward"] for r in rows
+               if r.get("kind") == "layer" and "error" not in r and r["per_task_conv"] == "grouped"}
+    for r in rows:
+        key = (r.get("in_channels"), r.get("size"), r.get("precision"))
+        if r.get("kind") == "layer" and "error" not in r and key in grouped:
+            r["vs_grouped"] = grouped[key] / r["ms_forward_backward"]
 
 
 def run_suite(
@@ -160,15 +217,20 @@ def run_suite(
     eval_tasks: int,
     log=logger.info,
     on_section=None,
+    task_shape: dict[str, int] | None = None,
 ) -> dict:
-    """Run the benchmark sections; returns ``{section: [rows]}`` plus metadata."""
+    """Run the benchmark sections; returns ``{section: [rows]}`` plus metadata.
+
+    ``task_shape`` overrides the base case's ``meta_batch_size``, ``ways``, ``shots``,
+    ``queries`` and ``inner_steps`` (default: the paper's 10 tasks of 5-way 1-shot with 15
+    queries, 5 inner steps), e.g. to dry-run sections at tiny sizes."""
     from tqdm.auto import tqdm
 
     from kml.engine.numerics import tf32_settings
 
     out: dict = {"device": device_name(device), "torch": torch.__version__, "tf32": tf32_settings(),
                  "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None, "sections": {}}
-    base = BenchCase(image_size=image_size)
+    base = BenchCase(image_size=image_size, **(task_shape or {}))
     plans: dict[str, list[tuple[str, BenchCase]]] = {}
     registered = methods()
     if "vectorized" in sections:
@@ -230,6 +292,11 @@ def run_suite(
                                 for d in (False, True)]
     if "candidates" in sections:
         plans["candidates"] = _candidate_plan(base, device)
+    if "candidates_profile" in sections:  # the cases are chosen once the candidates section has run
+        plans["candidates_profile"] = [("profile_fastest", replace(base, learner=learner, modulation="kml"))
+                                       for learner in ("maml", "protonet")]
+    if "conv_layers" in sections:
+        plans["conv_layers"] = _conv_layer_plan(base)
     if "cudnn" in sections:
         # cuDNN's choice of kernels: memory order, the autotuning search, deterministic algorithms.
         # A row that changes how cuDNN searches runs in a fresh process (see _in_fresh_process)
@@ -262,12 +329,22 @@ def run_suite(
     bar = tqdm(total=total, desc="bench", unit="case")
     for section, plan in plans.items():
         rows = []
-        for kind, case in plan:
-            bar.set_postfix_str(f"{section}: {case.method} {'vectorised' if case.vectorized else 'loop'} "
-                                f"T={case.meta_batch_size}")
+        if section == "candidates_profile":
+            plan = _fastest_candidates_plan(out["sections"].get("candidates"), plan, device)
+        for kind, case, *layer in plan:
+            what = (f"layer {layer[0]['in_channels']}->{layer[0]['out_channels']} {case.precision}" if layer
+                    else f"{case.method} {'vectorised' if case.vectorized else 'loop'}")
+            bar.set_postfix_str(f"{section}: {what} T={case.meta_batch_size}")
             try:
-                if kind == "train" and device.type == "cuda" and (case.benchmark_limit is not None
-                                                                   or case.autotune is not None):
+                if kind == "profile_fastest":
+                    raise ValueError("no candidates row of this method to profile: run sections=[candidates,"
+                                     "candidates_profile] in one call")
+                if kind == "layer":
+                    from kml.bench.layers import time_conv_layer
+
+                    rows.extend(time_conv_layer(case, *layer, device, warmup=warmup, repeats=repeats))
+                elif kind == "train" and device.type == "cuda" and (case.benchmark_limit is not None
+                                                                     or case.autotune is not None):
                     rows.append(_in_fresh_process(case, device, warmup, repeats))
                 elif kind == "train":
                     rows.append(time_training(case, device, warmup=warmup, repeats=repeats))
@@ -281,13 +358,16 @@ def run_suite(
                     n = 1000 if section == "eval_1000" else eval_tasks
                     rows.append(time_evaluation(case, device, tasks=n))
             except Exception as err:  # an option that fails is reported, not fatal
-                rows.append({**asdict(case), "method": case.method, "kind": kind,
+                rows.append({**asdict(case), **(layer[0] if layer else {}),
+                             "method": case.method if kind != "layer" else "KML layer", "kind": kind,
                              "error": f"{type(err).__name__}: {err}"[:300]})
             bar.update(1)
         if any(r.get("kind") == "train" for r in rows):
             _pair_speedups([r for r in rows if r.get("kind") == "train" and "error" not in r])
         if section in ("candidates", "cudnn"):
             _versus_current(rows, device)
+        if section == "conv_layers":
+            _versus_grouped(rows)
         out["sections"][section] = rows
         if on_section is not None:
             on_section(out)
@@ -329,12 +409,13 @@ def suite_markdown(result: dict) -> str:
                 columns.insert(6, ("cuda_graph", "CUDA graph"))
             if section in ("candidates", "compile", "cudnn"):
                 columns = [("method", "method"), ("first_order", "first order"), ("cuda_graph", "CUDA graph"),
-                           ("whole_graph", "whole its/graph"), ("fused_adam", "fused Adam"), ("tf32", "TF32 matmul"),
+                           ("whole_graph", "whole its/graph"), ("precision", "precision"),
+                           ("bf16_logits", "bf16 logits"), ("fused_adam", "fused Adam"), ("tf32", "TF32 matmul"),
                            ("per_task_conv", "per-task conv"), ("deterministic", "deterministic"),
                            ("autotune", "autotune"), ("benchmark_limit", "cuDNN search"), ("compile", "compile"),
                            ("ms_per_iteration", "ms/it"),
                            ("ms_spread", "spread ms"), ("tasks_per_s", "tasks/s"), ("peak_memory_mb", "peak MiB"),
-                           ("vs_current", "current/this")]
+                           ("vs_current", "current/this"), ("vs_default", "default/this")]
             if section in ("peer", "resnet12"):
                 columns.insert(1, ("backbone", "backbone"))
             if section == "resnet12":
@@ -345,6 +426,13 @@ def suite_markdown(result: dict) -> str:
             parts.append(markdown_table(evals, [("method", "method"), ("vectorized", "vectorized"),
                                                 ("compile", "compile"), ("eval_tasks", "tasks"),
                                                 ("eval_seconds", "seconds"), ("eval_tasks_per_s", "tasks/s")]))
+        layers = [r for r in rows if r.get("kind") == "layer" and "error" not in r]
+        if layers:
+            parts.append(markdown_table(layers, [
+                ("in_channels", "C_in"), ("out_channels", "C_out"), ("size", "size"), ("out_size", "out"),
+                ("meta_batch_size", "T"), ("images_per_task", "images/task"), ("precision", "precision"),
+                ("per_task_conv", "per-task conv"), ("ms_forward_backward", "fwd+bwd ms"), ("ms_spread", "spread ms"),
+                ("vs_grouped", "grouped/this")]))
         for r in rows:
             if r.get("kind") == "profile" and "error" not in r:
                 parts.append(profile_markdown(r))
@@ -357,7 +445,7 @@ def suite_markdown(result: dict) -> str:
                 ("search", "search")]))
         for r in errors:
             parts.append(f"- {r['method']} ({'vectorised' if r['vectorized'] else 'loop'}, "
-                         f"precision={r['precision']}, compile={r['compile']}): "
+                         f"precision={r['precision']}, per-task conv={r['per_task_conv']}, compile={r['compile']}): "
                          f"failed: {r['error']}")
         parts.append("")
     return "\n".join(parts)
@@ -370,23 +458,30 @@ def profile_markdown(row: dict) -> str:
     lines = [f"#### {row['method']}, {graph}", "",
              f"Wall {row['wall_ms']:.2f} ms per iteration; GPU kernels {row['kernel_ms']:.2f} ms "
              f"({row['kernels']} kernels, busy {100 * (row['gpu_busy'] or 0):.0f} % of the wall time); "
-             f"{row['allocated_mb']:.0f} MiB allocated per iteration."]
+             f"{row['allocated_mb']:.0f} MiB allocated per iteration (not memory traffic)."]
+    if row.get("units"):
+        units = row["units"]
+        lines[-1] += (f" Kernel time on tensor cores {100 * units['tensor cores']['share']:.1f} %, on CUDA cores "
+                      f"{100 * units['CUDA cores']['share']:.1f} % (of which cuDNN's legacy fp32 grouped kernels "
+                      f"{100 * row.get('legacy_fp32_conv_share', 0.0):.1f} %), other "
+                      f"{100 * units['other']['share']:.1f} % (by kernel names).")
     if row.get("gflop") is not None:
         lines[-1] += (f" {row['gflop']:.1f} GFLOP per iteration (forward + backward, convolutions and matrix "
                       f"products), {row['achieved_tflops']:.2f} TFLOP/s achieved.")
-    floors = [f"{label} {row[key]:.3f} ms" for key, label in (("compute_floor_ms", "compute floor (dense TF32 peak)"),
-                                                               ("memory_floor_ms", "allocation floor (bandwidth)"))
-              if row.get(key) is not None]
+    floors = [f"{label} {row[key]:.3f} ms" for key, label in (
+        ("compute_floor_ms", "all FLOPs at the dense TF32 peak"),
+        ("compute_floor_estimate_ms", "estimate with the CUDA-core share of kernel time at the fp32 peak"),
+        ("compute_floor_cuda_cores_ms", "all FLOPs at the fp32 CUDA-core peak")) if row.get(key) is not None]
     if floors:
-        lines[-1] += " Floors: " + ", ".join(floors) + "."
+        lines[-1] += " Compute floors: " + ", ".join(floors) + "."
     lines += ["", markdown_table([{"class": k, **v, "share": 100 * v["share"]} for k, v in row["classes"].items()],
                                  [("class", "kernel class"), ("ms", "ms"), ("share", "% of kernel time")])]
     if row.get("phases") and not row["cuda_graph"]:
         lines += ["", markdown_table([{"phase": k, **v, "share": 100 * v["share"]} for k, v in row["phases"].items()],
                                      [("phase", "phase"), ("ms", "ms"), ("share", "% of kernel time")])]
     lines += ["", markdown_table([{**k, "share": 100 * k["share"]} for k in row["top"]],
-                                 [("kernel", "kernel"), ("class", "class"), ("calls", "calls"), ("ms", "ms"),
-                                  ("share", "%")]), ""]
+                                 [("kernel", "kernel"), ("class", "class"), ("units", "units"), ("calls", "calls"),
+                                  ("calls_per_task", "calls / T"), ("ms", "ms"), ("share", "%")]), ""]
     return "\n".join(lines)
 
 
@@ -394,13 +489,15 @@ def profile_markdown(row: dict) -> str:
 _RENAMED_SECTIONS = {"paths": "vectorized"}
 
 SECTIONS = ("vectorized", "cuda_graphs", "determinism", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu",
-            "options", "eval_1000", "resnet12", "candidates", "cudnn", "compile", "profile", "memory")
+            "options", "eval_1000", "resnet12", "candidates", "candidates_profile", "conv_layers", "cudnn", "compile",
+            "profile", "memory")
 
 PRESETS = {
     "cpu": dict(sections=["vectorized", "eval", "meta_batch", "inner_steps", "peer", "paper_cpu"], image_size=32,
                 shots=[1], meta_batch_sizes=[1, 2, 4, 8], inner_steps=[1, 5], repeats=3, warmup=1, eval_tasks=40),
-    "gpu": dict(sections=["candidates", "cudnn", "vectorized", "cuda_graphs", "determinism", "eval_1000", "meta_batch",
-                          "inner_steps", "peer", "eval", "options", "resnet12"], image_size=84,
+    "gpu": dict(sections=["conv_layers", "candidates", "candidates_profile", "cudnn", "vectorized", "cuda_graphs",
+                          "determinism", "eval_1000", "meta_batch", "inner_steps", "peer", "eval", "options",
+                          "resnet12"], image_size=84,
                 shots=[1, 5], meta_batch_sizes=[1, 2, 4, 8, 16, 32], inner_steps=[1, 2, 5, 10], repeats=10, warmup=3,
                 eval_tasks=200),
 }
@@ -429,6 +526,12 @@ def run_from_config(cfg, log=logger.info) -> dict:
             options[key] = list(value) if not isinstance(value, (int, float, str)) else value
     if sections:
         options["sections"] = sections
+    task_shape = {key: int(cfg.get(key)) for key in ("meta_batch_size", "ways", "queries") if cfg.get(key) is not None}
+    for key, value in task_shape.items():
+        if value < 1:
+            raise KmlError(f"{key}={value} is not valid; use a positive number")
+    if task_shape:
+        options["task_shape"] = task_shape
     out_dir = Path(cfg.output_dir)
     tag = "cuda" if device.type == "cuda" else "cpu"
 

@@ -50,7 +50,10 @@ class BenchCase:
     autotune: bool | None = None  # cuDNN autotuning (benchmark mode); None: off when deterministic, else on
     fused_adam: bool = False  # torch.optim.Adam(fused=True) instead of the multi-tensor (foreach) default
     tf32: bool = False  # float32 matmuls on TF32 tensor cores (CUDA)
-    per_task_conv: str = "grouped"  # grouped | channels_last | unfold (kml.functional.per_task_conv)
+    per_task_conv: str = "grouped"  # grouped | channels_last | unfold | shared (kml.functional.per_task_conv)
+    # ProtoNet under bf16: the logits left to autocast (the behaviour before they were computed in float32),
+    # a comparison row only
+    bf16_logits: bool = False
     benchmark_limit: int | None = None  # cuDNN algorithms tried by autotuning (0: all; None: PyTorch's default, 10)
     whole_graph: int = 0  # >0: that many whole iterations (sampling, forward, backward, Adam) per CUDA graph
 
@@ -76,6 +79,12 @@ class BenchCase:
             first_order=self.first_order,
             **backbone,
         )
+        if self.bf16_logits:
+            from kml.learners.protonet import _expanded_squared_distances
+
+            if not hasattr(learner, "class_logits"):
+                raise ValueError(f"bf16_logits is a ProtoNet comparison; {self.method} has no class_logits")
+            learner.class_logits = _expanded_squared_distances  # the expansion as autocast leaves it
         return learner.to(device)
 
 

@@ -178,7 +178,9 @@ class TrainConfig:
     deterministic: bool = True  # deterministic algorithms (exact reproducibility on CPU)
     fused_adam: bool = False  # PyTorch's fused Adam kernels instead of the multi-tensor (foreach) ones
     tf32: bool = False  # float32 matrix products on TF32 tensor cores (CUDA; convolutions: cuDNN's default)
-    per_task_conv: str = "grouped"  # grouped | channels_last | unfold: how a convolution with one kernel per task runs
+    # grouped | channels_last | unfold | shared: how a convolution with one kernel per task runs (shared: the
+    # ProtoNet family with KML's channel or published factors, through the one backbone weight)
+    per_task_conv: str = "grouped"
     progress: bool = True
     # a check that the model can learn (debug=overfit): train on the first N meta-batches over and
     # over instead of fresh tasks; 0 (default): fresh tasks every iteration
@@ -365,6 +367,8 @@ def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
     choice(c.train.precision, ("fp32", "bf16"), "train.precision")
     choice(str(c.train.cuda_graphs).lower(), ("auto", "true", "false"), "train.cuda_graphs")
     choice(c.train.per_task_conv, PER_TASK_CONVS, "train.per_task_conv")
+    if c.train.per_task_conv == "shared":
+        _check_shared_conv(c, get_learner(c.learner.name), get_modulation(spec.name), spec)
     at_least(c.episode.ways, 2, "episode.ways")
     at_least(c.episode.shots, 1, "episode.shots")
     at_least(c.episode.queries, 1, "episode.queries")
@@ -400,6 +404,31 @@ def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
     at_least(spec.meta_batch_size, 1, "learner.specialist.meta_batch_size")
     at_least(spec.inner_lr, 0, "learner.specialist.inner_lr", strict=True)
     at_least(spec.inner_steps, 0, "learner.specialist.inner_steps")
+
+
+def _check_shared_conv(c: DictConfig, learner, layer, spec) -> None:
+    """``train.per_task_conv=shared`` runs a factorised kernel modulation of one backbone
+    weight as dense convolutions with that weight: it needs a learner without per-task
+    weights and KML with factors; without a kernel modulation it changes nothing."""
+    if learner.per_task_weights:
+        raise ConfigError(
+            f"train.per_task_conv=shared needs one backbone weight for all tasks, but learner={c.learner.name} "
+            "adapts the weights per task; use train.per_task_conv=grouped, channels_last or unfold"
+        )
+    if layer is None or layer.target != "kernel":
+        return  # no per-task convolution (none, film): nothing to change
+    from kml.modulation import KernelModulatedConv2d
+
+    if not issubclass(layer, KernelModulatedConv2d):
+        raise ConfigError(
+            f"train.per_task_conv=shared needs KML's factorised kernels, but modulation={spec.name} builds its own "
+            "per-task kernels; use train.per_task_conv=grouped, channels_last or unfold"
+        )
+    if spec.factorization == "full":
+        raise ConfigError(
+            "train.per_task_conv=shared needs a factorised kernel modulation, and modulation.factorization=full has "
+            "none; use modulation.factorization=channel or published, or train.per_task_conv=grouped"
+        )
 
 
 def _check_protocol(c: DictConfig, protocol_options: tuple[str, ...], saved: bool) -> None:

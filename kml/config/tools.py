@@ -94,8 +94,9 @@ class BenchScriptConfig:
     device: str = "auto"
     preset: str = "auto"  # auto | cpu | gpu
     # vectorized cuda_graphs determinism eval meta_batch inner_steps peer paper_cpu options eval_1000 resnet12
-    # candidates (speed options against the current path) cudnn (its kernel choice) compile profile (GPU kernels)
-    # memory (largest meta-batch)
+    # candidates (speed options against the current path) candidates_profile (the fastest candidates' GPU kernels)
+    # conv_layers (one modulated layer, each per-task convolution) cudnn (its kernel choice) compile
+    # profile (GPU kernels) memory (largest meta-batch)
     sections: Optional[list[str]] = None
     image_size: Optional[int] = None
     shots: Optional[list[int]] = None
@@ -104,6 +105,10 @@ class BenchScriptConfig:
     repeats: Optional[int] = None
     warmup: Optional[int] = None
     eval_tasks: Optional[int] = None
+    # the task shape of the cases (default: meta-batches of 10 tasks, 5-way with 15 queries), e.g. tiny for a dry run
+    meta_batch_size: Optional[int] = None
+    ways: Optional[int] = None
+    queries: Optional[int] = None
     output_dir: str = "bench_results"
 
 

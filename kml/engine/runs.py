@@ -598,10 +598,12 @@ def _evaluate_modes(cfg: DictConfig, run_dir: Path, checkpoint, first, device) -
         )
     evaluations: dict[str, ModeEvaluation] = {}
     iterations: dict[str, int] = {}
-    for mode in split_sampler.mode_names:
-        loaded = load_run(run_dir, checkpoint, device=device, mode=mode) if cfg.multi else first
-        spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
-        evaluations[mode] = _evaluate_mode(loaded.learner, split_sampler, mode, spec_cfg, vectorized,
-                                           DistributedContext())
-        iterations[mode if cfg.multi else "all"] = loaded.iteration
+    # the run's own per-task convolution, as in the evaluation at the end of its training
+    with per_task_conv(str(cfg.train.per_task_conv)):
+        for mode in split_sampler.mode_names:
+            loaded = load_run(run_dir, checkpoint, device=device, mode=mode) if cfg.multi else first
+            spec_cfg = specialist_config(cfg, mode) if cfg.multi else cfg
+            evaluations[mode] = _evaluate_mode(loaded.learner, split_sampler, mode, spec_cfg, vectorized,
+                                               DistributedContext())
+            iterations[mode if cfg.multi else "all"] = loaded.iteration
     return evaluations, iterations

@@ -99,6 +99,10 @@ class MetaLearner(nn.Module, abc.ABC):
     uses_head: bool = False
     #: the ProtoNet protocol options (``learner.query_modulation``, ...) this learner honours
     protocol_options: tuple[str, ...] = ()
+    #: whether the backbone runs with weights of its own per task (MAML's inner loop), so
+    #: that every convolution has a kernel per task; ``False``: one backbone weight for
+    #: all tasks (ProtoNet), which ``train.per_task_conv=shared`` needs
+    per_task_weights: bool = True
 
     def __init__(self, backbone: Backbone, encoder: TaskEncoder | None = None) -> None:
         super().__init__()

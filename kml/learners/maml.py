@@ -45,6 +45,7 @@ class MAML(MetaLearner):
     """
 
     uses_head = True
+    per_task_weights = True
 
     def __init__(
         self,

@@ -54,12 +54,27 @@ def prototypes(support_features: Tensor, support_labels: Tensor, ways: int) -> T
 def squared_euclidean_logits(query_features: Tensor, protos: Tensor) -> Tensor:
     """``-||q - p||^2`` for every query and prototype.
 
+    Computed as ``2 q.p - |q|^2 - |p|^2``, whose terms are far larger than their sum for
+    long feature vectors: under autocast (``train.precision=bf16``) it runs in float32
+    with autocast off, since in bfloat16 the cancellation would leave little of the
+    distances (the features themselves stay as the backbone made them).
+
     Args:
         query_features: ``(T, M, D)``; protos: ``(T, N, D)``.
 
     Returns:
-        ``(T, M, N)``.
+        ``(T, M, N)`` (float32 under autocast).
     """
+    device_type = query_features.device.type
+    if torch.is_autocast_enabled(device_type):
+        with torch.autocast(device_type, enabled=False):
+            return _expanded_squared_distances(query_features.float(), protos.float())
+    return _expanded_squared_distances(query_features, protos)
+
+
+def _expanded_squared_distances(query_features: Tensor, protos: Tensor) -> Tensor:
+    """``2 q.p - |q|^2 - |p|^2``, ``(T, M, D)`` and ``(T, N, D)`` -> ``(T, M, N)``, in the
+    precision the context gives (autocast included)."""
     cross = query_features @ protos.transpose(1, 2)
     q_norm = query_features.pow(2).sum(-1, keepdim=True)
     p_norm = protos.pow(2).sum(-1).unsqueeze(1)
@@ -176,6 +191,7 @@ class ProtoNet(MetaLearner):
     """
 
     protocol_options = ("query_modulation", "prototype_refinement", "batch_norm")
+    per_task_weights = False
 
     def __init__(
         self,
