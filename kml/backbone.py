@@ -35,7 +35,7 @@ from torch import Tensor
 
 from kml.functional import batch_norm_grouped, conv2d_grouped
 from kml.modulation import ConvSite, Generator, ModulatedLayer, ModulationSpec, get_modulation
-from kml.registry import Registry
+from kml.registry import BACKBONES, get_backbone, list_backbones
 
 __all__ = [
     "Backbone",
@@ -187,7 +187,6 @@ class Backbone(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, modulation=None, params=None)")
 
 
-_BACKBONES: Registry[type[Backbone]] = Registry("backbone")
 
 
 def register_backbone(name: str):
@@ -199,28 +198,9 @@ def register_backbone(name: str):
             raise TypeError(f"register_backbone({name!r}): {cls!r} must subclass kml.backbone.Backbone")
         cls.backbone_name = name
 
-    return _BACKBONES.decorator(name, prepare)
+    return BACKBONES.decorator(name, prepare)
 
 
-def get_backbone(name: str) -> type[Backbone]:
-    """The backbone class registered under ``name`` (built-ins registered on first use).
-
-    Raises:
-        kml.registry.UnknownNameError: an unregistered name (the message lists the names).
-    """
-    _load_builtins()
-    return _BACKBONES.get(name)
-
-
-def list_backbones() -> tuple[str, ...]:
-    """The registered backbone names, ``("conv4", "resnet12", ...)``."""
-    _load_builtins()
-    return _BACKBONES.names()
-
-
-def _load_builtins() -> None:
-    import kml.nets  # noqa: F401  (registers conv4)
-    import kml.resnet  # noqa: F401  (registers resnet12)
 
 
 class ConvBlock(nn.Module):

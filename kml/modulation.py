@@ -60,7 +60,7 @@ from kml.functional import (
     tasks_to_grouped,
 )
 from kml.modulation_spec import FACTORIZATIONS, ModulationSpec, check_init, check_kernel_generator_options
-from kml.registry import Registry
+from kml.registry import MODULATIONS, get_modulation, list_modulations
 
 __all__ = [
     "Generator",
@@ -604,8 +604,6 @@ class ModulatedFeatures(ModulatedLayer):
         return y[0] if single else y
 
 
-_MODULATIONS: Registry[type[ModulatedLayer] | None] = Registry("modulation")
-_MODULATIONS.add("none", None)
 
 
 def register_modulation(name: str, *, method_suffix: str | None = None):
@@ -643,21 +641,9 @@ def register_modulation(name: str, *, method_suffix: str | None = None):
         cls.modulation_name = name
         cls.method_suffix = f"+{name}" if method_suffix is None else method_suffix
 
-    return _MODULATIONS.decorator(name, prepare)
+    return MODULATIONS.decorator(name, prepare)
 
 
-def get_modulation(name: str) -> type[ModulatedLayer] | None:
-    """The layer class registered under ``name`` (``None`` for ``"none"``).
-
-    Raises:
-        kml.registry.UnknownNameError: an unregistered name (the message lists the names).
-    """
-    return _MODULATIONS.get(name)
-
-
-def list_modulations() -> tuple[str, ...]:
-    """The registered modulation names, ``("none", "film", "kml", ...)``."""
-    return _MODULATIONS.names()
 
 
 def _spread(values: Tensor) -> float:

@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from kml.modulation_spec import ModulationSpec
+from kml.registry import get_learner
 
 __all__ = [
     "Recipe",
@@ -163,8 +164,6 @@ def recipe(learner: str) -> Recipe:
     :func:`kml.learners.register_learner`."""
     if learner in RECIPES:
         return RECIPES[learner]
-    from kml.learners.base import get_learner
-
     return get_learner(learner).recipe
 
 

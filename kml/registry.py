@@ -1,11 +1,16 @@
 """Named registries of what varies: modulations, learners and backbones.
 
-Each kind has one :class:`Registry`, kept next to its base class
-(:func:`kml.modulation.register_modulation`, :func:`kml.learners.register_learner`,
-:func:`kml.backbone.register_backbone`). Everything that needs the list of names (config
-validation, method names, the campaign planner, the benchmark, the diagnostics) reads
-the registry, so a class registered in a user's own module is selectable everywhere.
-An unknown name is one error line that lists the registered names.
+This module holds each kind's table (:data:`MODULATIONS`, :data:`LEARNERS`,
+:data:`BACKBONES`) and the functions that read it; the decorators that fill them are kept
+next to each base class (:func:`kml.modulation.register_modulation`,
+:func:`kml.learners.register_learner`, :func:`kml.backbone.register_backbone`), and
+:mod:`kml.catalogue` imports the built-ins so that they register. Everything that needs
+the list of names (config validation, method names, the campaign planner, the benchmark,
+the diagnostics) reads the tables, so a class registered in a user's own module is
+selectable everywhere. An unknown name is one error line that lists the registered names.
+
+This module imports nothing of ``kml`` but its errors: every other module may import it,
+and it imports none of them back.
 """
 
 from __future__ import annotations
@@ -14,7 +19,19 @@ from typing import Callable, Generic, Iterator, TypeVar
 
 from kml.errors import KmlError
 
-__all__ = ["Registry", "UnknownNameError"]
+__all__ = [
+    "Registry",
+    "UnknownNameError",
+    "MODULATIONS",
+    "LEARNERS",
+    "BACKBONES",
+    "get_modulation",
+    "list_modulations",
+    "get_learner",
+    "list_learners",
+    "get_backbone",
+    "list_backbones",
+]
 
 T = TypeVar("T")
 
@@ -64,7 +81,10 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise UnknownNameError(f"{self.kind} must be one of {self.names()}, got {name!r}") from None
+            raise UnknownNameError(
+                f"{self.kind} must be one of {self.names()}, got {name!r}; a {self.kind} of your own is registered "
+                "when its module is imported: list it in imports=[...]"
+            ) from None
 
     def names(self) -> tuple[str, ...]:
         """The registered names, in registration order."""
@@ -98,3 +118,54 @@ def _describe(entry: object) -> str:
     if isinstance(entry, type):
         return f"{entry.__module__}.{entry.__qualname__}"
     return repr(entry)
+
+
+#: the modulated layer classes by name (``"none"``: no modulation)
+MODULATIONS: Registry = Registry("modulation")
+MODULATIONS.add("none", None)
+#: the meta-learner classes by name
+LEARNERS: Registry = Registry("learner")
+#: the backbone classes by name
+BACKBONES: Registry = Registry("backbone")
+
+
+def get_modulation(name: str):
+    """The layer class registered under ``name`` (``None`` for ``"none"``).
+
+    Raises:
+        UnknownNameError: an unregistered name (the message lists the names).
+    """
+    return MODULATIONS.get(name)
+
+
+def list_modulations() -> tuple[str, ...]:
+    """The registered modulation names, ``("none", "film", "kml", ...)``."""
+    return MODULATIONS.names()
+
+
+def get_learner(name: str):
+    """The learner class registered under ``name``.
+
+    Raises:
+        UnknownNameError: an unregistered name (the message lists the names).
+    """
+    return LEARNERS.get(name)
+
+
+def list_learners() -> tuple[str, ...]:
+    """The registered learner names, ``("maml", "protonet", ...)``."""
+    return LEARNERS.names()
+
+
+def get_backbone(name: str):
+    """The backbone class registered under ``name``.
+
+    Raises:
+        UnknownNameError: an unregistered name (the message lists the names).
+    """
+    return BACKBONES.get(name)
+
+
+def list_backbones() -> tuple[str, ...]:
+    """The registered backbone names, ``("conv4", "resnet12", ...)``."""
+    return BACKBONES.names()

@@ -17,7 +17,6 @@ from fixtures_engine import TINY, TINY_MODEL, run_script
 from helpers import perturb, tiny_episode
 from omegaconf import OmegaConf
 
-from kml.backbone import get_backbone
 from kml.config import ConfigError, validate
 from kml.learners import MAML, ProtoNet, build_learner, method_name, register_learner
 from kml.modulation import Generator, ModulatedConv2d, ModulatedFeatures, register_modulation
@@ -31,14 +30,10 @@ def registries():
     """Registrations made by a test are removed after it (the registries are per process)."""
     import sys
 
-    import kml.backbone
-    import kml.learners.base
-    import kml.modulation
+    import kml.catalogue  # noqa: F401  (the built-ins are registered before the snapshot is taken)
+    from kml.registry import BACKBONES, LEARNERS, MODULATIONS
 
-    get_backbone("conv4")  # the built-ins are loaded before the snapshot is taken
-    kml.learners.base.list_learners()
-    kept = [(r, dict(r._entries)) for r in (kml.modulation._MODULATIONS, kml.learners.base._LEARNERS,
-                                             kml.backbone._BACKBONES)]
+    kept = [(r, dict(r._entries)) for r in (MODULATIONS, LEARNERS, BACKBONES)]
     modules = set(sys.modules)
     yield
     for registry, entries in kept:
@@ -180,11 +175,15 @@ def test_unknown_names_fail_with_the_registered_names(compose, tmp_path):
     from kml.campaign.plan import plan_campaign
     from kml.config import CampaignConfig
 
-    with pytest.raises(UnknownNameError, match=r"^learner must be one of \('maml', 'protonet'\), got 'reptile'$"):
+    imports = "; a {} of your own is registered when its module is imported: list it in imports=[...]"
+    with pytest.raises(UnknownNameError, match=r"^learner must be one of \('maml', 'protonet'\), got 'reptile'"
+                                               + re.escape(imports.format("learner")) + "$"):
         build_learner("reptile")
-    with pytest.raises(ValueError, match=r"^modulation must be one of \('none', 'film', 'kml'\), got 'attention'$"):
+    with pytest.raises(ValueError, match=r"^modulation must be one of \('none', 'film', 'kml'\), got 'attention'"
+                                         + re.escape(imports.format("modulation")) + "$"):
         build_learner("maml", "attention")
-    with pytest.raises(ValueError, match=r"^backbone must be one of \('conv4', 'resnet12'\), got 'vit'$"):
+    with pytest.raises(ValueError, match=r"^backbone must be one of \('conv4', 'resnet12'\), got 'vit'"
+                                         + re.escape(imports.format("backbone")) + "$"):
         build_learner("maml", backbone="vit")
     with pytest.raises(UnknownNameError, match="learner must be one of"):
         method_name("reptile", "none")
@@ -194,7 +193,8 @@ def test_unknown_names_fail_with_the_registered_names(compose, tmp_path):
                                "modulation.name='foo' is not valid; use one of: none, film, kml"),
                               ("learner.backbone.name=vit", "learner.backbone.name='vit' is not valid; use one of: "
                                                             "conv4, resnet12")):
-        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        hint = "; a name of your own is registered when its module is imported: list it in imports=[...]"
+        with pytest.raises(ConfigError, match=f"^{re.escape(message + hint)}$"):
             validate(compose([override]))
     with pytest.raises(ConfigError, match=r"imports: no module named 'no_such_module_of_mine'"):
         validate(compose(["imports=[no_such_module_of_mine]"]))

@@ -31,10 +31,13 @@ class ConfigError(KmlError):
     """A config value out of range or inconsistent."""
 
 
-def choice(value: str, allowed: tuple[str, ...], key: str) -> None:
-    """``value`` must be one of ``allowed``."""
+def choice(value: str, allowed: tuple[str, ...], key: str, registered: bool = False) -> None:
+    """``value`` must be one of ``allowed`` (``registered``: names of a registry, which a
+    user's own module adds to when it is imported)."""
     if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not valid; use one of: {', '.join(allowed)}")
+        hint = "; a name of your own is registered when its module is imported: list it in imports=[...]"
+        message = f"{key}={value!r} is not valid; use one of: {', '.join(allowed)}"
+        raise ConfigError(message + (hint if registered else ""))
 
 
 def at_least(value: float | int | None, minimum: float, key: str, strict: bool = False) -> None:

@@ -73,6 +73,7 @@ def _command_of_config(config_name: str) -> str:
 
 def _backbone_default(backbone: str, setting: str):
     """``default_channels`` (as a list) or ``default_style`` of the registered backbone."""
+    import kml.catalogue  # noqa: F401  (the built-in backbones register)
     from kml.backbone import get_backbone
 
     cls = get_backbone(backbone)

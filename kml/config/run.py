@@ -324,6 +324,7 @@ def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
     Raises:
         ConfigError: naming the offending key and the allowed values.
     """
+    import kml.catalogue  # noqa: F401  (the built-in names register)
     from kml.backbone import get_backbone, list_backbones
     from kml.learners import get_learner, list_learners
     from kml.modulation import get_modulation, list_modulations
@@ -332,9 +333,10 @@ def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     import_user_modules(c.get("imports"))
     reject_unknown_keys(c, RunConfig)
-    choice(c.learner.name, list_learners(), "learner.name")
-    choice(c.modulation.name, list_modulations(), "modulation.name")
-    choice(c.learner.backbone.name, list_backbones(), "learner.backbone.name")  # before its defaults resolve
+    choice(c.learner.name, list_learners(), "learner.name", registered=True)
+    choice(c.modulation.name, list_modulations(), "modulation.name", registered=True)
+    # before its defaults resolve
+    choice(c.learner.backbone.name, list_backbones(), "learner.backbone.name", registered=True)
     resolves(c)
     backbone = get_backbone(c.learner.backbone.name)
     if c.learner.backbone.style is not None:

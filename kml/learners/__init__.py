@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Mapping, Sequence
 
+import kml.catalogue  # noqa: F401  (the built-in learners, backbones and modulations register)
 from kml.backbone import get_backbone, modulation_spec
 from kml.learners.base import (
     LearnerOutput,

@@ -16,7 +16,7 @@ from torch import Tensor
 from kml.backbone import Backbone
 from kml.nets import TaskEncoder
 from kml.recipes import RECIPES, Recipe
-from kml.registry import Registry
+from kml.registry import LEARNERS, get_learner, list_learners
 
 __all__ = ["LearnerOutput", "MetaLearner", "upgrade_state_dict", "register_learner", "get_learner", "list_learners"]
 
@@ -247,7 +247,6 @@ class MetaLearner(nn.Module, abc.ABC):
         plain parameters (the loop reference path)."""
 
 
-_LEARNERS: Registry[type[MetaLearner]] = Registry("learner")
 
 
 def register_learner(
@@ -289,28 +288,9 @@ def register_learner(
         cls.display_name = display_name or name
         cls.recipe = chosen
 
-    return _LEARNERS.decorator(name, prepare)
+    return LEARNERS.decorator(name, prepare)
 
 
-def get_learner(name: str) -> type[MetaLearner]:
-    """The learner class registered under ``name`` (built-ins registered on first use).
-
-    Raises:
-        kml.registry.UnknownNameError: an unregistered name (the message lists the names).
-    """
-    _load_builtins()
-    return _LEARNERS.get(name)
-
-
-def list_learners() -> tuple[str, ...]:
-    """The registered learner names, ``("maml", "protonet", ...)``."""
-    _load_builtins()
-    return _LEARNERS.names()
-
-
-def _load_builtins() -> None:
-    import kml.learners.maml  # noqa: F401  (registers maml)
-    import kml.learners.protonet  # noqa: F401  (registers protonet)
 
 
 _LEGACY_GENERATOR_KEY = re.compile(r"^(?P<prefix>.*)modulator\.generators\.(?P<block>\d+)\.(?P<rest>.*)$")
