@@ -186,6 +186,25 @@ def conv2d_grouped(
     )
 
 
+def _mask_terms(patches: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, num_tasks: int,
+                out_size: tuple[int, int]) -> Tensor:
+    """``sum_{r, j} rows_{t,r,j} . (W_j @ (cols_{t,r} . patches_t_j))`` of
+    :func:`conv2d_factorized_mask` as ``(B, T*C_out, H', W')``; ``patches`` ``(B, T*C_in*k*k, L)``."""
+    batch, length = patches.shape[0], patches.shape[-1]
+    out_channels = weight.shape[0]
+    rank, u = rows.shape[1], cols.shape[-1]
+    chunks = rows.shape[2] // out_channels
+    # (B, T, 1, c, u, L) * (1, T, r, 1, u, 1): each task's patches scaled by each of its cols
+    scaled = patches.view(batch, num_tasks, 1, chunks, u, length) * cols.view(1, num_tasks, rank, 1, u, 1)
+    # block j of W as a 1x1 kernel: (c*C_out, u, 1, 1), one group per block
+    blocks = weight.reshape(out_channels, chunks, u).transpose(0, 1).reshape(chunks * out_channels, u, 1, 1)
+    z = F.conv2d(scaled.view(batch * num_tasks * rank, chunks * u, *out_size), blocks, groups=chunks)
+    gains = rows.view(num_tasks, rank, out_channels, chunks).transpose(2, 3)  # (T, r, c, C_out)
+    term = (z.reshape(batch, num_tasks, rank, chunks, out_channels, length)
+            * gains.reshape(1, num_tasks, rank, chunks, out_channels, 1)).sum(dim=(2, 3))
+    return term.reshape(batch, num_tasks * out_channels, *out_size)
+
+
 def conv2d_factorized_mask(
     x: Tensor,
     weight: Tensor,
@@ -227,9 +246,9 @@ def conv2d_factorized_mask(
         ``(B, T*C_out, H', W')``, equal to :func:`conv2d_grouped` with the per-task kernels
         to float rounding.
     """
-    batch, _, height, width = x.shape
+    _, _, height, width = x.shape
     out_channels, in_channels, kh, kw = weight.shape
-    rank, a = rows.shape[1], rows.shape[2]
+    a = rows.shape[2]
     u = cols.shape[-1]
     chunks = a // out_channels
     if chunks * out_channels != a or chunks * u != in_channels * kh * kw:
@@ -237,19 +256,9 @@ def conv2d_factorized_mask(
             f"factors ({a}, {u}) have no shared form for a {out_channels}x{in_channels}x{kh}x{kw} kernel: "
             f"the first factor's size must be a multiple of C_out={out_channels}"
         )
-    out_height = (height + 2 * padding - kh) // stride + 1
-    out_width = (width + 2 * padding - kw) // stride + 1
+    out_size = ((height + 2 * padding - kh) // stride + 1, (width + 2 * padding - kw) // stride + 1)
     patches = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # (B, T*C_in*k*k, L), task-major
-    length = patches.shape[-1]
-    # (B, T, 1, c, u, L) * (1, T, r, 1, u, 1): each task's patches scaled by each of its cols
-    scaled = patches.view(batch, num_tasks, 1, chunks, u, length) * cols.view(1, num_tasks, rank, 1, u, 1)
-    # block j of W as a 1x1 kernel: (c*C_out, u, 1, 1), one group per block
-    blocks = weight.reshape(out_channels, chunks, u).transpose(0, 1).reshape(chunks * out_channels, u, 1, 1)
-    z = F.conv2d(scaled.view(batch * num_tasks * rank, chunks * u, out_height, out_width), blocks, groups=chunks)
-    gains = rows.view(num_tasks, rank, out_channels, chunks).transpose(2, 3)  # (T, r, c, C_out)
-    term = (z.reshape(batch, num_tasks, rank, chunks, out_channels, length)
-            * gains.reshape(1, num_tasks, rank, chunks, out_channels, 1)).sum(dim=(2, 3))
-    y = term.reshape(batch, num_tasks * out_channels, out_height, out_width)
+    y = _mask_terms(patches, weight, rows, cols, num_tasks, out_size)
     if identity:
         y = conv2d_grouped(x, weight, None, num_tasks, stride, padding) + y
     if bias is not None:

@@ -9,8 +9,10 @@ here. Importable without torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from kml.options import option, options_from
 
 __all__ = ["ModulationSpec", "FACTORIZATIONS", "INITS", "check_kernel_generator_options", "check_init"]
 
@@ -55,27 +57,15 @@ def check_init(init: str, identity: bool) -> None:
 
 @dataclass(frozen=True)
 class ModulationSpec:
-    """What a backbone's modulated layers are built with.
-
-    Attributes:
-        name: the registered modulation (``"none"``, ``"film"``, ``"kml"`` or a user's own,
-            :func:`kml.modulation.list_modulations`).
-        task_dim: size of the task embedding ``v`` the generators read.
-        hidden: hidden layer sizes of each generator MLP (``()``: one linear layer).
-        rank: KML's number ``r`` of outer products summed in ``M(v)``.
-        factorization: KML's factors: ``"channel"`` (``C_out x C_in*k*k``), ``"published"``
-            (the published code's sizes) or ``"full"`` (every kernel element).
-        identity: KML's ``W * (1 + M)`` (``True``, the paper) or ``W * M`` (the published code).
-        init: ``"default"`` (kml's: the mask heads ``g1``, ``g3`` start at zero so the layer
-            starts as the plain convolution; the task encoder Xavier-uniform) or
-            ``"published"`` (the published code's: every mask head a linear layer at
-            PyTorch's default init, so ``M`` starts small, random and task-dependent; the task
-            encoder at PyTorch's default init too). ``"published"`` needs ``identity=False``.
-        options: the modulation's own settings (``modulation.options.*``), checked by its
-            layer class (``check_spec``).
+    """What a backbone's modulated layers and the task encoder are built with: the
+    declaration of the ``modulation.*`` settings (each field's type, default and doc),
+    which the run config's ``modulation`` section, its validation, ``--help`` and
+    :func:`kml.learners.build_learner` read.
 
     Built-in modulations ignore the settings they do not use (FiLM reads ``task_dim``
-    and ``hidden`` only), but every spec is checked when it is made.
+    and ``hidden`` only), but every spec is checked when it is made. A registered
+    modulation's own settings are ``options`` (``modulation.options.*``), checked by its
+    layer class (``check_spec``; a class may declare them as an ``Options`` dataclass).
 
     Raises:
         ValueError: ``task_dim < 1``, ``rank < 1``, an unknown ``factorization`` or ``init``,
@@ -83,17 +73,24 @@ class ModulationSpec:
             config prefixes ``modulation.``).
     """
 
-    name: str = "none"
-    task_dim: int = 128
-    hidden: tuple[int, ...] = ()
-    rank: int = 1
-    factorization: str = "channel"
-    identity: bool = True
-    init: str = "default"
-    options: Mapping[str, Any] = field(default_factory=dict)
+    name: str = option("none", "none | film | kml | a registered modulation")
+    task_dim: int = option(128, "size of the task embedding v the generators read")
+    encoder_channels: Optional[tuple[int, ...]] = option(
+        None, "widths of the task encoder (a strided Conv-4); null: a Conv-4 backbone's channels, else 32-64-128-256")
+    hidden: tuple[int, ...] = option((), "hidden layer sizes of each generator MLP; []: one linear layer")
+    rank: int = option(1, "KML: the number r of outer products summed in M(v)")
+    factorization: str = option("channel", "KML's factors: channel (C_out x C_in*k*k) | published (the published "
+                                           "code's sizes) | full (every kernel element)")
+    identity: bool = option(True, "KML: W * (1 + M) (the paper); false: W * M (the published code)")
+    init: str = option("default", "default (kml's: the identity modulation, a Xavier-uniform task encoder) | "
+                                  "published (PyTorch's default init of the mask heads and the encoder; "
+                                  "needs identity=false)")
+    options: Mapping[str, Any] = option({}, "a registered modulation's own settings, checked by its layer class")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.encoder_channels is not None:
+            object.__setattr__(self, "encoder_channels", tuple(int(c) for c in self.encoder_channels))
         object.__setattr__(self, "options", dict(self.options or {}))
         if self.task_dim < 1:
             raise ValueError(f"task_dim={self.task_dim} is out of range: it must be >= 1")
@@ -102,20 +99,15 @@ class ModulationSpec:
 
     @classmethod
     def from_config(cls, modulation: Any) -> "ModulationSpec":
-        """The spec of a run config's ``modulation`` section (a ``DictConfig`` or any
-        object with the same attributes)."""
-        options = getattr(modulation, "options", None) or {}
-        if hasattr(options, "items") and not isinstance(options, dict):
+        """The spec of a run config's ``modulation`` section (a ``DictConfig`` or a mapping);
+        a setting it lacks (a record older than the setting) takes its default.
+
+        Raises:
+            kml.options.OptionError: an unknown setting or a value of the wrong type, in one
+                line naming ``modulation.<setting>``.
+        """
+        if not isinstance(modulation, Mapping):
             from omegaconf import OmegaConf
 
-            options = OmegaConf.to_container(options, resolve=True)
-        return cls(
-            name=str(modulation.name),
-            task_dim=int(modulation.task_dim),
-            hidden=tuple(modulation.hidden),
-            rank=int(modulation.rank),
-            factorization=str(modulation.factorization),
-            identity=bool(modulation.identity),
-            init=str(modulation.init),
-            options=options,
-        )
+            modulation = OmegaConf.to_container(modulation, resolve=True)
+        return options_from(cls, modulation, "modulation", "modulation")

@@ -1,14 +1,16 @@
-"""The paper's recipe of each learner: the one source of the library's defaults.
+"""The paper's recipe of each learner: its backbone's settings and its training budget.
 
-:func:`kml.learners.build_learner`, the run-config schema (:mod:`kml.config`), the
-``learner=maml|protonet`` config group and the benchmark all read their defaults
-from here, so the Python API and the command line build the same method. Importable
-without torch (the config schema reads it).
+:func:`kml.learners.build_learner`, the ``learner=<name>`` config groups and the benchmark
+read them from here, so the Python API and the command line build the same method. A
+learner's own settings (MAML's inner loop, ProtoNet's protocol) are declared by its class
+(``Options``, :class:`kml.learners.MAMLOptions`), their one source. Importable without
+torch (the config schema reads it).
 
 - ``maml``: MAML as in MMAML's code (REFERENCE of the paper's baselines): Conv-4
   (its own 32-64-128-256, stride 2), BN without affine parameters, global average pool,
-  linear head; 5 second-order inner steps of lr 0.05 with inner gradients clamped
-  to [-20, 20]; Adam 1e-3, 60k iterations, meta-batch 10 (20-way: 80k iterations,
+  linear head (the inner loop, 5 second-order steps of lr 0.05 with inner gradients
+  clamped to [-20, 20], is :class:`kml.learners.MAMLOptions`); Adam 1e-3, 60k
+  iterations, meta-batch 10 (20-way: 80k iterations,
   meta-batch 5). Multi-MAML specialists: inner lr 0.01, 5 steps, meta-batch 4,
   80k iterations; the Omniglot specialist inner lr 0.4, 1 step, meta-batch 10, 60k
   iterations.
@@ -56,7 +58,6 @@ class Recipe:
         style, channels, bn_affine, pool, bias: the backbone's settings; ``style`` and
             ``channels`` ``None``: the backbone's own (:class:`~kml.nets.Conv4`: strided,
             32-64-128-256).
-        inner_steps, inner_lr, first_order, grad_clip: MAML's inner loop (unused by ProtoNet).
         iterations, meta_batch_size, lr, scheduler_step_size, scheduler_gamma: outer training.
         specialist: overrides for Multi-* specialists (``iterations``, ``meta_batch_size``,
             ``inner_lr``, ``inner_steps`` and ``per_dataset: {dataset: {...}}``).
@@ -72,10 +73,6 @@ class Recipe:
     scheduler_step_size: int
     scheduler_gamma: float = 0.5
     bias: bool = True
-    inner_steps: int = 5
-    inner_lr: float = 0.05
-    first_order: bool = False
-    grad_clip: float | None = 20.0
     specialist: Mapping[str, Any] = field(default_factory=dict)
     backbone: str = "conv4"
 
@@ -96,10 +93,6 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
             meta_batch_size=10,
             lr=1e-3,
             scheduler_step_size=0,
-            inner_steps=5,
-            inner_lr=0.05,
-            first_order=False,
-            grad_clip=20.0,
             specialist=MappingProxyType(
                 {
                     "iterations": 80000,

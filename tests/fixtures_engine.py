@@ -19,6 +19,9 @@ TINY_MODEL = dict(channels=(4, 6, 6, 8), image_size=16, task_dim=6, ways=3)
 
 #: the same model as run-config overrides, with a tiny budget: 4 iterations of 3 tasks,
 #: 1 shot and 2 queries, 4 test tasks per mode
+#: MAML's tiny inner loop (one step), to add to :data:`TINY` where the learner is MAML
+TINY_MAML = ["learner.inner_steps=1"]
+
 TINY = [
     f"data.image_size={TINY_MODEL['image_size']}",
     "learner.backbone.channels=[" + ",".join(map(str, TINY_MODEL["channels"])) + "]",
@@ -26,7 +29,6 @@ TINY = [
     f"episode.ways={TINY_MODEL['ways']}",
     "episode.shots=1",
     "episode.queries=2",
-    "learner.inner_steps=1",
     "train.iterations=4",
     "train.meta_batch_size=3",
     "train.log_every=2",
@@ -86,13 +88,11 @@ def tiny_learner():
     model (:data:`TINY_MODEL`, ``overrides`` on top) in float64, seeded, with its
     generators moved off their identity initialisation by ``perturbation``."""
     import torch
-    from helpers import perturb
-
-    from kml.learners import build_learner
+    from helpers import build, perturb
 
     def make(learner, modulation, seed=0, perturbation=0.2, **overrides):
         torch.manual_seed(seed)
-        net = build_learner(learner, modulation, **{**TINY_MODEL, **overrides}).double()
+        net = build(learner, modulation, **{**TINY_MODEL, **overrides}).double()
         if modulation != "none" and perturbation:
             perturb(net.backbone.generator_parameters(), perturbation, seed=seed + 1)
         return net

@@ -21,3 +21,30 @@ def perturb(module, scale=0.3, seed=0):
     with torch.no_grad():
         for p in params:
             p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device))
+
+
+#: the ModulationSpec and BackboneSpec fields that tests pass as keywords
+_SPEC_FIELDS = ("task_dim", "hidden", "rank", "factorization", "identity", "init", "encoder_channels", "options")
+_BACKBONE_FIELDS = ("channels", "style", "bn_affine", "bias", "pool")
+
+
+def build(learner, modulation="none", ways=5, *, backbone=None, in_channels=3, image_size=84, **settings):
+    """``kml.learners.build_learner`` with the settings of its spec arguments given as keywords
+    (``channels=``, ``task_dim=``, ``rank=``, ...), sorted into a ``ModulationSpec`` and a
+    ``BackboneSpec``; the rest are learner options, of which the ones this learner does not
+    have are left out (tests parametrised over learners pass MAML's inner loop to all)."""
+    import dataclasses
+
+    from kml.backbone_spec import BackboneSpec
+    from kml.learners import build_learner, get_learner
+    from kml.modulation_spec import ModulationSpec
+
+    own = {f.name for f in dataclasses.fields(get_learner(learner).Options)}
+    settings = {k: v for k, v in settings.items() if k in own or k in _SPEC_FIELDS + _BACKBONE_FIELDS
+                or k == "modulation_options"}
+    if "modulation_options" in settings:
+        settings["options"] = settings.pop("modulation_options")
+    spec = ModulationSpec(name=modulation, **{k: settings.pop(k) for k in _SPEC_FIELDS if k in settings})
+    fields = {k: settings.pop(k) for k in _BACKBONE_FIELDS if k in settings}
+    return build_learner(learner, spec, ways, in_channels=in_channels, image_size=image_size,
+                         backbone=BackboneSpec(name=backbone, **fields), **settings)

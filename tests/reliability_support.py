@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from fixtures_engine import REPO, SCRIPTS, TINY
+from fixtures_engine import REPO, SCRIPTS, TINY, TINY_MAML
 
-__all__ = ["REPO", "SCRIPTS", "TINY", "Result", "cli", "start_driver", "wait_for", "final_parameters",
+__all__ = ["REPO", "SCRIPTS", "TINY", "TINY_MAML", "Result", "cli", "start_driver", "wait_for", "final_parameters",
            "same_parameters"]
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kml.bench import BenchCase, run_from_config, run_suite, time_training
-from kml.bench.suite import _pair_speedups
+from kml.bench.suite import SuiteSettings, _pair_speedups
 
 
 def test_speedups_pair_each_vectorized_row_with_its_loop_twin_and_each_graph_row_with_its_eager_twin():
@@ -50,9 +50,9 @@ def test_time_training_runs_real_meta_updates_and_restores_the_algorithm_setting
 
 def test_suite_writes_both_paths_and_their_ratio():
     sections = []
-    result = run_suite(torch.device("cpu"), sections=["inner_steps"], image_size=16, shots=[1], meta_batch_sizes=[],
-                       inner_steps=[1], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None,
-                       on_section=lambda out: sections.append(list(out["sections"])))
+    result = run_suite(torch.device("cpu"), SuiteSettings(sections=["inner_steps"], image_size=16, inner_steps=[1],
+                                                          repeats=1, warmup=0, eval_tasks=4),
+                       log=lambda *a: None, on_section=lambda out: sections.append(list(out["sections"])))
     rows = result["sections"]["inner_steps"]
     assert [(r["method"], r["vectorized"], r["inner_steps"]) for r in rows] == [
         ("MMAML+KML", True, 1), ("MMAML+KML", False, 1)]
@@ -75,8 +75,8 @@ def test_unknown_section_is_refused_with_the_valid_names(tmp_path):
 def test_cuda_graph_sections_are_skipped_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without a GPU")
-    result = run_suite(torch.device("cpu"), sections=["cuda_graphs"], image_size=16, shots=[1], meta_batch_sizes=[],
-                       inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None)
+    result = run_suite(torch.device("cpu"), SuiteSettings(sections=["cuda_graphs"], image_size=16, repeats=1, warmup=0,
+                                                          eval_tasks=4), log=lambda *a: None)
     assert result["sections"] == {}
     json.dumps(result)
 
@@ -94,8 +94,8 @@ def test_the_resnet12_section_times_every_registered_method_on_both_backbones(mo
                 "ms_per_iteration": 1.0, "parameters": 7, "meta_batch_size": case.meta_batch_size}
 
     monkeypatch.setattr("kml.bench.suite.time_training", fake)
-    result = run_suite(torch.device("cpu"), sections=["resnet12"], image_size=32, shots=[1], meta_batch_sizes=[],
-                       inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None)
+    result = run_suite(torch.device("cpu"), SuiteSettings(sections=["resnet12"], image_size=32, repeats=1, warmup=0,
+                                                          eval_tasks=4), log=lambda *a: None)
     expected = [(learner, m, b, p) for learner, m in methods()
                 for b, p in (("resnet12", True), ("resnet12", False), ("conv4", True))]
     assert [(c.learner, c.modulation, c.backbone, c.vectorized) for c in timed] == expected
@@ -121,9 +121,9 @@ def test_candidates_run_on_a_cpu_and_their_profile_section_picks_each_methods_fa
     fastest candidate of each method (it needs a GPU to profile it)."""
     from kml.bench.suite import fastest_candidates, suite_markdown
 
-    result = run_suite(torch.device("cpu"), sections=["candidates", "candidates_profile"], image_size=8, shots=[1],
-                       meta_batch_sizes=[], inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None,
-                       task_shape=TINY_TASKS)
+    result = run_suite(torch.device("cpu"), SuiteSettings(sections=["candidates", "candidates_profile"], image_size=8,
+                                                          repeats=1, warmup=0, eval_tasks=4, task_shape=TINY_TASKS),
+                       log=lambda *a: None)
     rows = result["sections"]["candidates"]
     assert not [r["error"] for r in rows if "error" in r]
     settings = {(r["method"], r["precision"], r["per_task_conv"], r["deterministic"], r["bf16_logits"]) for r in rows}
@@ -166,8 +166,8 @@ def test_the_fastest_candidate_is_neither_the_current_nor_the_default_path():
 def test_conv_layers_time_every_per_task_convolution_of_each_conv4_layer():
     from kml.bench.suite import suite_markdown
 
-    result = run_suite(torch.device("cpu"), sections=["conv_layers"], image_size=8, shots=[1], meta_batch_sizes=[],
-                       inner_steps=[], repeats=1, warmup=0, eval_tasks=4, log=lambda *a: None, task_shape=TINY_TASKS)
+    result = run_suite(torch.device("cpu"), SuiteSettings(sections=["conv_layers"], image_size=8, repeats=1, warmup=0,
+                                                          eval_tasks=4, task_shape=TINY_TASKS), log=lambda *a: None)
     rows = result["sections"]["conv_layers"]
     assert not [r["error"] for r in rows if "error" in r]
     assert [(r["in_channels"], r["out_channels"], r["size"]) for r in rows[::8]] == [

@@ -10,13 +10,13 @@ import signal
 from pathlib import Path
 
 import yaml
-from fixtures_engine import TINY, run_script
+from fixtures_engine import TINY, TINY_MAML, run_script
 from reliability_support import cli, final_parameters, same_parameters
 
 from kml.engine.checkpoints import load_checkpoint
 
 #: a tiny MMAML+KML run: 8 iterations, checkpoints every 2, a metrics line every 3
-ARGS = ["learner=maml", "modulation=kml", *TINY, "train.iterations=8", "train.checkpoint_every=2",
+ARGS = ["learner=maml", "modulation=kml", *TINY, *TINY_MAML, "train.iterations=8", "train.checkpoint_every=2",
         "train.log_every=3"]
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_engine import TINY
+from fixtures_engine import TINY, TINY_MAML
 
 REFERENCE = Path(__file__).with_name("comparability_reference.json")
 
@@ -131,7 +131,8 @@ def variant_record(cfg, run_dir: Path) -> dict:
 
 
 def overrides(variant: str, data_root: Path) -> list[str]:
-    return [*TINY, *VARIANTS[variant], f"data.root={data_root}", f"train.seed={SEED}",
+    maml = TINY_MAML if "learner=maml" in VARIANTS[variant] else []  # the references were recorded with it
+    return [*TINY, *maml, *VARIANTS[variant], f"data.root={data_root}", f"train.seed={SEED}",
             f"train.iterations={ITERATIONS}", "train.log_every=1", "train.checkpoint_every=1000"]
 
 

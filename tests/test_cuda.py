@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures_engine import TINY
-from helpers import perturb, tiny_episode
-
-from kml.learners import build_learner
+from fixtures_engine import TINY, TINY_MAML
+from helpers import build, perturb, tiny_episode
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -17,7 +15,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
                          [(name, m) for name in ("maml", "protonet") for m in ("none", "film", "kml")])
 def test_batched_equals_loop_on_cuda(learner, modulation):
     torch.manual_seed(0)
-    net = build_learner(learner, modulation, channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
+    net = build(learner, modulation, channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
                         inner_steps=2, inner_lr=0.1).double().cuda()
     if modulation != "none":
         perturb(net.backbone.generator_parameters(), 0.2)
@@ -31,7 +29,7 @@ def test_batched_equals_loop_on_cuda(learner, modulation):
 
 def test_bf16_autocast_stays_close_to_fp32():
     torch.manual_seed(1)
-    net = build_learner("maml", "kml", ways=5, image_size=84).cuda()
+    net = build("maml", "kml", ways=5, image_size=84).cuda()
     perturb(net.backbone.generator_parameters(), 0.05)
     episode = [t.cuda() for t in tiny_episode(tasks=4, ways=5, shots=1, queries=15, size=84)]
     fp32 = net(*episode)
@@ -46,7 +44,7 @@ def test_bf16_autocast_stays_close_to_fp32():
 def test_sampler_and_training_run_on_cuda(compose, synthetic_root, tmp_path):
     from kml.engine.runs import run_training
 
-    cfg = compose(["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY, "device=cuda"])
+    cfg = compose(["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY, *TINY_MAML, "device=cuda"])
     results = run_training(cfg, tmp_path / "run", log=lambda *a: None)
     assert results["overall"]["tasks"] == 12
     from kml.engine.from_config import tasksets_for
@@ -77,7 +75,7 @@ def test_graphed_step_gives_eager_gradients_on_new_batches(learner, modulation):
     from kml.engine.graphs import GraphedStep
 
     torch.manual_seed(0)
-    net = build_learner(learner, modulation, channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
+    net = build(learner, modulation, channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
                         inner_steps=2, inner_lr=0.1).double().cuda()
     perturb(net.backbone.generator_parameters(), 0.2)
     params = [p for p in net.parameters() if p.requires_grad]
@@ -116,8 +114,8 @@ def test_training_with_cuda_graphs_follows_the_eager_trajectory(compose, synthet
 
     states = {}
     for graphs in ("false", "true"):
-        cfg = compose(["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY, "device=cuda",
-                       f"train.cuda_graphs={graphs}"])
+        cfg = compose(["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY, *TINY_MAML,
+                       "device=cuda", f"train.cuda_graphs={graphs}"])
         run_training(cfg, tmp_path / graphs, log=lambda *a: None)
         states[graphs] = torch.load(tmp_path / graphs / "checkpoints" / "last.pt", map_location="cpu")["model"]
     for name, value in states["false"].items():
@@ -131,7 +129,7 @@ def test_per_task_conv_formulations_equal_grouped_on_cuda(learner, formulation):
     from kml.functional import per_task_conv
 
     torch.manual_seed(2)
-    net = build_learner(learner, "kml", channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
+    net = build(learner, "kml", channels=(8, 16, 16, 16), image_size=20, task_dim=8, ways=3,
                         inner_steps=2, inner_lr=0.1).double().cuda()
     perturb(net.backbone.generator_parameters(), 0.2)
     episode = [t.cuda() for t in tiny_episode(tasks=4, ways=3, shots=2, queries=3, size=20, dtype=torch.float64)]
@@ -157,7 +155,7 @@ def test_whole_iteration_graph_replays_the_eager_iterations():
     device = torch.device("cuda")
     net = case.build(device)
     sampler = random_sampler(case, device)
-    whole = WholeIterations(net, sampler.modes[0], case.ways, case.shots, case.queries, case.meta_batch_size,
+    whole = WholeIterations(net, sampler.modes[0], (case.ways, case.shots, case.queries), case.meta_batch_size,
                             iterations=2, warmup=1)
     twin = copy.deepcopy(net)
     optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3, capturable=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from fixtures_engine import TINY_MODEL
+from helpers import build
 from torch.utils.data import DataLoader
 
 from kml.data import DataError, EpisodeBatch, EpisodeDataset, get_tasksets
@@ -64,12 +65,11 @@ def test_bad_arguments_are_refused(synthetic_root):
 
 def test_the_documented_plain_pytorch_loop_trains(synthetic_root):
     """docs/data.md's loop, at the tests' tiny size: EpisodeDataset + build_learner + Adam."""
-    from kml.learners import build_learner
 
     torch.manual_seed(0)
     train, _, test = get_tasksets("synthetic", ways=3, shots=1, queries=2, root=synthetic_root, image_size=16, seed=0)
     episodes = DataLoader(EpisodeDataset(train, meta_batch_size=3, num_batches=3), batch_size=None)
-    learner = build_learner("protonet", "kml", **TINY_MODEL)
+    learner = build("protonet", "kml", **TINY_MODEL)
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in learner.parameters()]
     learner.train()

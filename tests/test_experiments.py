@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_engine import SCRIPTS, TINY, run_script
+from fixtures_engine import SCRIPTS, TINY, TINY_MAML, run_script
 from omegaconf import OmegaConf
 
 from kml.cli import CONFIG_DIR
@@ -211,7 +211,7 @@ def _final_parameters(run_dir: Path) -> dict:
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path):
-    args = ["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY,
+    args = ["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY, *TINY_MAML,
             "train.iterations=8", "train.checkpoint_every=3", "train.log_every=1"]
     run_script("train.py", *args, "hydra.run.dir=full", cwd=tmp_path)
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn as nn
 from fixtures_engine import TINY, TINY_MODEL, run_script
-from helpers import perturb, tiny_episode
+from helpers import build, perturb, tiny_episode
 from omegaconf import OmegaConf
 
 from kml.config import ConfigError, validate
@@ -93,7 +93,7 @@ def test_a_generator_under_another_attribute_name_is_a_generator(registries, com
 
     _register_shift_modulation()
     torch.manual_seed(0)
-    net = build_learner("maml", "shift", inner_steps=2, inner_lr=0.3, modulation_options={"bound": 2.0},
+    net = build("maml", "shift", inner_steps=2, inner_lr=0.3, modulation_options={"bound": 2.0},
                         **TINY_MODEL).double()
     hyper = [p for n, p in net.backbone.named_parameters() if ".shift.hyper." in n]
     assert len(hyper) == 8  # 4 blocks x (weight, bias)
@@ -126,7 +126,7 @@ def test_a_generator_under_another_attribute_name_is_a_generator(registries, com
             return cls(site, spec.task_dim)
 
     with pytest.raises(TypeError, match="holds no kml.modulation.Generator"):
-        build_learner("maml", "unmarked", **TINY_MODEL)
+        build("maml", "unmarked", **TINY_MODEL)
 
 
 # ------------------------------------------------------------------ selectable everywhere
@@ -144,7 +144,7 @@ def test_registered_modulation_and_learner_are_selectable_everywhere(registries,
             return 10 * nn.functional.normalize(query_features, dim=-1) @ nn.functional.normalize(protos, dim=-1).mT
 
     # build_learner and method names
-    net = build_learner("cosine", "shift", **TINY_MODEL)
+    net = build("cosine", "shift", **TINY_MODEL)
     assert type(net) is Cosine and net.backbone.pool == "flatten"  # ProtoNet's recipe, not a silent ProtoNet
     assert (method_name("cosine", "shift") == "MCosineProtoNet+shift"
             and method_name("cosine", "kml") == "MCosineProtoNet+KML")
@@ -226,8 +226,7 @@ def _documented_command(program: str, containing: str) -> list[str]:
 def test_the_documented_modulation_trains_evaluates_and_is_not_adapted_in_the_inner_loop(registries, synthetic_root,
                                                                                            tmp_path):
     files = _documented_files()
-    assert {"channel_scale.py", "configs/modulation/channel_scale.yaml", "cosine_protonet.py",
-            "configs/learner/cosine_protonet.yaml"} <= set(files)
+    assert {"channel_scale.py", "configs/modulation/channel_scale.yaml", "cosine_protonet.py"} <= set(files)
     project = tmp_path / "my_project"
     for path, text in files.items():
         (project / path).parent.mkdir(parents=True, exist_ok=True)
@@ -271,13 +270,26 @@ def test_the_documented_modulation_trains_evaluates_and_is_not_adapted_in_the_in
 
 
 @pytest.mark.slow
-def test_the_documented_learner_trains_as_cosine_protonet(synthetic_root, tmp_path):
+def test_a_learner_with_an_option_of_its_own_is_set_from_the_command_line(synthetic_root, tmp_path):
+    """The documented learner of a temporary module, with an option of its own, trained with that
+    option set on the command line; no file of kml is touched."""
     project = tmp_path / "my_project"
     for path, text in _documented_files().items():
         (project / path).parent.mkdir(parents=True, exist_ok=True)
         (project / path).write_text(text)
     train = _documented_command("kml-train", "learner=cosine_protonet")
+    assert "learner.scale=5" in train  # the learner's own option, from the command line
     run_script("train.py", *train, f"data.root={synthetic_root}", *TINY, "train.iterations=2", cwd=project)
     results = json.loads((project / "runs" / "cosine" / "results.json").read_text())
     assert results["method"] == "MCosineProtoNet+KML" and results["config"]["learner"]["name"] == "cosine_protonet"
+    assert results["config"]["learner"]["scale"] == 5.0
     assert results["config"]["learner"]["backbone"]["pool"] == "flatten"  # ProtoNet's recipe
+    refused = run_script("train.py", *train, "learner.scale=0", f"data.root={synthetic_root}", *TINY,
+                         "hydra.run.dir=runs/refused", cwd=project, check=False)
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        "error: learner.scale=0.0 is out of range: it must be > 0")
+    unknown = run_script("train.py", *train, "learner.scal=2", f"data.root={synthetic_root}", *TINY,
+                         "hydra.run.dir=runs/unknown", cwd=project, check=False)
+    assert unknown.returncode == 1
+    assert ("(did you mean learner.scale?); valid keys of learner (cosine_protonet): name, backbone, specialist, "
+            "query_modulation, prototype_refinement, batch_norm, scale") in unknown.stderr

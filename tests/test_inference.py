@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures_engine import TINY
+from fixtures_engine import TINY, TINY_MAML
 from helpers import tiny_episode
 from PIL import Image
 
@@ -40,7 +40,7 @@ def trained_run(tmp_path_factory, synthetic_root) -> Path:
     from kml.engine.runs import run_training
 
     run_dir = tmp_path_factory.mktemp("inference") / "run"
-    cfg = compose_config(["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY,
+    cfg = compose_config(["learner=maml", "modulation=kml", f"data.root={synthetic_root}", *TINY, *TINY_MAML,
                           "train.iterations=2"])
     run_training(cfg, run_dir, log=lambda *a: None)
     return run_dir

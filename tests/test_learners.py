@@ -4,7 +4,7 @@ differences, ProtoNet by hand, learning a fixed episode, inner-loop details."""
 import pytest
 import torch
 from fixtures_engine import TINY_MODEL
-from helpers import tiny_episode
+from helpers import build, tiny_episode
 
 from kml.learners import MAML, ProtoNet, build_learner, method_name
 
@@ -108,7 +108,7 @@ def test_first_order_meta_gradient_is_query_gradient_at_adapted_weights(make):
 
 def test_protonet_logits_match_hand_computation():
     torch.manual_seed(8)
-    net = build_learner("protonet", "none", **TINY_MODEL).double()
+    net = build("protonet", "none", **TINY_MODEL).double()
     support, s_labels, query, q_labels = [
         t.double() if t.is_floating_point() else t for t in tiny_episode(tasks=2, ways=3, shots=2, queries=2, seed=9)
     ]
@@ -129,7 +129,7 @@ def test_protonet_logits_match_hand_computation():
                          [(name, m) for name in ("maml", "protonet") for m in ("none", "film", "kml")])
 def test_learner_fits_one_fixed_episode(learner, modulation):
     torch.manual_seed(10)
-    net = build_learner(learner, modulation, channels=(8, 8, 8, 8), image_size=12, task_dim=8, ways=3,
+    net = build(learner, modulation, channels=(8, 8, 8, 8), image_size=12, task_dim=8, ways=3,
                         inner_steps=1, inner_lr=0.1)
     episode = tiny_episode(tasks=1, ways=3, shots=1, queries=2, seed=11)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
@@ -180,9 +180,9 @@ def test_method_names_and_wrong_heads():
     assert method_name("protonet", "film") == "MProtoNet"
     assert method_name("maml", "none", multi=True) == "Multi-MAML"
     with pytest.raises(ValueError, match="num_classes"):
-        MAML(build_learner("protonet").backbone)
+        MAML(build("protonet").backbone)
     with pytest.raises(ValueError, match="num_classes=None"):
-        ProtoNet(build_learner("maml").backbone)
+        ProtoNet(build("maml").backbone)
     with pytest.raises(ValueError, match="learner must be one of"):
         build_learner("reptile")
 

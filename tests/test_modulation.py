@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import build
 from helpers import perturb as _perturb
 
 from kml.modulation import (
@@ -192,10 +193,9 @@ def test_a_trained_learners_layers_are_the_public_layers(learner, kind):
     standalone layer loaded with a trained block's weights gives that block's output."""
     from helpers import tiny_episode
 
-    from kml.learners import build_learner
 
     torch.manual_seed(11)
-    net = build_learner(learner, kind, ways=3, channels=(4, 6, 6, 8), image_size=16, task_dim=6, inner_steps=1)
+    net = build(learner, kind, ways=3, channels=(4, 6, 6, 8), image_size=16, task_dim=6, inner_steps=1)
     episode = tiny_episode(tasks=2, ways=3, shots=2, size=16, seed=12)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
     for _ in range(3):  # a few meta-training steps move every parameter off its initialisation

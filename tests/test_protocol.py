@@ -4,7 +4,7 @@ KML code's query modulation, prototype refinement and batch statistics."""
 import pytest
 import torch
 import torch.nn as nn
-from helpers import tiny_episode
+from helpers import build, tiny_episode
 
 from kml.config import ConfigError, validate
 from kml.learners import published_refined_prototypes, soft_refined_prototypes
@@ -178,12 +178,11 @@ def test_published_init_starts_the_mask_as_default_linear_heads_and_the_encoder_
     """``init="published"``: after the same seed, the first layer's mask is ``g1(v) g2(v)^T`` of
     ``nn.Linear`` heads built in the same order at PyTorch's default init (``W * M``, no
     ``1 +``), and the task encoder's convolutions are ``nn.Conv2d`` layers built in order."""
-    from kml.learners import build_learner
     from kml.nets import TaskEncoder
 
     task_dim, channels = 6, (4, 6, 6, 8)
     torch.manual_seed(3)
-    net = build_learner("protonet", "kml", ways=3, image_size=16, channels=channels, task_dim=task_dim,
+    net = build("protonet", "kml", ways=3, image_size=16, channels=channels, task_dim=task_dim,
                         identity=False, factorization="published", init="published")
     torch.manual_seed(3)  # the first layer's heads are the first modules drawn: g1, g2, g3
     a, u = channels[0], 3 * 3 * 3  # published factors of the first layer: (C_out, C_in*k*k)

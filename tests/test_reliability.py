@@ -22,12 +22,13 @@ import numpy as np
 import pytest
 import torch
 from fixtures_engine import run_script
-from reliability_support import REPO, TINY, cli, final_parameters, same_parameters
+from reliability_support import REPO, TINY, TINY_MAML, cli, final_parameters, same_parameters
 
 import kml
 from kml.cli import CONFIG_DIR
 from kml.config import LearnerConfig, RunConfig, TrainConfig
 from kml.engine.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
+from kml.learners import ProtoNetOptions
 
 MODES = sorted(p.stem for p in (Path(CONFIG_DIR) / "mode").glob("*.yaml"))
 
@@ -77,7 +78,8 @@ def trained(tmp_path_factory, synthetic_root) -> Path:
 def other_method(tmp_path_factory, synthetic_root) -> Path:
     """A finished tiny plain-MAML run: its checkpoints do not fit ``trained``."""
     run_dir = tmp_path_factory.mktemp("reliability-maml") / "run"
-    _train(run_dir, "learner=maml", "modulation=none", f"data.root={synthetic_root}", *TINY, "train.iterations=2")
+    _train(run_dir, "learner=maml", "modulation=none", f"data.root={synthetic_root}", *TINY, *TINY_MAML,
+           "train.iterations=2")
     return run_dir
 
 
@@ -109,8 +111,8 @@ def test_unknown_key_in_a_real_terminal(tmp_path):
         ("modulation=kmll", "modulation=kmll is not a known option; valid options for modulation: film, kml, none"),
         ("trian.iterations=5", "unknown config key 'trian.iterations' (did you mean train?); "
          f"valid keys at the top level: {_keys(RunConfig)}"),
-        ("learner.inner_lrr=0.1", "unknown config key 'learner.inner_lrr' (did you mean learner.inner_lr?); "
-         f"valid keys of learner: {_keys(LearnerConfig)}"),
+        ("learner.batchnorm=joint", "unknown config key 'learner.batchnorm' (did you mean learner.batch_norm?); "
+         f"valid keys of learner (protonet): {_keys(LearnerConfig)}, {_keys(ProtoNetOptions)}"),
         ("+train.iteratons=5", "unknown config key 'train.iteratons' (did you mean train.iterations?); "
          f"valid keys of train: {_keys(TrainConfig)}; remove it (a '+key=value' override adds keys)"),
         ("episode.ways=five", "invalid value in episode.ways=five: Value 'five' of type 'str' could not be converted "
@@ -546,7 +548,7 @@ def _poison(monkeypatch, at_call: int, where: str) -> None:
 def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path, synthetic_root, monkeypatch):
     _poison(monkeypatch, at_call=3, where="loss")
     run = tmp_path / "run"
-    result = cli("train.py", "learner=maml", f"data.root={synthetic_root}", *TINY, "train.iterations=6",
+    result = cli("train.py", "learner=maml", f"data.root={synthetic_root}", *TINY, *TINY_MAML, "train.iterations=6",
                  f"hydra.run.dir={run}", cwd=tmp_path)
     last = run / "checkpoints" / "last.pt"
     _assert_user_error(
@@ -564,7 +566,7 @@ def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(tm
 def test_nan_parameters_after_a_finite_loss_are_never_checkpointed(tmp_path, synthetic_root, monkeypatch):
     _poison(monkeypatch, at_call=2, where="grad")  # loss of iteration 2 finite, its update NaN
     run = tmp_path / "run"
-    result = cli("train.py", "learner=maml", f"data.root={synthetic_root}", *TINY, "train.iterations=6",
+    result = cli("train.py", "learner=maml", f"data.root={synthetic_root}", *TINY, *TINY_MAML, "train.iterations=6",
                  f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.code == 1
     assert result.err.startswith("error: the parameters became NaN or infinite at iteration 2 "
@@ -576,7 +578,7 @@ def test_nan_parameters_after_a_finite_loss_are_never_checkpointed(tmp_path, syn
 
 def test_divergent_learning_rate_is_reported(tmp_path, synthetic_root):
     run = tmp_path / "run"
-    result = cli("train.py", "learner=maml", f"data.root={synthetic_root}", *TINY, "train.lr=1e30",
+    result = cli("train.py", "learner=maml", f"data.root={synthetic_root}", *TINY, *TINY_MAML, "train.lr=1e30",
                  f"hydra.run.dir={run}", cwd=tmp_path)
     _assert_user_error(
         result,
@@ -644,7 +646,7 @@ def test_archive_with_path_traversal_is_refused(tmp_path, data_builders):
 
 # ------------------------------------------------------------- reproducibility
 def test_same_seed_same_run(tmp_path, synthetic_root):
-    args = ["learner=maml", f"data.root={synthetic_root}", *TINY, "train.log_every=1"]
+    args = ["learner=maml", f"data.root={synthetic_root}", *TINY, *TINY_MAML, "train.log_every=1"]
     first = _train(tmp_path / "a", *args)
     second = _train(tmp_path / "b", *args)
     assert same_parameters(final_parameters(tmp_path / "a"), final_parameters(tmp_path / "b"))

@@ -17,14 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability_support import SCRIPTS, TINY, cli, final_parameters, same_parameters, start_driver, wait_for
+from reliability_support import SCRIPTS, TINY, TINY_MAML, cli, final_parameters, same_parameters, start_driver, wait_for
 
 from kml.engine.checkpoints import load_checkpoint
 
 
 def _args(root: Path) -> list[str]:
     """A tiny MMAML+KML run: 8 iterations, checkpoints every 2, a metrics line every 3."""
-    return ["learner=maml", "modulation=kml", f"data.root={root}", *TINY,
+    return ["learner=maml", "modulation=kml", f"data.root={root}", *TINY, *TINY_MAML,
             "train.iterations=8", "train.checkpoint_every=2", "train.log_every=3"]
 
 

@@ -10,11 +10,10 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-from fixtures_engine import TINY, run_script
-from helpers import perturb, tiny_episode
+from fixtures_engine import TINY, TINY_MAML, run_script
+from helpers import build, perturb, tiny_episode
 
 from kml.config import ConfigError, validate
-from kml.learners import build_learner
 from kml.modulation import FiLM, KernelModulatedConv2d
 from kml.resnet import ResNet12
 
@@ -27,7 +26,7 @@ TINY_RESNET = dict(backbone="resnet12", channels=(3, 4, 4, 5), encoder_channels=
 @pytest.mark.parametrize("modulation", ["none", "film", "kml"])
 def test_batched_path_equals_loop_path_loss_and_meta_gradients(learner, modulation):
     torch.manual_seed(0)
-    net = build_learner(learner, modulation, inner_steps=2, inner_lr=0.3, first_order=False, **TINY_RESNET).double()
+    net = build(learner, modulation, inner_steps=2, inner_lr=0.3, first_order=False, **TINY_RESNET).double()
     if modulation != "none":
         perturb(net.backbone.generator_parameters(), 0.2, seed=1)
     episode = tiny_episode(tasks=3, ways=3, shots=2, queries=2, size=16, seed=2, dtype=torch.float64)
@@ -98,7 +97,7 @@ def test_batched_tasks_equal_each_task_alone_and_per_task_parameters_equal_separ
 
 def test_only_the_channel_factorization_and_four_widths_are_offered(compose):
     with pytest.raises(ValueError, match=r"ResNet-12 offers only modulation.factorization=channel, got 'published'"):
-        build_learner("protonet", "kml", factorization="published", **TINY_RESNET)
+        build("protonet", "kml", factorization="published", **TINY_RESNET)
     with pytest.raises(ValueError, match="channels must list 4 widths"):
         ResNet12(channels=(4, 4, 4))
     with pytest.raises(ValueError, match="style must be one of"):
@@ -132,7 +131,7 @@ def test_the_backbone_name_selects_the_backbones_own_widths_and_style(compose):
 
 @pytest.mark.slow
 def test_kml_train_trains_and_evaluates_a_resnet12(synthetic_root, tmp_path):
-    run_script("train.py", f"data.root={synthetic_root}", *TINY, "learner=maml", "modulation=kml",
+    run_script("train.py", f"data.root={synthetic_root}", *TINY, *TINY_MAML, "learner=maml", "modulation=kml",
                "learner.backbone.name=resnet12", "modulation.encoder_channels=[4,4,4,4]", "train.iterations=2",
                "hydra.run.dir=run", cwd=tmp_path)
     results = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -9,12 +9,11 @@ import json
 import pytest
 import torch
 from fixtures_engine import TINY
-from helpers import perturb, tiny_episode
+from helpers import build, perturb, tiny_episode
 from reliability_support import final_parameters, same_parameters
 
 import kml.modulation
 from kml.functional import conv2d_factorized_mask, per_task_conv
-from kml.learners import build_learner
 from kml.modulation import KernelModulatedConv2d
 
 #: the largest difference allowed, relative to the largest value compared (float64)
@@ -88,7 +87,7 @@ def test_factors_without_a_shared_form_are_refused():
 @pytest.mark.parametrize("factorization,identity", [("channel", False), ("published", False), ("channel", True)])
 def test_mprotonet_kml_shared_equals_grouped_loss_and_meta_gradients(factorization, identity):
     torch.manual_seed(3)
-    net = build_learner("protonet", "kml", channels=(4, 6, 6, 8), image_size=16, task_dim=5, ways=3, rank=2,
+    net = build("protonet", "kml", channels=(4, 6, 6, 8), image_size=16, task_dim=5, ways=3, rank=2,
                         factorization=factorization, identity=identity).double()
     perturb(net.backbone.generator_parameters(), 0.2)
     episode = tiny_episode(tasks=3, ways=3, shots=2, queries=2, size=16, dtype=torch.float64)
@@ -110,7 +109,7 @@ def test_mprotonet_kml_shared_equals_grouped_loss_and_meta_gradients(factorizati
 
 def test_resnet12_protonet_kml_runs_shared_too():
     torch.manual_seed(4)
-    net = build_learner("protonet", "kml", backbone="resnet12", channels=(4, 6, 6, 8), image_size=16, task_dim=5,
+    net = build("protonet", "kml", backbone="resnet12", channels=(4, 6, 6, 8), image_size=16, task_dim=5,
                         ways=3, rank=2).double()
     perturb(net.backbone.generator_parameters(), 0.2)
     episode = tiny_episode(tasks=2, ways=3, shots=1, queries=2, size=16, dtype=torch.float64)
@@ -123,7 +122,7 @@ def test_resnet12_protonet_kml_runs_shared_too():
 @pytest.mark.parametrize("modulation", ["none", "film"])
 def test_shared_changes_nothing_without_kernel_modulation(modulation):
     torch.manual_seed(5)
-    net = build_learner("protonet", modulation, channels=(4, 6, 6, 8), image_size=16, task_dim=5, ways=3)
+    net = build("protonet", modulation, channels=(4, 6, 6, 8), image_size=16, task_dim=5, ways=3)
     episode = tiny_episode(tasks=2, ways=3, shots=1, queries=2, size=16)
     params = list(net.parameters())
     grouped = net(*episode)
@@ -137,7 +136,7 @@ def test_shared_changes_nothing_without_kernel_modulation(modulation):
 @pytest.mark.parametrize("learner,modulation,options", [
     ("maml", "kml", {}), ("maml", "none", {}), ("protonet", "kml", {"factorization": "full"})])
 def test_the_library_refuses_convolutions_without_a_shared_form(learner, modulation, options):
-    net = build_learner(learner, modulation, channels=(4, 4, 4, 4), image_size=12, task_dim=4, ways=3,
+    net = build(learner, modulation, channels=(4, 4, 4, 4), image_size=12, task_dim=4, ways=3,
                         inner_steps=1, **options)
     with per_task_conv("shared"), pytest.raises(ValueError, match=r"per_task_conv\('shared'\) needs"):
         net(*tiny_episode(tasks=2, ways=3, size=12))

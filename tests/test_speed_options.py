@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import perturb, tiny_episode
+from helpers import build, perturb, tiny_episode
 
 from kml.bench import BenchCase, time_training
 from kml.bench.profile import analyse_trace, kernel_class
 from kml.bench.suite import _versus_current
 from kml.data.episodes import draw_tasks
 from kml.functional import conv2d_grouped, per_task_conv
-from kml.learners import build_learner
 
 
 @pytest.mark.parametrize("formulation", ["channels_last", "unfold"])
@@ -37,7 +36,7 @@ def test_every_per_task_conv_formulation_equals_the_grouped_conv(formulation, st
 
 def test_unfold_gives_second_order_maml_the_same_meta_gradients():
     torch.manual_seed(1)
-    net = build_learner("maml", "kml", channels=(4, 8, 8, 8), image_size=12, task_dim=4, ways=3, inner_steps=2,
+    net = build("maml", "kml", channels=(4, 8, 8, 8), image_size=12, task_dim=4, ways=3, inner_steps=2,
                         inner_lr=0.1).double()
     perturb(net.backbone.generator_parameters(), 0.2)
     episode = tiny_episode(tasks=2, ways=3, shots=1, queries=2, size=12, dtype=torch.float64)
@@ -120,7 +119,7 @@ def test_speed_options_of_a_run_are_checked_and_build_fused_optimisers(compose):
     from kml.engine.optim import build_optimizers
 
     cfg = compose(["learner=protonet", "modulation=kml", "train.fused_adam=true"])
-    net = build_learner("protonet", "kml", channels=(4, 4, 4, 4), image_size=12, task_dim=4, ways=3)
+    net = build("protonet", "kml", channels=(4, 4, 4, 4), image_size=12, task_dim=4, ways=3)
     assert [opt.defaults["fused"] for opt in build_optimizers(net, cfg)] == [True, True]
     assert [opt.defaults["fused"] for opt in build_optimizers(net, compose(["modulation=kml"]))] == [None, None]
     message = "train.per_task_conv='bmm' is not valid; use one of: grouped, channels_last, unfold, shared"
@@ -200,7 +199,7 @@ def test_mprotonet_kml_bf16_logits_stay_near_fp32_on_a_fixed_batch():
     from kml.learners.protonet import _expanded_squared_distances
 
     torch.manual_seed(0)
-    net = build_learner("protonet", "kml", ways=5, image_size=84)
+    net = build("protonet", "kml", ways=5, image_size=84)
     perturb(net.backbone.generator_parameters(), 0.05)
     support, support_labels, query, _ = tiny_episode(tasks=1, ways=5, shots=1, queries=4, size=84)
     with torch.no_grad():

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_episode
+from helpers import build, tiny_episode
 
 from kml.analysis.transference import (
     NEGATIVE,
@@ -27,7 +27,6 @@ from kml.analysis.transference import (
     transfer_shares,
     transference,
 )
-from kml.learners import build_learner
 
 VARIANTS = [("maml", "none"), ("maml", "kml"), ("protonet", "none"), ("protonet", "kml")]
 
@@ -177,7 +176,7 @@ def test_tasks_from_an_episode_batch_and_chunk_budget():
     assert type(tasks) is EpisodeBatch and Tasks is EpisodeBatch  # one task-batch type
     both = Tasks.cat([tasks, tasks.select(1)])
     assert len(both) == 4 and both.task_modes[-1] == "glyphs" and torch.equal(both.query[3], q[1])
-    net = build_learner("protonet", "kml", ways=5, image_size=32)
+    net = build("protonet", "kml", ways=5, image_size=32)
     small = default_chunk_size(net, budget_bytes=64 * 2**20)
     assert 1 <= small < default_chunk_size(net) < default_chunk_size(net, budget_bytes=2**31)
 

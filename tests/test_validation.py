@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from fixtures_engine import TINY
+from fixtures_engine import TINY, TINY_MAML
 
 from kml.config import ConfigError, validate
 from kml.engine.checkpoints import load_checkpoint
@@ -24,7 +24,7 @@ def test_val_tasks_are_fixed_and_the_same_for_every_method(synthetic_root, compo
     """The val tasks of two different methods (and two calls) are the identical tasks."""
     from kml.engine.from_config import tasksets_for
 
-    first = compose([f"data.root={synthetic_root}", *TINY, "learner=maml"])
+    first = compose([f"data.root={synthetic_root}", *TINY, *TINY_MAML, "learner=maml"])
     second = compose([f"data.root={synthetic_root}", *TINY, "learner=protonet", "train.seed=7"])
     a = list(tasksets_for(first, "cpu", seed=0).val.eval_tasks("synthetic_glyphs", 6, 4, seed=2021))
     b = list(tasksets_for(second, "cpu", seed=7).val.eval_tasks("synthetic_glyphs", 6, 4, seed=2021))

@@ -219,86 +219,102 @@ def count_flops(learner, batch, ways: int, vectorized: bool = True) -> float:
     return float(counter.get_total_flops())
 
 
+def _iteration(case: BenchCase, learner, sampler, optimizers, graphed):
+    """One meta-training iteration of ``case`` as a function of ``annotate`` (profiler
+    phases: sampling, outer forward and backward, optimiser)."""
+    from torch.profiler import record_function
+
+    def iteration(annotate: bool) -> None:
+        phase = record_function if annotate else (lambda name: contextlib.nullcontext())
+        with phase("sampling"):
+            batch = sampler.sample(case.meta_batch_size)
+        tasks = (batch.support, batch.support_labels, batch.query, batch.query_labels)
+        if graphed is not None:
+            graphed(*tasks)
+        else:
+            with phase("outer forward"):
+                out = learner(*tasks, ways=case.ways, vectorized=case.vectorized)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            with phase("outer backward"):
+                out.loss.backward()
+        with phase("optimiser"):
+            for optimizer in optimizers:
+                optimizer.step()
+
+    return iteration
+
+
+def _wall_and_allocated(iteration, device: torch.device, warmup: int) -> tuple[float, int]:
+    """After ``warmup`` iterations: one iteration's wall time (ms) and the bytes another one allocates."""
+    for _ in range(warmup):
+        iteration(False)
+    _sync(device)
+    start = time.perf_counter()
+    iteration(False)
+    _sync(device)
+    wall_ms = 1000.0 * (time.perf_counter() - start)
+    allocated = torch.cuda.memory_stats(device).get("allocated_bytes.all.allocated", 0)
+    iteration(False)
+    _sync(device)
+    return wall_ms, torch.cuda.memory_stats(device).get("allocated_bytes.all.allocated", 0) - allocated
+
+
+def _traced(iteration, learner, eager: bool, device: torch.device, top: int) -> dict:
+    """The kernels of one profiled iteration (:func:`analyse_trace`)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with _annotated_phases(learner) if eager else contextlib.nullcontext():
+            iteration(True)
+        _sync(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            return analyse_trace(json.load(f), top=top)
+
+
+def _add_floors(row: dict, flops: float | None, allocated: int, peaks: dict | None) -> None:
+    """The compute floors (at the tensor-core peak, the CUDA-core peak, and the estimate
+    between them from the kernel-time shares) and the allocation time at peak bandwidth."""
+    if peaks is None:
+        return
+    if flops is not None:
+        row["compute_floor_ms"] = 1000.0 * flops / peaks["tf32_flops"]
+        row["compute_floor_cuda_cores_ms"] = 1000.0 * flops / peaks["fp32_flops"]
+        f = row["units"]["CUDA cores"]["share"]  # its share of the kernel time, for its share of the FLOPs
+        row["compute_floor_estimate_ms"] = 1000.0 * flops * (f / peaks["fp32_flops"] + (1 - f) / peaks["tf32_flops"])
+    row["memory_floor_ms"] = 1000.0 * allocated / peaks["bandwidth"]
+
+
 def profile_training(case: BenchCase, device: torch.device, warmup: int = 3, top: int = 12) -> dict:
     """Profile one meta-training iteration of ``case`` (eager, or CUDA-graphed when
     ``case.cuda_graph``) on a CUDA ``device``: see the module's docstring."""
     if device.type != "cuda":
         raise ValueError("the profile needs a CUDA device (it reads the GPU kernels' times)")
-    from torch.profiler import ProfilerActivity, profile, record_function
-
     with _numerics(case, device):
         learner = case.build(device)
         sampler = random_sampler(case, device)
-        optimizers = _optimizers(learner, case)
         graphed = None
         if case.cuda_graph:
             from kml.engine.graphs import GraphedStep
 
             graphed = GraphedStep(learner, ways=case.ways, vectorized=case.vectorized, precision=case.precision)
-
-        def iteration(annotate: bool) -> None:
-            phase = record_function if annotate else (lambda name: contextlib.nullcontext())
-            with phase("sampling"):
-                batch = sampler.sample(case.meta_batch_size)
-            tasks = (batch.support, batch.support_labels, batch.query, batch.query_labels)
-            if graphed is not None:
-                graphed(*tasks)
-            else:
-                with phase("outer forward"):
-                    out = learner(*tasks, ways=case.ways, vectorized=case.vectorized)
-                for optimizer in optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                with phase("outer backward"):
-                    out.loss.backward()
-            with phase("optimiser"):
-                for optimizer in optimizers:
-                    optimizer.step()
-
-        for _ in range(warmup):
-            iteration(False)
-        _sync(device)
-        start = time.perf_counter()
-        iteration(False)
-        _sync(device)
-        wall_ms = 1000.0 * (time.perf_counter() - start)
-        allocated = torch.cuda.memory_stats(device).get("allocated_bytes.all.allocated", 0)
-        iteration(False)
-        _sync(device)
-        allocated = torch.cuda.memory_stats(device).get("allocated_bytes.all.allocated", 0) - allocated
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            with _annotated_phases(learner) if graphed is None else contextlib.nullcontext():
-                iteration(True)
-            _sync(device)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "trace.json")
-            prof.export_chrome_trace(path)
-            with open(path) as f:
-                analysis = analyse_trace(json.load(f), top=top)
+        iteration = _iteration(case, learner, sampler, _optimizers(learner, case), graphed)
+        wall_ms, allocated = _wall_and_allocated(iteration, device, warmup)
+        analysis = _traced(iteration, learner, graphed is None, device, top)
         flops = (count_flops(learner, sampler.sample(case.meta_batch_size), case.ways, case.vectorized)
                  if graphed is None else None)
-    peaks = next((v for k, v in DEVICE_PEAKS.items() if k in torch.cuda.get_device_name(device)), None)
-    row = {
-        **asdict(case),
-        "method": case.method,
-        "kind": "profile",
-        "wall_ms": wall_ms,
-        "gpu_busy": analysis["kernel_ms"] / wall_ms if wall_ms else None,
-        "allocated_mb": allocated / 2**20,
-        "tf32": tf32_settings(),
-        **analysis,
-    }
+    row = {**asdict(case), "method": case.method, "kind": "profile", "wall_ms": wall_ms,
+           "gpu_busy": analysis["kernel_ms"] / wall_ms if wall_ms else None, "allocated_mb": allocated / 2**20,
+           "tf32": tf32_settings(), **analysis}
     if flops is not None:
         row["gflop"] = flops / 1e9
         row["achieved_tflops"] = flops / (wall_ms / 1000.0) / 1e12
     for kernel in row["top"]:  # one call per task and layer shows as a multiple of T
         kernel["calls_per_task"] = kernel["calls"] / case.meta_batch_size
         kernel["multiple_of_tasks"] = kernel["calls"] % case.meta_batch_size == 0
-    if peaks is not None:
-        if flops is not None:
-            row["compute_floor_ms"] = 1000.0 * flops / peaks["tf32_flops"]
-            row["compute_floor_cuda_cores_ms"] = 1000.0 * flops / peaks["fp32_flops"]
-            f = analysis["units"]["CUDA cores"]["share"]  # its share of the kernel time, for its share of the FLOPs
-            per_flop = f / peaks["fp32_flops"] + (1 - f) / peaks["tf32_flops"]
-            row["compute_floor_estimate_ms"] = 1000.0 * flops * per_flop
-        row["memory_floor_ms"] = 1000.0 * allocated / peaks["bandwidth"]
+    _add_floors(row, flops, allocated, next((v for k, v in DEVICE_PEAKS.items()
+                                             if k in torch.cuda.get_device_name(device)), None))
     return row

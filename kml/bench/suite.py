@@ -4,7 +4,7 @@ the same process, and the JSON + markdown report."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -14,8 +14,9 @@ from kml.errors import KmlError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["markdown_table", "run_suite", "suite_markdown", "run_from_config", "methods", "fastest_candidates",  # noqa: F822
-           "SECTIONS", "PRESETS", "METHODS"]  # METHODS: module __getattr__, read from the registries
+# METHODS: module __getattr__, read from the registries
+__all__ = ["markdown_table", "run_suite", "SuiteSettings", "suite_markdown", "run_from_config",  # noqa: F822
+           "methods", "fastest_candidates", "SECTIONS", "PRESETS", "METHODS"]
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -205,170 +206,50 @@ def _versus_grouped(rows: list[dict]) -> None:
             r["vs_grouped"] = grouped[key] / r["ms_forward_backward"]
 
 
-def run_suite(
-    device: torch.device,
-    sections: list[str],
-    image_size: int,
-    shots: list[int],
-    meta_batch_sizes: list[int],
-    inner_steps: list[int],
-    repeats: int,
-    warmup: int,
-    eval_tasks: int,
-    log=logger.info,
-    on_section=None,
-    task_shape: dict[str, int] | None = None,
-) -> dict:
-    """Run the benchmark sections; returns ``{section: [rows]}`` plus metadata.
+@dataclass
+class SuiteSettings:
+    """What :func:`run_suite` measures: the sections and the cases' sizes.
 
-    ``task_shape`` overrides the base case's ``meta_batch_size``, ``ways``, ``shots``,
-    ``queries`` and ``inner_steps`` (default: the paper's 10 tasks of 5-way 1-shot with 15
-    queries, 5 inner steps), e.g. to dry-run sections at tiny sizes."""
+    Attributes:
+        sections: the sections to run, in this order (:data:`SECTIONS`).
+        image_size, shots, meta_batch_sizes, inner_steps: the cases' image size, and the
+            values the ``vectorized``, ``meta_batch`` and ``inner_steps`` sections sweep.
+        repeats, warmup: timed and untimed iterations of each case.
+        eval_tasks: tasks of each ``eval`` case.
+        task_shape: overrides of the base case's ``meta_batch_size``, ``ways``, ``shots``,
+            ``queries`` and ``inner_steps`` (default: the paper's 10 tasks of 5-way 1-shot
+            with 15 queries, 5 inner steps), e.g. to dry-run sections at tiny sizes.
+    """
+
+    sections: list[str]
+    image_size: int = 32
+    shots: list[int] = field(default_factory=lambda: [1])
+    meta_batch_sizes: list[int] = field(default_factory=list)
+    inner_steps: list[int] = field(default_factory=list)
+    repeats: int = 3
+    warmup: int = 1
+    eval_tasks: int = 40
+    task_shape: dict[str, int] | None = None
+
+
+def run_suite(device: torch.device, settings: SuiteSettings, log=logger.info, on_section=None) -> dict:
+    """Run the benchmark sections of ``settings``; returns ``{section: [rows]}`` plus
+    metadata. ``on_section(result)`` is called after every section (a cut-short run keeps
+    what it measured)."""
     from tqdm.auto import tqdm
 
     from kml.engine.numerics import tf32_settings
 
     out: dict = {"device": device_name(device), "torch": torch.__version__, "tf32": tf32_settings(),
                  "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None, "sections": {}}
-    base = BenchCase(image_size=image_size, **(task_shape or {}))
-    plans: dict[str, list[tuple[str, BenchCase]]] = {}
-    registered = methods()
-    if "vectorized" in sections:
-        plans["vectorized"] = [("train", replace(base, learner=learner, modulation=m, shots=k, vectorized=p))
-                          for learner, m in registered for k in shots for p in (True, False)]
-    if "eval" in sections:
-        plans["eval"] = [("eval", replace(base, learner=learner, modulation=m, vectorized=p))
-                         for learner, m in registered for p in (True, False)]
-    if "resnet12" in sections:
-        resnet = replace(base, backbone="resnet12",
-                         meta_batch_size=RESNET12_META_BATCH["gpu" if device.type == "cuda" else "cpu"])
-        # each method on ResNet-12 (vectorised and loop) and, for scale, on Conv-4 in the same process
-        plans["resnet12"] = [("train", replace(case, learner=learner, modulation=m, vectorized=p))
-                             for learner, m in registered
-                             for case, paths in ((resnet, (True, False)), (replace(resnet, backbone="conv4"), (True,)))
-                             for p in paths]
-    if "meta_batch" in sections:
-        plans["meta_batch"] = [("train", replace(base, modulation="kml", meta_batch_size=t, vectorized=p))
-                               for t in meta_batch_sizes for p in (True, False)]
-    if "inner_steps" in sections:
-        plans["inner_steps"] = [("train", replace(base, modulation="kml", inner_steps=s, vectorized=p))
-                                for s in inner_steps for p in (True, False)]
-    if "peer" in sections:
-        peer = BenchCase(backbone="conv4_classic32", meta_batch_size=4, image_size=84)
-        plans["peer"] = [("train", replace(peer, vectorized=p)) for p in (True, False)] + [
-            ("train", replace(base, image_size=84, meta_batch_size=4, vectorized=p)) for p in (True, False)]
-    if "paper_cpu" in sections:
-        paper = BenchCase(image_size=84, meta_batch_size=10)
-        plans["paper_cpu"] = [("train", replace(paper, learner=learner, modulation=m, vectorized=p))
-                              for learner, m in (("maml", "none"), ("maml", "kml"), ("protonet", "kml"))
-                              for p in (True, False)]
-    if "options" in sections:
-        cases = []
-        for learner, m in (("maml", "kml"), ("protonet", "kml")):
-            plain = replace(base, learner=learner, modulation=m, vectorized=True)
-            # the plain case twice, first and last of its group: a slow first case (allocator,
-            # clocks) shows as a gap between the two rather than as a fake gain of an option
-            cases += [("train", plain), ("train", replace(plain, precision="bf16")),
-                      ("train", replace(plain, channels_last=True)), ("train", replace(plain, deterministic=True))]
-            if device.type == "cuda":
-                cases += [("train", replace(plain, cuda_graph=True)),
-                          ("train", replace(plain, cuda_graph=True, precision="bf16")),
-                          ("train", replace(plain, vectorized=False, cuda_graph=True))]
-            cases += [("train", plain)]
-            if learner == "protonet":
-                cases += [("train", replace(plain, compile=True)), ("eval", replace(plain, compile=True)),
-                          ("eval", plain)]
-        first_order = replace(base, modulation="kml", first_order=True, vectorized=True)
-        cases += [("train", first_order), ("train", replace(first_order, compile=True))]
-        plans["options"] = cases
-    if "cuda_graphs" in sections and device.type == "cuda":
-        plans["cuda_graphs"] = [("train", replace(base, learner=learner, modulation=m, shots=k, cuda_graph=g))
-                                for learner, m in registered for k in shots for g in (False, True)]
-    if "determinism" in sections:
-        plans["determinism"] = [("train", replace(base, learner=learner, modulation="kml", deterministic=d,
-                                                  cuda_graph=g))
-                                for learner in ("maml", "protonet")
-                                for g in ((False, True) if device.type == "cuda" else (False,))
-                                for d in (False, True)]
-    if "candidates" in sections:
-        plans["candidates"] = _candidate_plan(base, device)
-    if "candidates_profile" in sections:  # the cases are chosen once the candidates section has run
-        plans["candidates_profile"] = [("profile_fastest", replace(base, learner=learner, modulation="kml"))
-                                       for learner in ("maml", "protonet")]
-    if "conv_layers" in sections:
-        plans["conv_layers"] = _conv_layer_plan(base)
-    if "cudnn" in sections:
-        # cuDNN's choice of kernels: memory order, the autotuning search, deterministic algorithms.
-        # A row that changes how cuDNN searches runs in a fresh process (see _in_fresh_process)
-        cases = []
-        for learner in ("maml", "protonet"):
-            current = replace(base, learner=learner, modulation="kml", vectorized=True,
-                              cuda_graph=device.type == "cuda")
-            cases += [current, replace(current, per_task_conv="channels_last"), replace(current, benchmark_limit=0),
-                      replace(current, per_task_conv="channels_last", benchmark_limit=0),
-                      replace(current, per_task_conv="channels_last", fused_adam=True, tf32=True),
-                      replace(current, deterministic=True), replace(current, deterministic=True, autotune=True),
-                      current]
-        plans["cudnn"] = [("train", c) for c in cases]
-    if "compile" in sections:  # torch.compile: ProtoNet and first-order MAML (compile has no double backward)
-        protonet = replace(base, learner="protonet", modulation="kml", vectorized=True)
-        first_order = replace(base, modulation="kml", first_order=True, vectorized=True)
-        plans["compile"] = [("train", c) for c in (protonet, replace(protonet, compile=True), first_order,
-                                                   replace(first_order, compile=True))]
-    if "profile" in sections:
-        plans["profile"] = [("profile", replace(base, learner=learner, modulation="kml", cuda_graph=g))
-                            for learner in ("maml", "protonet") for g in (False, True)]
-    if "memory" in sections:
-        plans["memory"] = [("memory", replace(base, learner=learner, modulation=m, deterministic=True))
-                           for learner, m in registered]
-    if "eval_1000" in sections:
-        plans["eval_1000"] = [("eval", replace(base, learner=learner, modulation=m, vectorized=device.type != "cpu"))
-                              for learner, m in (("maml", "kml"), ("protonet", "kml"))]
-    plans = {section: plans[section] for section in sections if section in plans}  # run in the order asked
-    total = sum(len(p) for p in plans.values())
-    bar = tqdm(total=total, desc="bench", unit="case")
+    base = BenchCase(image_size=settings.image_size, **(settings.task_shape or {}))
+    plans = {section: _PLANNERS[section](base, settings, device) for section in settings.sections
+             if section in _PLANNERS and not (section == "cuda_graphs" and device.type != "cuda")}
+    bar = tqdm(total=sum(len(p) for p in plans.values()), desc="bench", unit="case")
     for section, plan in plans.items():
-        rows = []
         if section == "candidates_profile":
             plan = _fastest_candidates_plan(out["sections"].get("candidates"), plan, device)
-        for kind, case, *layer in plan:
-            what = (f"layer {layer[0]['in_channels']}->{layer[0]['out_channels']} {case.precision}" if layer
-                    else f"{case.method} {'vectorised' if case.vectorized else 'loop'}")
-            bar.set_postfix_str(f"{section}: {what} T={case.meta_batch_size}")
-            try:
-                if kind == "profile_fastest":
-                    raise ValueError("no candidates row of this method to profile: run sections=[candidates,"
-                                     "candidates_profile] in one call")
-                if kind == "layer":
-                    from kml.bench.layers import time_conv_layer
-
-                    rows.extend(time_conv_layer(case, *layer, device, warmup=warmup, repeats=repeats))
-                elif kind == "train" and device.type == "cuda" and (case.benchmark_limit is not None
-                                                                     or case.autotune is not None):
-                    rows.append(_in_fresh_process(case, device, warmup, repeats))
-                elif kind == "train":
-                    rows.append(time_training(case, device, warmup=warmup, repeats=repeats))
-                elif kind == "profile":
-                    from kml.bench.profile import profile_training
-
-                    rows.append(profile_training(case, device, warmup=warmup))
-                elif kind == "memory":
-                    rows.append(memory_footprint(case, device))
-                else:
-                    n = 1000 if section == "eval_1000" else eval_tasks
-                    rows.append(time_evaluation(case, device, tasks=n))
-            except Exception as err:  # an option that fails is reported, not fatal
-                rows.append({**asdict(case), **(layer[0] if layer else {}),
-                             "method": case.method if kind != "layer" else "KML layer", "kind": kind,
-                             "error": f"{type(err).__name__}: {err}"[:300]})
-            bar.update(1)
-        if any(r.get("kind") == "train" for r in rows):
-            _pair_speedups([r for r in rows if r.get("kind") == "train" and "error" not in r])
-        if section in ("candidates", "cudnn"):
-            _versus_current(rows, device)
-        if section == "conv_layers":
-            _versus_grouped(rows)
-        out["sections"][section] = rows
+        out["sections"][section] = _run_section(section, plan, device, settings, bar)
         if on_section is not None:
             on_section(out)
         if device.type == "cuda":
@@ -377,77 +258,260 @@ def run_suite(
     return out
 
 
-def suite_markdown(result: dict) -> str:
-    """All sections of :func:`run_suite` as markdown."""
-    parts = [f"Device: **{result['device']}**, torch {result['torch']}.", ""]
-    if result.get("tf32"):
-        tf32 = result["tf32"]
-        parts[0] += (f" TF32 in force unless a row says otherwise: float32 matmul precision "
-                     f"`{tf32['float32_matmul_precision']}`, cuDNN convolutions "
-                     f"`allow_tf32={tf32['cudnn_allow_tf32']}`" + (f", cuDNN {result['cudnn']}" if result.get("cudnn")
-                                                                 else "") + ".")
-    for section, rows in result["sections"].items():
-        parts.append(f"### {section}")
-        train = [r for r in rows if r.get("kind") == "train" and "error" not in r]
-        evals = [r for r in rows if r.get("kind") == "eval" and "error" not in r]
-        errors = [r for r in rows if "error" in r]
-        if train:
-            columns = list(TRAIN_COLUMNS)
-            if section == "options":
-                columns.insert(6, ("precision", "precision"))
-                columns.insert(7, ("channels_last", "channels_last"))
-                columns.insert(8, ("compile", "compile"))
-                columns.insert(9, ("cuda_graph", "CUDA graph"))
-                columns.insert(10, ("deterministic", "deterministic"))
-                columns.insert(5, ("first_order", "first order"))
-            if section == "determinism":
-                columns.insert(6, ("cuda_graph", "CUDA graph"))
-                columns.insert(7, ("deterministic", "deterministic"))
-            if section in ("cuda_graphs", "options", "determinism"):
-                columns.append(("graph_speedup", "graph/eager"))
-            if section == "cuda_graphs":
-                columns.insert(6, ("cuda_graph", "CUDA graph"))
-            if section in ("candidates", "compile", "cudnn"):
-                columns = [("method", "method"), ("first_order", "first order"), ("cuda_graph", "CUDA graph"),
-                           ("whole_graph", "whole its/graph"), ("precision", "precision"),
-                           ("bf16_logits", "bf16 logits"), ("fused_adam", "fused Adam"), ("tf32", "TF32 matmul"),
-                           ("per_task_conv", "per-task conv"), ("deterministic", "deterministic"),
-                           ("autotune", "autotune"), ("benchmark_limit", "cuDNN search"), ("compile", "compile"),
-                           ("ms_per_iteration", "ms/it"),
-                           ("ms_spread", "spread ms"), ("tasks_per_s", "tasks/s"), ("peak_memory_mb", "peak MiB"),
-                           ("vs_current", "current/this"), ("vs_default", "default/this")]
-            if section in ("peer", "resnet12"):
-                columns.insert(1, ("backbone", "backbone"))
-            if section == "resnet12":
-                columns.insert(2, ("parameters", "parameters"))
-            parts.append(markdown_table(train, columns))
-        if evals:
-            parts.append("")
-            parts.append(markdown_table(evals, [("method", "method"), ("vectorized", "vectorized"),
-                                                ("compile", "compile"), ("eval_tasks", "tasks"),
-                                                ("eval_seconds", "seconds"), ("eval_tasks_per_s", "tasks/s")]))
-        layers = [r for r in rows if r.get("kind") == "layer" and "error" not in r]
-        if layers:
-            parts.append(markdown_table(layers, [
-                ("in_channels", "C_in"), ("out_channels", "C_out"), ("size", "size"), ("out_size", "out"),
-                ("meta_batch_size", "T"), ("images_per_task", "images/task"), ("precision", "precision"),
-                ("per_task_conv", "per-task conv"), ("ms_forward_backward", "fwd+bwd ms"), ("ms_spread", "spread ms"),
-                ("vs_grouped", "grouped/this")]))
-        for r in rows:
-            if r.get("kind") == "profile" and "error" not in r:
-                parts.append(profile_markdown(r))
-        memory = [r for r in rows if r.get("kind") == "memory" and "error" not in r]
-        if memory:
-            parts.append(markdown_table(memory, [
-                ("method", "method"), ("meta_batch_size", "T"), ("peak_memory_mb", "peak MiB"),
-                ("largest_meta_batch", "largest T that fits"), ("largest_peak_memory_mb", "its peak MiB"),
-                ("smallest_failing_meta_batch", "smallest failing T"), ("first_failure", "failure"),
-                ("search", "search")]))
-        for r in errors:
+def _run_section(section: str, plan: list, device: torch.device, settings: SuiteSettings, bar) -> list[dict]:
+    """Every case of one section's plan, then the section's ratios."""
+    rows: list[dict] = []
+    for kind, case, *layer in plan:
+        what = (f"layer {layer[0]['in_channels']}->{layer[0]['out_channels']} {case.precision}" if layer
+                else f"{case.method} {'vectorised' if case.vectorized else 'loop'}")
+        bar.set_postfix_str(f"{section}: {what} T={case.meta_batch_size}")
+        try:
+            rows.extend(_run_case(section, kind, case, layer, device, settings))
+        except Exception as err:  # an option that fails is reported, not fatal
+            rows.append({**asdict(case), **(layer[0] if layer else {}),
+                         "method": case.method if kind != "layer" else "KML layer", "kind": kind,
+                         "error": f"{type(err).__name__}: {err}"[:300]})
+        bar.update(1)
+    if any(r.get("kind") == "train" for r in rows):
+        _pair_speedups([r for r in rows if r.get("kind") == "train" and "error" not in r])
+    if section in ("candidates", "cudnn"):
+        _versus_current(rows, device)
+    if section == "conv_layers":
+        _versus_grouped(rows)
+    return rows
+
+
+def _run_case(section: str, kind: str, case: BenchCase, layer: list, device: torch.device,
+              settings: SuiteSettings) -> list[dict]:
+    """The rows of one case: timed training or evaluation, a profile, a memory footprint or
+    one layer's convolutions."""
+    warmup, repeats = settings.warmup, settings.repeats
+    if kind == "profile_fastest":
+        raise ValueError("no candidates row of this method to profile: run sections=[candidates,"
+                         "candidates_profile] in one call")
+    if kind == "layer":
+        from kml.bench.layers import time_conv_layer
+
+        return time_conv_layer(case, *layer, device, warmup=warmup, repeats=repeats)
+    if kind == "train" and device.type == "cuda" and (case.benchmark_limit is not None or case.autotune is not None):
+        return [_in_fresh_process(case, device, warmup, repeats)]
+    if kind == "train":
+        return [time_training(case, device, warmup=warmup, repeats=repeats)]
+    if kind == "profile":
+        from kml.bench.profile import profile_training
+
+        return [profile_training(case, device, warmup=warmup)]
+    if kind == "memory":
+        return [memory_footprint(case, device)]
+    return [time_evaluation(case, device, tasks=1000 if section == "eval_1000" else settings.eval_tasks)]
+
+
+# ------------------------------------------------------------------ the plan of each section
+def _plan_vectorized(base, s, device):
+    return [("train", replace(base, learner=learner, modulation=m, shots=k, vectorized=p))
+            for learner, m in methods() for k in s.shots for p in (True, False)]
+
+
+def _plan_eval(base, s, device):
+    return [("eval", replace(base, learner=learner, modulation=m, vectorized=p))
+            for learner, m in methods() for p in (True, False)]
+
+
+def _plan_resnet12(base, s, device):
+    resnet = replace(base, backbone="resnet12", meta_batch_size=RESNET12_META_BATCH["gpu" if device.type == "cuda"
+                                                                                      else "cpu"])
+    # each method on ResNet-12 (vectorised and loop) and, for scale, on Conv-4 in the same process
+    return [("train", replace(case, learner=learner, modulation=m, vectorized=p))
+            for learner, m in methods()
+            for case, paths in ((resnet, (True, False)), (replace(resnet, backbone="conv4"), (True,)))
+            for p in paths]
+
+
+def _plan_meta_batch(base, s, device):
+    return [("train", replace(base, modulation="kml", meta_batch_size=t, vectorized=p))
+            for t in s.meta_batch_sizes for p in (True, False)]
+
+
+def _plan_inner_steps(base, s, device):
+    return [("train", replace(base, modulation="kml", inner_steps=k, vectorized=p))
+            for k in s.inner_steps for p in (True, False)]
+
+
+def _plan_peer(base, s, device):
+    peer = BenchCase(backbone="conv4_classic32", meta_batch_size=4, image_size=84)
+    return [("train", replace(peer, vectorized=p)) for p in (True, False)] + [
+        ("train", replace(base, image_size=84, meta_batch_size=4, vectorized=p)) for p in (True, False)]
+
+
+def _plan_paper_cpu(base, s, device):
+    paper = BenchCase(image_size=84, meta_batch_size=10)
+    return [("train", replace(paper, learner=learner, modulation=m, vectorized=p))
+            for learner, m in (("maml", "none"), ("maml", "kml"), ("protonet", "kml")) for p in (True, False)]
+
+
+def _plan_options(base, s, device):
+    cases = []
+    for learner, m in (("maml", "kml"), ("protonet", "kml")):
+        plain = replace(base, learner=learner, modulation=m, vectorized=True)
+        # the plain case twice, first and last of its group: a slow first case (allocator,
+        # clocks) shows as a gap between the two rather than as a fake gain of an option
+        cases += [("train", plain), ("train", replace(plain, precision="bf16")),
+                  ("train", replace(plain, channels_last=True)), ("train", replace(plain, deterministic=True))]
+        if device.type == "cuda":
+            cases += [("train", replace(plain, cuda_graph=True)),
+                      ("train", replace(plain, cuda_graph=True, precision="bf16")),
+                      ("train", replace(plain, vectorized=False, cuda_graph=True))]
+        cases += [("train", plain)]
+        if learner == "protonet":
+            cases += [("train", replace(plain, compile=True)), ("eval", replace(plain, compile=True)),
+                      ("eval", plain)]
+    first_order = replace(base, modulation="kml", first_order=True, vectorized=True)
+    return cases + [("train", first_order), ("train", replace(first_order, compile=True))]
+
+
+def _plan_cuda_graphs(base, s, device):
+    return [("train", replace(base, learner=learner, modulation=m, shots=k, cuda_graph=g))
+            for learner, m in methods() for k in s.shots for g in (False, True)]
+
+
+def _plan_determinism(base, s, device):
+    return [("train", replace(base, learner=learner, modulation="kml", deterministic=d, cuda_graph=g))
+            for learner in ("maml", "protonet") for g in ((False, True) if device.type == "cuda" else (False,))
+            for d in (False, True)]
+
+
+def _plan_candidates_profile(base, s, device):  # the cases are chosen once the candidates section has run
+    return [("profile_fastest", replace(base, learner=learner, modulation="kml")) for learner in ("maml", "protonet")]
+
+
+def _plan_cudnn(base, s, device):
+    # cuDNN's choice of kernels: memory order, the autotuning search, deterministic algorithms.
+    # A row that changes how cuDNN searches runs in a fresh process (see _in_fresh_process)
+    cases = []
+    for learner in ("maml", "protonet"):
+        current = replace(base, learner=learner, modulation="kml", vectorized=True, cuda_graph=device.type == "cuda")
+        cases += [current, replace(current, per_task_conv="channels_last"), replace(current, benchmark_limit=0),
+                  replace(current, per_task_conv="channels_last", benchmark_limit=0),
+                  replace(current, per_task_conv="channels_last", fused_adam=True, tf32=True),
+                  replace(current, deterministic=True), replace(current, deterministic=True, autotune=True), current]
+    return [("train", c) for c in cases]
+
+
+def _plan_compile(base, s, device):  # torch.compile: ProtoNet and first-order MAML (compile has no double backward)
+    protonet = replace(base, learner="protonet", modulation="kml", vectorized=True)
+    first_order = replace(base, modulation="kml", first_order=True, vectorized=True)
+    return [("train", c) for c in (protonet, replace(protonet, compile=True), first_order,
+                                   replace(first_order, compile=True))]
+
+
+def _plan_profile(base, s, device):
+    return [("profile", replace(base, learner=learner, modulation="kml", cuda_graph=g))
+            for learner in ("maml", "protonet") for g in (False, True)]
+
+
+def _plan_memory(base, s, device):
+    return [("memory", replace(base, learner=learner, modulation=m, deterministic=True)) for learner, m in methods()]
+
+
+def _plan_eval_1000(base, s, device):
+    return [("eval", replace(base, learner=learner, modulation=m, vectorized=device.type != "cpu"))
+            for learner, m in (("maml", "kml"), ("protonet", "kml"))]
+
+
+#: each section's planner: ``(base case, settings, device) -> [(kind, case, *layer)]``
+_PLANNERS = {
+    "vectorized": _plan_vectorized, "eval": _plan_eval, "resnet12": _plan_resnet12, "meta_batch": _plan_meta_batch,
+    "inner_steps": _plan_inner_steps, "peer": _plan_peer, "paper_cpu": _plan_paper_cpu, "options": _plan_options,
+    "cuda_graphs": _plan_cuda_graphs, "determinism": _plan_determinism,
+    "candidates": lambda base, s, device: _candidate_plan(base, device),
+    "candidates_profile": _plan_candidates_profile, "conv_layers": lambda base, s, device: _conv_layer_plan(base),
+    "cudnn": _plan_cudnn, "compile": _plan_compile, "profile": _plan_profile, "memory": _plan_memory,
+    "eval_1000": _plan_eval_1000,
+}
+
+
+#: the columns of the candidates, compile and cudnn sections' training rows
+_CANDIDATE_COLUMNS = [
+    ("method", "method"), ("first_order", "first order"), ("cuda_graph", "CUDA graph"),
+    ("whole_graph", "whole its/graph"), ("precision", "precision"), ("bf16_logits", "bf16 logits"),
+    ("fused_adam", "fused Adam"), ("tf32", "TF32 matmul"), ("per_task_conv", "per-task conv"),
+    ("deterministic", "deterministic"), ("autotune", "autotune"), ("benchmark_limit", "cuDNN search"),
+    ("compile", "compile"), ("ms_per_iteration", "ms/it"), ("ms_spread", "spread ms"), ("tasks_per_s", "tasks/s"),
+    ("peak_memory_mb", "peak MiB"), ("vs_current", "current/this"), ("vs_default", "default/this"),
+]
+_EVAL_COLUMNS = [("method", "method"), ("vectorized", "vectorized"), ("compile", "compile"), ("eval_tasks", "tasks"),
+                 ("eval_seconds", "seconds"), ("eval_tasks_per_s", "tasks/s")]
+_LAYER_COLUMNS = [
+    ("in_channels", "C_in"), ("out_channels", "C_out"), ("size", "size"), ("out_size", "out"),
+    ("meta_batch_size", "T"), ("images_per_task", "images/task"), ("precision", "precision"),
+    ("per_task_conv", "per-task conv"), ("ms_forward_backward", "fwd+bwd ms"), ("ms_spread", "spread ms"),
+    ("vs_grouped", "grouped/this"),
+]
+_MEMORY_COLUMNS = [
+    ("method", "method"), ("meta_batch_size", "T"), ("peak_memory_mb", "peak MiB"),
+    ("largest_meta_batch", "largest T that fits"), ("largest_peak_memory_mb", "its peak MiB"),
+    ("smallest_failing_meta_batch", "smallest failing T"), ("first_failure", "failure"), ("search", "search"),
+]
+
+
+def _train_columns(section: str) -> list[tuple[str, str]]:
+    """The columns of a section's training rows."""
+    if section in ("candidates", "compile", "cudnn"):
+        return list(_CANDIDATE_COLUMNS)
+    columns = list(TRAIN_COLUMNS)
+    if section == "options":
+        for index, column in ((6, "precision"), (7, "channels_last"), (8, "compile")):
+            columns.insert(index, (column, column))
+        columns.insert(9, ("cuda_graph", "CUDA graph"))
+        columns.insert(10, ("deterministic", "deterministic"))
+        columns.insert(5, ("first_order", "first order"))
+    if section == "determinism":
+        columns.insert(6, ("cuda_graph", "CUDA graph"))
+        columns.insert(7, ("deterministic", "deterministic"))
+    if section in ("cuda_graphs", "options", "determinism"):
+        columns.append(("graph_speedup", "graph/eager"))
+    if section == "cuda_graphs":
+        columns.insert(6, ("cuda_graph", "CUDA graph"))
+    if section in ("peer", "resnet12"):
+        columns.insert(1, ("backbone", "backbone"))
+    if section == "resnet12":
+        columns.insert(2, ("parameters", "parameters"))
+    return columns
+
+
+def _section_markdown(section: str, rows: list[dict]) -> list[str]:
+    """One section's tables (training, evaluation, layers, profiles, memory) and failures."""
+    ok = [r for r in rows if "error" not in r]
+    parts = [f"### {section}"]
+    train = [r for r in ok if r.get("kind") == "train"]
+    if train:
+        parts.append(markdown_table(train, _train_columns(section)))
+    for kind, columns, before in (("eval", _EVAL_COLUMNS, [""]), ("layer", _LAYER_COLUMNS, []),
+                                  ("memory", _MEMORY_COLUMNS, [])):
+        chosen = [r for r in ok if r.get("kind") == kind]
+        if chosen:
+            parts += [*before, markdown_table(chosen, columns)]
+        if kind == "layer":  # profiles come between the layers and the memory rows
+            parts += [profile_markdown(r) for r in ok if r.get("kind") == "profile"]
+    for r in rows:
+        if "error" in r:
             parts.append(f"- {r['method']} ({'vectorised' if r['vectorized'] else 'loop'}, "
                          f"precision={r['precision']}, per-task conv={r['per_task_conv']}, compile={r['compile']}): "
                          f"failed: {r['error']}")
-        parts.append("")
+    return parts + [""]
+
+
+def suite_markdown(result: dict) -> str:
+    """All sections of :func:`run_suite` as markdown."""
+    head = f"Device: **{result['device']}**, torch {result['torch']}."
+    if result.get("tf32"):
+        tf32 = result["tf32"]
+        head += (f" TF32 in force unless a row says otherwise: float32 matmul precision "
+                 f"`{tf32['float32_matmul_precision']}`, cuDNN convolutions `allow_tf32={tf32['cudnn_allow_tf32']}`"
+                 + (f", cuDNN {result['cudnn']}" if result.get("cudnn") else "") + ".")
+    parts = [head, ""]
+    for section, rows in result["sections"].items():
+        parts += _section_markdown(section, rows)
     return "\n".join(parts)
 
 
@@ -545,7 +609,7 @@ def run_from_config(cfg, log=logger.info) -> dict:
     previous = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = device.type == "cuda"  # autotuned kernels for the timings
     try:
-        result = run_suite(device, log=log, on_section=write, **options)
+        result = run_suite(device, SuiteSettings(**options), log=log, on_section=write)
     finally:
         torch.backends.cudnn.benchmark = previous
     markdown = write(result)

@@ -187,7 +187,7 @@ def _time_whole_iterations(case: BenchCase, device: torch.device, warmup: int, r
     learner = case.build(device)
     sampler = random_sampler(case, device)
     torch.cuda.reset_peak_memory_stats(device)
-    whole = WholeIterations(learner, sampler.modes[0], case.ways, case.shots, case.queries, case.meta_batch_size,
+    whole = WholeIterations(learner, sampler.modes[0], (case.ways, case.shots, case.queries), case.meta_batch_size,
                             optimizer_kwargs={"fused": True} if case.fused_adam else None,
                             iterations=case.whole_graph, vectorized=case.vectorized, warmup=max(warmup, 1))
     times = []

@@ -31,7 +31,8 @@ class WholeIterations:
     Args:
         learner: the meta-learner, on a CUDA device.
         mode: the images to draw tasks from (one mode, on the learner's device).
-        ways, shots, queries, meta_batch_size: the episodes (``T`` tasks per iteration).
+        episode, meta_batch_size: the episodes' ``(ways, shots, queries)`` and ``T``, the tasks per
+            iteration.
         optimizer_kwargs: extra arguments of ``torch.optim.Adam`` (e.g. ``fused=True``);
             ``capturable=True`` is added (an optimiser step inside a graph needs it).
         iterations: iterations per graph.
@@ -43,13 +44,14 @@ class WholeIterations:
     loss of the last one.
     """
 
-    def __init__(self, learner: MetaLearner, mode: ModeData, ways: int, shots: int, queries: int,
-                 meta_batch_size: int, optimizer_kwargs: dict | None = None, iterations: int = 10,
-                 vectorized: bool = True, lr: float = 1e-3, warmup: int = 3) -> None:
+    def __init__(self, learner: MetaLearner, mode: ModeData, episode: tuple[int, int, int], meta_batch_size: int,
+                 optimizer_kwargs: dict | None = None, iterations: int = 10, vectorized: bool = True,
+                 lr: float = 1e-3, warmup: int = 3) -> None:
         device = next(learner.parameters()).device
         if device.type != "cuda":
             raise ValueError("whole-iteration CUDA graphs need a learner on a CUDA device")
         self.learner, self.mode = learner, mode
+        ways, shots, queries = episode
         self.ways, self.shots, self.queries, self.tasks = ways, shots, queries, meta_batch_size
         self.iterations, self.vectorized = iterations, vectorized
         kwargs = {**(optimizer_kwargs or {}), "capturable": True}

@@ -86,6 +86,46 @@ def _report_error(line: str) -> None:
             handler.handle(record)
 
 
+def _prepare_composition() -> None:
+    """Before Hydra composes a command's config: the resolvers, the modules of an
+    ``imports=[...]`` override (a learner they register is a ``learner=`` option with its
+    own keys) and the schemas and group options (:func:`kml.config.register_configs`)."""
+    from kml.config import import_user_modules, register_configs
+    from kml.config.imports import imports_in
+
+    register_resolvers()
+    try:
+        import_user_modules(imports_in(sys.argv[1:]))
+    except KmlError as err:
+        _report_error(f"error: {err}")
+        sys.exit(1)
+    register_configs()
+
+
+def _run_app(app: Callable, describe: Callable) -> None:
+    """Run Hydra's ``app``; a composition error it raises that ``describe`` turns into one
+    line is printed as ``error: <line>`` with exit status 1 (``HYDRA_FULL_ERROR=1``: Hydra's
+    own report)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        app()
+        return
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print the one-line message
+    try:
+        app()
+    except Exception as err:
+        message = describe(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
 def hydra_main(config_name: str, schema: type | None = None) -> Callable:
     """``@hydra.main`` (``configs/<config_name>.yaml``) plus :func:`main_guard`, with
     Hydra's own errors made one line too.
@@ -116,28 +156,9 @@ def hydra_main(config_name: str, schema: type | None = None) -> Callable:
 
         @functools.wraps(fn)
         def entry() -> None:
-            from kml.config import register_configs
-
-            register_resolvers()
-            register_configs()
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                app()
-                return
-            previous = os.environ.get("HYDRA_FULL_ERROR")
-            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print the one-line message
-            try:
-                app()
-            except Exception as err:
-                message = None if any(err is e for e in raised_by_run) else describe_hydra_error(err, schema)
-                if message is None:
-                    raise
-                print(f"error: {message}", file=sys.stderr, flush=True)
-                sys.exit(1)
-            finally:
-                if previous is None:
-                    os.environ.pop("HYDRA_FULL_ERROR", None)
-                else:
-                    os.environ["HYDRA_FULL_ERROR"] = previous
+            _prepare_composition()
+            _run_app(app, lambda err: (None if any(err is e for e in raised_by_run)
+                                       else describe_hydra_error(err, schema, sys.argv[1:])))
 
         return entry
 

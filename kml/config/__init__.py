@@ -18,9 +18,9 @@ pass it (or plain values) down. Importing this package does not import torch.
 from kml.config.checks import ConfigError, unknown_key_message, unknown_keys
 from kml.config.compose import CONFIG_DIR, compose_run_config, register_resolvers
 from kml.config.imports import import_user_modules
+from kml.config.learner import learner_group_node, learner_options
 from kml.config.prepare import DataPathsConfig, PrepareDataConfig, resolve_prepare_config
 from kml.config.run import (
-    BackboneConfig,
     CsvLoggerConfig,
     DataConfig,
     EpisodeConfig,
@@ -36,7 +36,6 @@ from kml.config.run import (
     TensorBoardLoggerConfig,
     TrainConfig,
     WandbLoggerConfig,
-    learner_group_node,
     validate,
 )
 from kml.config.store import SCHEMAS, register_configs
@@ -58,7 +57,6 @@ from kml.config.transference import TransferenceScriptConfig, validate_transfere
 
 __all__ = [
     "CONFIG_DIR",
-    "BackboneConfig",
     "BenchScriptConfig",
     "CampaignBudget",
     "CampaignConfig",
@@ -93,6 +91,7 @@ __all__ = [
     "compose_run_config",
     "import_user_modules",
     "learner_group_node",
+    "learner_options",
     "register_configs",
     "register_resolvers",
     "resolve_prepare_config",

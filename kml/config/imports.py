@@ -7,11 +7,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from kml.config.checks import ConfigError
 
-__all__ = ["import_user_modules"]
+__all__ = ["import_user_modules", "imports_in"]
 
 
 def import_user_modules(names: Iterable[str] | None) -> None:
@@ -47,3 +47,18 @@ def import_user_modules(names: Iterable[str] | None) -> None:
         finally:
             if added and here in sys.path:
                 sys.path.remove(here)
+
+
+def imports_in(overrides: Sequence[str]) -> list[str]:
+    """The modules that an ``imports=[a,b]`` override names (the last such override).
+
+    The commands import them before composing the config, so that a learner they register
+    is a ``learner=<name>`` option with its own keys, set from the command line like a
+    built-in's (``imports=[my_learner] learner=my_learner learner.scale=5``).
+    """
+    names: list[str] = []
+    for override in overrides:
+        key, _, value = str(override).lstrip("+").partition("=")
+        if key == "imports":
+            names = [part.strip().strip("'\"") for part in value.strip().strip("[]").split(",") if part.strip()]
+    return names

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from kml.errors import KmlError
 
-__all__ = ["CONFIG_DIR", "config_dir", "register_resolvers", "group_options", "config_groups", "help_groups"]
+__all__ = ["CONFIG_DIR", "config_dir", "register_resolvers", "group_options", "config_groups", "help_groups",
+           "help_options"]
 
 
 def config_dir() -> str:
@@ -47,6 +48,7 @@ def register_resolvers() -> None:
         # --help (configs/hydra/help/kml.yaml): the command as the user runs it, and its groups
         "kml_command": (_command_of_config, False),
         "kml_config_groups": (help_groups, False),
+        "kml_declared_options": (help_options, False),
     }
     for name, (resolver, use_cache) in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -121,3 +123,27 @@ def help_groups(config_name: str) -> str:
     """The ``--help`` section of a command's config groups: one ``group: options`` line each."""
     lines = [f"{group}: {', '.join(group_options(group))}" for group in config_groups(config_name)]
     return "\n".join(lines) if lines else "(none: this command takes config keys only)"
+
+
+def help_options(config_name: str) -> str:
+    """The ``--help`` section of the run config's declared settings: each registered
+    learner's own options, the backbone's and the modulation's, one ``key: type = default
+    # doc`` line each, read from their declarations (""for the other commands)."""
+    if config_name != "config":
+        return ""
+    import dataclasses
+
+    import kml.catalogue  # noqa: F401  (the built-in learners register)
+    from kml.backbone_spec import BackboneSpec
+    from kml.modulation_spec import ModulationSpec
+    from kml.options import option_lines
+    from kml.registry import LEARNERS
+
+    lines = ["== Declared options (their defaults; learner=<name> selects a learner's) =="]
+    for name in LEARNERS.names():
+        options = LEARNERS.get(name).Options
+        lines += [f"learner={name}:"] + (option_lines(options, "  learner.") if dataclasses.fields(options)
+                                         else ["  (no options of its own)"])
+    lines += ["every learner:"] + option_lines(BackboneSpec, "  learner.backbone.")
+    lines += ["every modulation:"] + option_lines(ModulationSpec, "  modulation.")
+    return "\n".join(lines)

@@ -11,31 +11,31 @@ checked against their registries, after the modules listed in ``imports`` are im
 
 from __future__ import annotations
 
+import collections.abc
+import copy
+import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
 from kml.config.imports import import_user_modules
+from kml.config.learner import LearnerConfig, SpecialistConfig, check_learner
 from kml.config.resolvers import CONFIG_DIR, register_resolvers
 from kml.modulation_spec import ModulationSpec
 from kml.recipes import (
-    BATCH_NORMS,
     DEFAULT_LEARNER,
     EPISODE_DEFAULTS,
     PER_TASK_CONVS,
     PROTOCOLS,
-    PROTOTYPE_REFINEMENTS,
-    QUERY_MODULATIONS,
     RECIPES,
-    plain,
 )
 
 __all__ = [
     "EpisodeConfig",
     "ModeConfig",
-    "BackboneConfig",
     "SpecialistConfig",
     "LearnerConfig",
     "ModulationConfig",
@@ -50,7 +50,6 @@ __all__ = [
     "LoggerConfig",
     "RunConfig",
     "validate",
-    "learner_group_node",
 ]
 
 
@@ -70,64 +69,6 @@ class ModeConfig:
 
 
 _DEFAULT = RECIPES[DEFAULT_LEARNER]  # the schema's defaults: the default learner's recipe
-_MODULATION = ModulationSpec()  # the defaults of the modulation.* settings
-
-
-def backbone_default(setting: str, value: Any = None) -> Any:
-    """``value`` (a recipe's own), or for ``None`` the interpolation that resolves to the
-    selected backbone's own default of ``setting`` (``channels`` or ``style``; resolver
-    ``kml_backbone_default``, :mod:`kml.config.compose`)."""
-    if value is None:
-        return "${kml_backbone_default:${.name}," + setting + "}"
-    return list(value) if isinstance(value, (tuple, list)) else value
-
-
-@dataclass
-class BackboneConfig:
-    name: str = _DEFAULT.backbone  # conv4 | resnet12 | a registered backbone
-    # the backbone's downsampling: Conv-4 strided (MMAML/KML, its default) | maxpool (classic
-    # MAML); ResNet-12 maxpool (its only style). Default: the backbone's own
-    style: Optional[str] = backbone_default("style", _DEFAULT.style)
-    # the widths; null or the default: the backbone's own (Conv-4 32-64-128-256, ResNet-12 64-160-320-640)
-    channels: Optional[list[int]] = field(default_factory=lambda: backbone_default("channels", _DEFAULT.channels))
-    bn_affine: bool = _DEFAULT.bn_affine
-    # conv biases and KML's db(v): exactly cancelled by the batch-statistics BN after each
-    # conv; true keeps the paper's and the published code's parameters, false drops them
-    bias: bool = _DEFAULT.bias
-    pool: str = _DEFAULT.pool  # avg | flatten
-
-
-@dataclass
-class SpecialistConfig:
-    """Overrides for Multi-* specialists (one learner per mode, ``multi=true``)."""
-
-    iterations: Optional[int] = None
-    meta_batch_size: Optional[int] = None
-    inner_lr: Optional[float] = None
-    inner_steps: Optional[int] = None
-    # per-dataset overrides of iterations / meta_batch_size / inner_lr / inner_steps, e.g.
-    # {omniglot: {inner_lr: 0.4, inner_steps: 1, meta_batch_size: 10, iterations: 60000}}
-    per_dataset: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class LearnerConfig:
-    """The learner; ``learner=maml|protonet`` sets every field to that learner's recipe
-    (:mod:`kml.recipes`)."""
-
-    name: str = DEFAULT_LEARNER  # maml | protonet | a registered learner
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    # MAML only
-    inner_steps: int = _DEFAULT.inner_steps
-    inner_lr: float = _DEFAULT.inner_lr
-    eval_inner_steps: Optional[int] = None
-    first_order: bool = _DEFAULT.first_order
-    grad_clip: Optional[float] = _DEFAULT.grad_clip
-    specialist: SpecialistConfig = field(default_factory=SpecialistConfig)
-    # ProtoNet only (kml.learners.ProtoNet); the defaults are the paper's text
-    query_modulation: str = QUERY_MODULATIONS[0]  # support | query (published code: query images' embedding)
-    prototype_refinement: str = PROTOTYPE_REFINEMENTS[0]  # none | soft | published
-    batch_norm: str = BATCH_NORMS[0]  # separate | joint (support and query normalised together)
 
 
 @dataclass
@@ -138,22 +79,36 @@ class ProtocolConfig:
     name: str = PROTOCOLS[0]
 
 
-@dataclass
-class ModulationConfig:
-    name: str = "kml"  # none | film | kml | a registered modulation
-    task_dim: int = _MODULATION.task_dim
-    # the task encoder (a Conv-4); default: a Conv-4 backbone's channels, else Conv-4's 32-64-128-256
-    encoder_channels: Optional[list[int]] = None
-    hidden: list[int] = field(default_factory=lambda: list(_MODULATION.hidden))
-    # KML only
-    rank: int = _MODULATION.rank
-    factorization: str = _MODULATION.factorization  # channel | published | full (Conv-4 only)
-    identity: bool = _MODULATION.identity  # W * (1 + M); false: W * M (published code)
-    # default: kml's start (the identity modulation, a Xavier-uniform task encoder); published:
-    # the published code's (PyTorch's default init of the mask heads and the encoder; needs identity=false)
-    init: str = _MODULATION.init
-    # a registered modulation's own settings, checked by its layer class (check_spec)
-    options: dict[str, Any] = field(default_factory=dict)
+def _schema_type(tp: Any) -> Any:
+    """A spec field's type as a config schema allows it: tuples as lists, mappings as dicts."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:
+        return Optional[_schema_type(next(a for a in args if a is not type(None)))]
+    if origin is tuple:
+        return list[args[0]] if args else list
+    if origin in (dict, collections.abc.Mapping) or tp is Mapping:
+        return dict[str, Any]
+    return tp
+
+
+def _schema_default(f: dataclasses.Field) -> dataclasses.Field:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    if isinstance(default, (tuple, list, dict)):
+        value = list(default) if isinstance(default, (tuple, list)) else dict(default)
+        return field(default_factory=lambda: copy.deepcopy(value))
+    return field(default=default)
+
+
+#: the ``modulation`` section: the fields of :class:`~kml.modulation_spec.ModulationSpec`,
+#: its one declaration (types, defaults and docs), as a config schema
+ModulationConfig = dataclasses.make_dataclass(
+    "ModulationConfig",
+    [(f.name, _schema_type(t), _schema_default(f))
+     for f, t in zip(dataclasses.fields(ModulationSpec), typing.get_type_hints(ModulationSpec).values())],
+)
+ModulationConfig.__doc__ = ("The ``modulation`` section: the settings of :class:`~kml.modulation_spec.ModulationSpec` "
+                            "(their one declaration).")
+ModulationConfig.__module__ = __name__
 
 
 @dataclass
@@ -262,7 +217,8 @@ class DataConfig:
 @dataclass
 class RunConfig:
     mode: ModeConfig = field(default_factory=ModeConfig)
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    # the learner's fixed keys (LearnerConfig) and its own options, declared by its class
+    learner: Any = field(default_factory=lambda: {"name": DEFAULT_LEARNER})
     modulation: ModulationConfig = field(default_factory=ModulationConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
@@ -280,40 +236,10 @@ class RunConfig:
     imports: list[str] = field(default_factory=list)
 
 
-def learner_group_node(learner: str) -> dict:
-    """The ``learner=<learner>`` config group option: the learner's recipe as config
-    values (``learner.*`` and its ``train.*`` budget)."""
-    r = RECIPES[learner]
-    return {
-        "learner": {
-            "name": learner,
-            "backbone": {"name": r.backbone, "style": backbone_default("style", r.style),
-                         "channels": backbone_default("channels", None if r.channels is None else list(r.channels)),
-                         "bn_affine": r.bn_affine, "pool": r.pool, "bias": r.bias},
-            "inner_steps": r.inner_steps,
-            "inner_lr": r.inner_lr,
-            "first_order": r.first_order,
-            "grad_clip": r.grad_clip,
-            "specialist": {
-                "iterations": None,
-                "meta_batch_size": None,
-                "inner_lr": None,
-                "inner_steps": None,
-                **plain(r.specialist),
-            },
-        },
-        "train": {
-            "iterations": r.iterations,
-            "meta_batch_size": r.meta_batch_size,
-            "lr": r.lr,
-            "scheduler": {"step_size": r.scheduler_step_size, "gamma": r.scheduler_gamma},
-        },
-    }
-
-
 def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
     """Import the modules of ``imports``, then check ranges and consistency of a composed
-    run config: registered names, each backbone's and modulation's own settings.
+    run config: registered names, the learner's options and its backbone's and
+    modulation's settings, each by its declaration.
 
     Args:
         saved: ``cfg`` is a run's saved config (evaluated or resumed). Its protocol was
@@ -325,9 +251,9 @@ def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
         ConfigError: naming the offending key and the allowed values.
     """
     import kml.catalogue  # noqa: F401  (the built-in names register)
-    from kml.backbone import get_backbone, list_backbones
-    from kml.learners import get_learner, list_learners
-    from kml.modulation import get_modulation, list_modulations
+    from kml.backbone import list_backbones
+    from kml.modulation import list_modulations
+    from kml.registry import get_learner, list_learners
 
     register_resolvers()  # the backbone defaults of learner.backbone.channels and .style
     c = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
@@ -335,62 +261,68 @@ def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
     reject_unknown_keys(c, RunConfig)
     choice(c.learner.name, list_learners(), "learner.name", registered=True)
     choice(c.modulation.name, list_modulations(), "modulation.name", registered=True)
-    # before its defaults resolve
-    choice(c.learner.backbone.name, list_backbones(), "learner.backbone.name", registered=True)
+    backbone_name = OmegaConf.select(c, "learner.backbone.name")  # before its defaults resolve
+    choice(backbone_name, list_backbones(), "learner.backbone.name", registered=True)
     resolves(c)
-    backbone = get_backbone(c.learner.backbone.name)
-    if c.learner.backbone.style is not None:
-        choice(c.learner.backbone.style, backbone.styles, "learner.backbone.style")
-    choice(c.learner.backbone.pool, backbone.pools, "learner.backbone.pool")
-    choice(c.learner.query_modulation, QUERY_MODULATIONS, "learner.query_modulation")
-    choice(c.learner.prototype_refinement, PROTOTYPE_REFINEMENTS, "learner.prototype_refinement")
-    choice(c.learner.batch_norm, BATCH_NORMS, "learner.batch_norm")
     choice(c.protocol.name, PROTOCOLS, "protocol")
     # the protocol first: its message names the override that contradicts it
     _check_protocol(c, get_learner(c.learner.name).protocol_options, saved)
+    check_learner(c)
+    spec = _check_modulation_and_backbone(c)
+    _check_run(c)
+    if c.train.per_task_conv == "shared":
+        from kml.modulation import get_modulation
+
+        _check_shared_conv(c, get_learner(c.learner.name), get_modulation(spec.name), spec)
+
+
+def _check_modulation_and_backbone(c: DictConfig) -> ModulationSpec:
+    """The modulation's settings (its spec, and its layer's own check) and the backbone's
+    (its spec, and what the registered backbone offers); returns the spec."""
+    from kml.backbone import get_backbone
+    from kml.backbone_spec import BackboneSpec
+    from kml.modulation import get_modulation
+
     try:
         spec = ModulationSpec.from_config(c.modulation)
         layer = get_modulation(spec.name)
         if layer is not None:
             layer.check_spec(spec)
     except ValueError as err:
-        raise ConfigError(f"modulation.{err}") from None
-    channels = c.learner.backbone.channels
-    if channels is not None and (not channels or any(ch < 1 for ch in channels)):
-        raise ConfigError("learner.backbone.channels must be a non-empty list of positive integers")
+        message = str(err)
+        raise ConfigError(message if message.startswith("modulation.") else f"modulation.{message}") from None
+    b = BackboneSpec.from_config(c.learner.backbone)
+    backbone = get_backbone(b.name)
+    if b.style is not None:
+        choice(b.style, backbone.styles, "learner.backbone.style")
+    choice(b.pool, backbone.pools, "learner.backbone.pool")
     try:
-        backbone.check_options(channels=None if channels is None else list(channels), style=c.learner.backbone.style,
-                               pool=c.learner.backbone.pool, modulation=spec)
+        backbone.check_options(channels=None if b.channels is None else list(b.channels), style=b.style, pool=b.pool,
+                               modulation=spec)
     except ValueError as err:
-        raise ConfigError(f"learner.backbone.name={c.learner.backbone.name}: {err}") from None
+        raise ConfigError(f"learner.backbone.name={b.name}: {err}") from None
+    return spec
+
+
+def _check_run(c: DictConfig) -> None:
+    """The ranges and choices of the episode, training, evaluation, data and logger keys."""
     choice(c.eval.checkpoint, ("last", "best"), "eval.checkpoint")
     choice(str(c.train.vectorized).lower(), ("auto", "true", "false"), "train.vectorized")
     choice(c.eval.split, ("train", "val", "test"), "eval.split")
     choice(c.train.precision, ("fp32", "bf16"), "train.precision")
     choice(str(c.train.cuda_graphs).lower(), ("auto", "true", "false"), "train.cuda_graphs")
     choice(c.train.per_task_conv, PER_TASK_CONVS, "train.per_task_conv")
-    if c.train.per_task_conv == "shared":
-        _check_shared_conv(c, get_learner(c.learner.name), get_modulation(spec.name), spec)
-    at_least(c.episode.ways, 2, "episode.ways")
-    at_least(c.episode.shots, 1, "episode.shots")
-    at_least(c.episode.queries, 1, "episode.queries")
-    at_least(c.train.iterations, 1, "train.iterations")
-    at_least(c.train.meta_batch_size, 1, "train.meta_batch_size")
-    at_least(c.train.lr, 0, "train.lr", strict=True)
-    at_least(c.train.lr_modulation, 0, "train.lr_modulation", strict=True)
-    at_least(c.train.checkpoint_every, 1, "train.checkpoint_every")
-    at_least(c.train.log_every, 1, "train.log_every")
-    at_least(c.train.overfit_batches, 0, "train.overfit_batches")
-    at_least(c.train.scheduler.step_size, 0, "train.scheduler.step_size")
-    at_least(c.train.scheduler.gamma, 0, "train.scheduler.gamma", strict=True)
-    at_least(c.learner.inner_steps, 0, "learner.inner_steps")
-    at_least(c.learner.eval_inner_steps, 0, "learner.eval_inner_steps")
-    at_least(c.learner.inner_lr, 0, "learner.inner_lr", strict=True)
-    at_least(c.learner.grad_clip, 0, "learner.grad_clip")
-    at_least(c.eval.tasks_per_mode, 1, "eval.tasks_per_mode")
-    at_least(c.eval.batch_size, 1, "eval.batch_size")
-    at_least(c.eval.val_every, 0, "eval.val_every")
-    at_least(c.eval.val_tasks_per_mode, 1, "eval.val_tasks_per_mode")
+    for key, minimum, strict in (
+        ("episode.ways", 2, False), ("episode.shots", 1, False), ("episode.queries", 1, False),
+        ("train.iterations", 1, False), ("train.meta_batch_size", 1, False), ("train.lr", 0, True),
+        ("train.lr_modulation", 0, True), ("train.checkpoint_every", 1, False), ("train.log_every", 1, False),
+        ("train.overfit_batches", 0, False), ("train.scheduler.step_size", 0, False),
+        ("train.scheduler.gamma", 0, True), ("eval.tasks_per_mode", 1, False), ("eval.batch_size", 1, False),
+        ("eval.val_every", 0, False), ("eval.val_tasks_per_mode", 1, False), ("data.image_size", 8, False),
+        ("learner.specialist.iterations", 1, False), ("learner.specialist.meta_batch_size", 1, False),
+        ("learner.specialist.inner_lr", 0, True), ("learner.specialist.inner_steps", 0, False),
+    ):
+        at_least(OmegaConf.select(c, key), minimum, key, strict=strict)
     if c.eval.checkpoint == "best" and not c.eval.val_every:
         raise ConfigError(
             "eval.checkpoint=best tests the checkpoint with the best val accuracy, but validation is off; "
@@ -398,14 +330,8 @@ def validate(cfg: DictConfig | RunConfig, saved: bool = False) -> None:
         )
     if c.logger.wandb is not None and c.logger.wandb.mode is not None:
         choice(c.logger.wandb.mode, ("online", "offline", "disabled"), "logger.wandb.mode")
-    at_least(c.data.image_size, 8, "data.image_size")
     if not c.mode.datasets:
         raise ConfigError("mode.datasets is empty; list at least one dataset, e.g. mode.datasets=[omniglot]")
-    spec = c.learner.specialist
-    at_least(spec.iterations, 1, "learner.specialist.iterations")
-    at_least(spec.meta_batch_size, 1, "learner.specialist.meta_batch_size")
-    at_least(spec.inner_lr, 0, "learner.specialist.inner_lr", strict=True)
-    at_least(spec.inner_steps, 0, "learner.specialist.inner_steps")
 
 
 def _check_shared_conv(c: DictConfig, learner, layer, spec) -> None:
@@ -435,30 +361,19 @@ def _check_shared_conv(c: DictConfig, learner, layer, spec) -> None:
 
 def _check_protocol(c: DictConfig, protocol_options: tuple[str, ...], saved: bool) -> None:
     """The protocol options are the ProtoNet family's (the learners that list them in
-    ``protocol_options``); joint BN takes one modulation."""
+    ``protocol_options``); a run that names a protocol follows all of it; the published
+    refinement is 1-shot only."""
     if not protocol_options and c.protocol.name != PROTOCOLS[0]:
         raise ConfigError(
             f"protocol={c.protocol.name} is the published KML code's protocol, which exists for the ProtoNet "
             f"family only; use learner=protonet, or drop protocol={c.protocol.name} for learner={c.learner.name}"
         )
-    for key, default in (("query_modulation", QUERY_MODULATIONS[0]),
-                         ("prototype_refinement", PROTOTYPE_REFINEMENTS[0]), ("batch_norm", BATCH_NORMS[0])):
-        if key not in protocol_options and c.learner[key] != default:
-            raise ConfigError(
-                f"learner.{key}={c.learner[key]} is a ProtoNet option; learner={c.learner.name} takes only "
-                f"learner.{key}={default}"
-            )
     if not saved:
         _check_protocol_settings(c)
-    if c.learner.prototype_refinement == "published" and int(c.episode.shots) > 1:
+    if OmegaConf.select(c, "learner.prototype_refinement") == "published" and int(c.episode.shots) > 1:
         raise ConfigError(
             f"learner.prototype_refinement=published reproduces the published code at 1-shot only, and this run has "
             f"episode.shots={c.episode.shots}; use episode.shots=1, or learner.prototype_refinement=soft|none"
-        )
-    if c.learner.batch_norm == "joint" and c.learner.query_modulation == "query":
-        raise ConfigError(
-            "learner.batch_norm=joint normalises support and query in one pass with the support set's modulation; "
-            "it cannot be combined with learner.query_modulation=query: drop one of the two"
         )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from kml.config.learner import learner_group_node
 from kml.config.prepare import PrepareDataConfig
-from kml.config.run import RunConfig, learner_group_node
+from kml.config.run import RunConfig
 from kml.config.tools import BenchScriptConfig, CompareScriptConfig, EvalScriptConfig, ReproduceScriptConfig
 from kml.config.transference import TransferenceScriptConfig
-from kml.recipes import RECIPES
 
 __all__ = ["register_configs", "SCHEMAS"]
 
@@ -23,15 +23,18 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
-    """Register every schema, the ``learner=maml|protonet`` group options (from the
-    recipes of :mod:`kml.recipes`) and the maximising ``hydra/sweeper=optuna``.
-    Idempotent."""
+    """Register every schema, a ``learner=<name>`` group option for every registered learner
+    (its declared options and its recipe, :func:`kml.config.learner.learner_group_node`) and
+    the maximising ``hydra/sweeper=optuna``. Idempotent."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
-    for learner in RECIPES:
+    import kml.catalogue  # noqa: F401  (the built-in learners register)
+    from kml.registry import list_learners
+
+    for learner in list_learners():  # the built-ins, and learners of modules imported before composing
         store.store(group="learner", name=learner, node=learner_group_node(learner), package="_global_")
     _register_optuna_objective(store)
 

@@ -259,25 +259,15 @@ def _prepare_from(spec: DatasetSpec, sources, scratch: Path, target: Path, setti
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def prepare_folder(
-    source: str | Path,
-    name: str,
-    root: str | Path = "data",
-    image_size: int = 84,
-    split_seed: int = 0,
-    fractions: tuple[float | None, float | None] | None = None,
-    layout: str = "auto",
-    force: bool = False,
-    workers: int | None = None,
-    verbose: bool = True,
-    **deprecated: float | None,
-) -> Path:
+def prepare_folder(source: str | Path, name: str, root: str | Path = "data", image_size: int = 84,
+                   split_seed: int = 0, fractions: tuple[float | None, float | None] | None = None,
+                   layout: str = "auto", force: bool = False, workers: int | None = None, verbose: bool = True,
+                   **deprecated: float | None) -> Path:
     """Prepare a folder of your own images as dataset ``name``; return its prepared folder.
 
-    The result is stored like a built-in dataset's (``<root>/<name>/<variant>/``,
-    uint8 ``(N, image_size, image_size, 3)`` arrays and ``manifest.json``), and
-    ``name`` then works wherever a dataset name does when ``root`` is the data root
-    (:func:`kml.data.get_tasksets`, ``mode.datasets=[omniglot,<name>]``, ...).
+    Stored like a built-in dataset's (``<root>/<name>/<variant>/``: uint8
+    ``(N, image_size, image_size, 3)`` arrays, ``manifest.json``), ``name`` then works
+    wherever a dataset name does (:func:`kml.data.get_tasksets`, ``mode.datasets=[<name>]``).
 
     Args:
         source: ``<source>/<class>/*.jpg`` or ``<source>/{train,val,test}/<class>/*.jpg``
@@ -286,33 +276,26 @@ def prepare_folder(
         root: ``data.root``.
         image_size: side of the stored square images.
         split_seed: seed of the class split (``classes`` layout; given splits ignore it).
-        fractions: ``(train, val)``: the train and val splits' fractions of the classes
-            in the ``classes`` layout (``None`` for either: 0.7 and 0.15); the test split
-            gets what train and val leave. The keywords ``train_fraction=`` and
-            ``val_fraction=`` of kml 0.1 still work, with a ``DeprecationWarning``.
+        fractions: ``(train, val)`` fractions of the classes in the ``classes`` layout
+            (``None`` for either: 0.7, 0.15); test gets the rest. kml 0.1's
+            ``train_fraction=`` and ``val_fraction=`` still work, with a ``DeprecationWarning``.
         layout: ``auto``, ``classes`` or ``splits``.
-        force: prepare again even if prepared; also needed to reuse ``name`` for
-            another source, layout or fractions (the variants prepared from the old
-            ones are then removed).
+        force: prepare again even if prepared; also to reuse ``name`` for another source,
+            layout or fractions (the old variants are then removed).
         workers: decoding threads (default: up to 4, one per core).
         verbose: print progress (tqdm bar and messages on stderr).
 
     Raises:
-        DataError: a bad name, source, layout, fraction or image (named), or a name
-            already used in ``root`` for another folder. Nothing is left behind.
+        DataError: a bad name, source, layout, fraction or image (named), or a name already
+            used in ``root`` for another folder. Nothing is left behind.
     """
-    train_fraction, val_fraction = _fractions(fractions, deprecated)
-    name = check_folder_name(name)
-    size = _check_image_size(image_size)
-    root = check_root(root)
-    spec = FolderSpec.from_source(name, source, layout, train_fraction, val_fraction)
-    base = root / name
+    name, size, root = check_folder_name(name), _check_image_size(image_size), check_root(root)
+    spec = FolderSpec.from_source(name, source, layout, *_fractions(fractions, deprecated))
     spec.check_apart(root)
     scheme = spec.default_split
     split_seed = spec.split_seed_for(scheme, split_seed)
     variant = spec.variant(size, scheme, split_seed)
-    target = prepared_dir(root, name, variant)
-    stale = spec.stale_variants(root, force)
+    target, stale = prepared_dir(root, name, variant), spec.stale_variants(root, force)
 
     def done() -> bool:
         manifest = read_manifest(target)
@@ -324,12 +307,28 @@ def prepare_folder(
     listing = spec.listing(split_seed)  # every source error is raised before anything is written
     listing.check(spec.title, spec.allow_empty_splits(scheme))
     check_task_classes(name, {split: len(listing.splits[split]) for split in SPLITS})
+    if _write_folder(spec, listing, (root, variant, target), (size, scheme, split_seed), workers,
+                     lambda: not force and done(), verbose):
+        for folder in (f for f in stale if f != target):
+            shutil.rmtree(folder, ignore_errors=True)
+        counts = " / ".join(str(len(listing.splits[split])) for split in SPLITS)
+        _say(f"{name}: prepared at {target} ({counts} classes, layout {spec.layout})", verbose)
+    return target
+
+
+def _write_folder(spec: FolderSpec, listing, place: tuple, setting: tuple, workers: int | None, done, verbose) -> bool:
+    """Write a folder dataset's arrays under its lock (``place``: root, variant, target;
+    ``setting``: size, scheme, split seed); ``False`` when another process prepared it
+    meanwhile (``done()``). A dataset folder this call created is removed if it fails."""
+    root, variant, target = place
+    size, scheme, split_seed = setting
+    base = root / spec.name
     created = not base.exists()
     try:
-        with preparation_lock(root, name, variant):
-            if not force and done():
-                _say(f"{name}: already prepared at {target} (by another process)", verbose)
-                return target
+        with preparation_lock(root, spec.name, variant):
+            if done():
+                _say(f"{spec.name}: already prepared at {target} (by another process)", verbose)
+                return False
             _write_prepared(spec, listing, target, size, scheme, split_seed, [{"folder": str(spec.source)}],
                             lambda item: spec.load_image(item, size), workers or min(4, max(1, _cpu_count())),
                             verbose)
@@ -337,12 +336,7 @@ def prepare_folder(
         if created and base.is_dir() and not any(base.iterdir()):
             base.rmdir()
         raise
-    for folder in stale:
-        if folder != target:
-            shutil.rmtree(folder, ignore_errors=True)
-    counts = " / ".join(str(len(listing.splits[split])) for split in SPLITS)
-    _say(f"{name}: prepared at {target} ({counts} classes, layout {spec.layout})", verbose)
-    return target
+    return True
 
 
 def _fractions(fractions, deprecated: dict) -> tuple[float | None, float | None]:

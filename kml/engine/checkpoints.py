@@ -309,22 +309,9 @@ def load_run(
         logits = learner.predict(support, support_labels, query)   # (T, N*Q, N)
 
     Image files of your own become ``support`` and ``query`` through
-    :func:`kml.data.load_images`, which must be given the run's image size and the dataset
-    whose preprocessing the images need (a run has several: ``config.mode.datasets``; each
-    one's crop, colour, inversion and scaling are in the run's ``run_info.json`` under
-    ``data.<dataset>.preprocessing``):
-
-        from kml.data import load_images
-
-        size = config.data.image_size
-        support = load_images(["a.png", "b.png", "c.png"], size, dataset="omniglot")[None]  # (1, 3, 3, size, size)
-        query = load_images(["q1.png", "q2.png"], size, dataset="omniglot")[None]           # (1, 2, 3, size, size)
-        logits = learner.predict(support, torch.arange(3)[None], query)                     # (1, 2, 3)
-
-    ``dataset="omniglot"`` inverts the official black-on-white scans to the white-on-black
-    pixels the learner was trained on, and a one-line warning says when an image is
-    light on dark already; without ``dataset`` the files are taken as a folder dataset's
-    images (RGB, no crop, no inversion).
+    :func:`kml.data.load_images`, given the run's image size and the dataset whose
+    preprocessing the images need (``dataset="omniglot"`` inverts the official scans; see
+    its module for an example).
 
     Args:
         path: a run directory or a checkpoint file.
@@ -348,22 +335,27 @@ def load_run(
         return _load_file(path, device)
     if not path.is_dir():
         raise CheckpointError(f"{path} does not exist; pass a run directory or a checkpoint file (.pt)")
-    run_dir = path
-    config = read_run_config(run_dir)
-    if config.multi:
-        specialists = sorted(p.name for p in run_dir.joinpath("specialists").iterdir()) if run_dir.joinpath(
-            "specialists"
-        ).is_dir() else []
-        if not specialists:
-            raise CheckpointError(f"{run_dir} is a Multi-* run without specialists/; it saved no checkpoint yet")
-        chosen = mode or specialists[0]
-        if chosen not in specialists:
-            raise CheckpointError(f"{run_dir} has no specialist for mode {chosen!r}; it has: {', '.join(specialists)}")
-        path = resolve_checkpoint(run_dir / "specialists" / chosen, checkpoint)
-    else:
-        path = resolve_checkpoint(run_dir, checkpoint)
+    config = read_run_config(path)
+    chosen = _specialist(path, mode) if config.multi else None
+    path = resolve_checkpoint(path / "specialists" / chosen if chosen else path, checkpoint)
     state = load_checkpoint(path, map_location="cpu")
-    return _loaded(path, state, config, chosen if config.multi else None, device)
+    return _loaded(path, state, config, chosen, device)
+
+
+def _specialist(run_dir: Path, mode: str | None) -> str:
+    """The specialist of a Multi-* run to load: ``mode``'s, or the first.
+
+    Raises:
+        CheckpointError: the run has no specialists yet, or none for ``mode``.
+    """
+    folder = run_dir / "specialists"
+    specialists = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if not specialists:
+        raise CheckpointError(f"{run_dir} is a Multi-* run without specialists/; it saved no checkpoint yet")
+    chosen = mode or specialists[0]
+    if chosen not in specialists:
+        raise CheckpointError(f"{run_dir} has no specialist for mode {chosen!r}; it has: {', '.join(specialists)}")
+    return chosen
 
 
 def _load_file(path: Path, device: str | torch.device) -> LoadedRun:

@@ -8,9 +8,12 @@ import copy
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kml.backbone_spec import BackboneSpec
 from kml.config import ConfigError, register_resolvers
 from kml.config.imports import import_user_modules
+from kml.config.learner import learner_options
 from kml.learners import MetaLearner, build_learner
+from kml.modulation_spec import ModulationSpec
 
 __all__ = ["build_learner_from_config", "specialist_config", "tasksets_for", "data_provenance_for"]
 
@@ -48,42 +51,19 @@ def specialist_config(cfg: DictConfig, dataset: str) -> DictConfig:
 
 def build_learner_from_config(cfg: DictConfig, dataset: str | None = None) -> MetaLearner:
     """The learner described by ``cfg`` (for a Multi-* specialist: of ``dataset``), after
-    importing the modules of its ``imports``."""
+    importing the modules of its ``imports``: its modulation and backbone specs and its own
+    options, each read from the config by its declaration."""
     register_resolvers()
     import_user_modules(cfg.get("imports"))
     if dataset is not None:
         cfg = specialist_config(cfg, dataset)
-    backbone = cfg.learner.backbone
-    modulation = cfg.modulation
-    options = modulation.get("options")
     return build_learner(
         cfg.learner.name,
-        modulation.name,
-        ways=cfg.episode.ways,
-        in_channels=3,
-        image_size=cfg.data.image_size,
-        backbone=backbone.get("name", "conv4"),
-        channels=None if backbone.channels is None else list(backbone.channels),
-        style=backbone.style,
-        bn_affine=backbone.bn_affine,
-        bias=backbone.bias,
-        pool=backbone.pool,
-        task_dim=modulation.task_dim,
-        encoder_channels=list(modulation.encoder_channels) if modulation.encoder_channels else None,
-        hidden=list(modulation.hidden),
-        rank=modulation.rank,
-        factorization=modulation.factorization,
-        identity=modulation.identity,
-        init=modulation.init,
-        modulation_options=OmegaConf.to_container(options, resolve=True) if options else None,
-        inner_steps=cfg.learner.inner_steps,
-        inner_lr=cfg.learner.inner_lr,
-        first_order=cfg.learner.first_order,
-        grad_clip=cfg.learner.grad_clip,
-        eval_inner_steps=cfg.learner.eval_inner_steps,
-        query_modulation=cfg.learner.query_modulation,
-        prototype_refinement=cfg.learner.prototype_refinement,
-        batch_norm=cfg.learner.batch_norm,
+        ModulationSpec.from_config(cfg.modulation),
+        ways=int(cfg.episode.ways),
+        image_size=int(cfg.data.image_size),
+        backbone=BackboneSpec.from_config(cfg.learner.backbone),
+        **learner_options(cfg.learner),
     )
 
 

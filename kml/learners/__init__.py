@@ -14,17 +14,33 @@ learner         modulation    method (paper name)
 Learners, modulations and backbones are registries (:func:`register_learner`,
 :func:`kml.modulation.register_modulation`, :func:`kml.backbone.register_backbone`):
 a class registered in a user's own module is built by :func:`build_learner` and named
-by :func:`method_name` like the built-ins (``docs/extending.md``).
+by :func:`method_name` like the built-ins (``docs/extending.md``). :func:`build_learner`
+takes a learner's name and its own options, the modulation as a name or a
+:class:`~kml.modulation_spec.ModulationSpec` and the backbone as a name or a
+:class:`~kml.backbone_spec.BackboneSpec`:
+
+    build_learner("protonet", "kml", ways=5, image_size=32)
+    build_learner("protonet", ModulationSpec("kml", rank=2), backbone=BackboneSpec(channels=(64, 64, 64, 64)),
+                  prototype_refinement="soft")
+    build_learner("maml", "film", inner_steps=3)
+
+kml 0.1's keywords that set the modulation (``task_dim``, ``hidden``, ``rank``,
+``factorization``, ``identity``, ``init``, ``encoder_channels``, ``modulation_options``, and
+``generator_hidden``, ``kml_rank``, ``kml_factorization``, ``kml_identity``) or the backbone
+(``channels``, ``style``, ``bn_affine``, ``bias``, ``pool``) still work for this minor
+version, with a ``DeprecationWarning`` that names the new call.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import kml.catalogue  # noqa: F401  (the built-in learners, backbones and modulations register)
 from kml.backbone import get_backbone, modulation_spec
+from kml.backbone_spec import BackboneSpec
 from kml.learners.base import (
+    LearnerOptions,
     LearnerOutput,
     MetaLearner,
     get_learner,
@@ -32,31 +48,30 @@ from kml.learners.base import (
     register_learner,
     upgrade_state_dict,
 )
-from kml.learners.maml import MAML
+from kml.learners.maml import MAML, MAMLOptions
 from kml.learners.protonet import (
     ProtoNet,
+    ProtoNetOptions,
     prototypes,
     published_refined_prototypes,
     soft_refined_prototypes,
     squared_euclidean_logits,
 )
 from kml.modulation import get_modulation
+from kml.modulation_spec import ModulationSpec
 from kml.nets import TaskEncoder
-from kml.recipes import (
-    BATCH_NORMS,
-    MODULATION_DEFAULTS,
-    PROTOTYPE_REFINEMENTS,
-    QUERY_MODULATIONS,
-    RECIPES,
-    Recipe,
-    recipe,
-)
+from kml.recipes import RECIPES, Recipe, recipe
 
 __all__ = [
     "LearnerOutput",
+    "LearnerOptions",
     "MetaLearner",
     "MAML",
+    "MAMLOptions",
     "ProtoNet",
+    "ProtoNetOptions",
+    "BackboneSpec",
+    "ModulationSpec",
     "prototypes",
     "squared_euclidean_logits",
     "soft_refined_prototypes",
@@ -80,12 +95,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'kml.learners' has no attribute {name!r}")
 
 
-# names build_learner took in kml 0.1
-_RENAMED = {"generator_hidden": "hidden", "kml_rank": "rank", "kml_factorization": "factorization",
-            "kml_identity": "identity"}
-_UNSET = object()
-
-
 def method_name(learner: str, modulation: str, multi: bool = False) -> str:
     """The paper's name of a method, e.g. ``("maml", "kml") -> "MMAML+KML"``;
     ``multi=True`` gives the per-mode specialists ``Multi-MAML`` / ``Multi-ProtoNet``.
@@ -105,134 +114,101 @@ def method_name(learner: str, modulation: str, multi: bool = False) -> str:
 
 def build_learner(
     learner: str,
-    modulation: str = "none",
+    modulation: str | ModulationSpec = "none",
     ways: int = 5,
     *,
     in_channels: int = 3,
     image_size: int = 84,
-    channels: Sequence[int] | None = None,
-    style: str | None = None,
-    bn_affine: bool | None = None,
-    bias: bool | None = None,
-    pool: str | None = None,
-    task_dim: int = MODULATION_DEFAULTS.task_dim,
-    encoder_channels: Sequence[int] | None = None,
-    hidden: Sequence[int] = MODULATION_DEFAULTS.hidden,
-    rank: int = MODULATION_DEFAULTS.rank,
-    factorization: str = MODULATION_DEFAULTS.factorization,
-    identity: bool = MODULATION_DEFAULTS.identity,
-    init: str = MODULATION_DEFAULTS.init,
-    inner_steps: int | None = None,
-    inner_lr: float | None = None,
-    first_order: bool | None = None,
-    grad_clip: float | None | object = _UNSET,
-    eval_inner_steps: int | None = None,
-    query_modulation: str = QUERY_MODULATIONS[0],
-    prototype_refinement: str = PROTOTYPE_REFINEMENTS[0],
-    batch_norm: str = BATCH_NORMS[0],
-    backbone: str | None = None,
-    modulation_options: Mapping[str, Any] | None = None,
-    **renamed,
+    backbone: str | BackboneSpec | None = None,
+    **options: Any,
 ) -> MetaLearner:
     """Build any of the six methods with the paper's recipe (:mod:`kml.recipes`), or a
-    registered learner, modulation and backbone of a user's own.
+    registered learner, modulation and backbone of a user's own, as torchvision's
+    ``get_model(name, **config)`` builds a model (examples in this module's docstring).
 
     Args:
         learner: ``"maml"``, ``"protonet"`` or a registered learner (:func:`list_learners`).
         modulation: ``"none"``, ``"film"``, ``"kml"`` or a registered modulation
-            (:func:`kml.modulation.list_modulations`).
-        ways: classes per task (MAML's head).
+            (:func:`kml.modulation.list_modulations`) with the default settings, or a
+            :class:`~kml.modulation_spec.ModulationSpec` (task embedding size, KML's rank,
+            factorisation, ``W * M``, init, the task encoder's widths, ...).
+        ways: classes per task (the head of a learner with one, MAML's).
         in_channels: the images' channels. Default: 3.
         image_size: the images' height and width. Default: 84.
-        channels: the backbone's widths. Default: the backbone's own (Conv-4's
-            32-64-128-256).
-        style: the backbone's style (Conv-4: ``"strided"`` or ``"maxpool"``). Default:
-            the backbone's own.
-        bn_affine: learnable BN scale and shift. Default: the learner's recipe (MAML: no;
-            ProtoNet: yes), the same values as ``learner=maml|protonet`` on the command line.
-        pool: ``"avg"`` or ``"flatten"`` features. Default: the recipe's (MAML: average
-            pool; ProtoNet: flattened features).
-        bias: conv biases. Default: the recipe's (kept).
         backbone: ``"conv4"``, ``"resnet12"`` or a registered backbone
-            (:func:`kml.backbone.list_backbones`). Default: the recipe's, ``"conv4"``.
-        task_dim: the task embedding's size. Default: 128.
-        encoder_channels: the widths of the task encoder, a strided Conv-4. Default: a
-            Conv-4 backbone's ``channels``; Conv-4's 32-64-128-256 for other backbones.
-        hidden: hidden sizes of the generator MLPs (:class:`~kml.modulation.KernelGenerator`,
-            as ``modulation.hidden``). Default: ``()``.
-        rank: KML's rank (``modulation.rank``). Default: 1.
-        factorization: KML's factorization (``modulation.factorization``). Default:
-            ``"channel"``.
-        identity: ``W * (1 + M)`` or ``W * M`` (``modulation.identity``). Default: ``True``.
-        init: how the generators and the task encoder start (``modulation.init``):
-            ``"default"`` or ``"published"`` (:class:`~kml.modulation_spec.ModulationSpec`).
-        modulation_options: a registered modulation's own settings (``modulation.options``),
-            checked by its layer class.
-        inner_steps: MAML's inner steps (default: the recipe's); ignored by ProtoNet.
-        inner_lr: MAML's inner learning rate (default: the recipe's).
-        first_order: first-order MAML (default: the recipe's, second order).
-        grad_clip: MAML's inner gradient clamp (default: the recipe's, 20).
-        eval_inner_steps: MAML's inner steps in eval mode (default: ``inner_steps``).
-        query_modulation: ProtoNet's ``"support"`` (the paper) or ``"query"`` (see
-            :class:`~kml.learners.ProtoNet`). A learner without the protocol options (MAML)
-            accepts only the defaults, which are the paper's text.
-        prototype_refinement: ProtoNet's ``"none"``, ``"soft"`` or ``"published"``.
-        batch_norm: ProtoNet's ``"separate"`` or ``"joint"`` batch statistics.
+            (:func:`kml.backbone.list_backbones`), or a
+            :class:`~kml.backbone_spec.BackboneSpec` (widths, style, BN affine, biases,
+            pooling); ``None`` and every ``None`` setting: the learner's recipe's.
+        **options: the learner's own options, fields of its ``Options``
+            (:class:`MAMLOptions`: ``inner_steps``, ``inner_lr``, ...;
+            :class:`ProtoNetOptions`: ``query_modulation``, ``prototype_refinement``,
+            ``batch_norm``); missing ones take their defaults.
 
-    The names ``generator_hidden``, ``kml_rank``, ``kml_factorization`` and
-    ``kml_identity`` of kml 0.1 are still accepted, with a ``DeprecationWarning``.
+    kml 0.1's keywords of the modulation and the backbone (``task_dim=``, ``rank=``,
+    ``channels=``, ...) still work for this minor version, with a ``DeprecationWarning``.
 
     Raises:
         kml.registry.UnknownNameError: an unregistered learner, modulation or backbone (a
             ``ValueError`` listing the registered names).
+        kml.options.OptionError: an option the learner does not have (the message lists
+            its options) or a value it refuses (a ``ValueError``, one line).
     """
-    if renamed:
-        unknown = sorted(set(renamed) - set(_RENAMED))
-        if unknown:
-            raise TypeError(f"build_learner() got unexpected keyword argument(s) {', '.join(unknown)}")
-        for old in renamed:
-            warnings.warn(f"build_learner({old}=...) is now {_RENAMED[old]}=...", DeprecationWarning, stacklevel=2)
-        hidden = renamed.get("generator_hidden", hidden)
-        rank = renamed.get("kml_rank", rank)
-        factorization = renamed.get("kml_factorization", factorization)
-        identity = renamed.get("kml_identity", identity)
     learner_class = get_learner(learner)
-    r = learner_class.recipe
-    spec = modulation_spec(modulation, dict(task_dim=task_dim, hidden=tuple(hidden), rank=rank,
-                                            factorization=factorization, identity=identity, init=init,
-                                            options=dict(modulation_options or {})))
-    protocol = {"query_modulation": query_modulation, "prototype_refinement": prototype_refinement,
-                "batch_norm": batch_norm}
-    defaults = {"query_modulation": QUERY_MODULATIONS[0], "prototype_refinement": PROTOTYPE_REFINEMENTS[0],
-                "batch_norm": BATCH_NORMS[0]}
-    changed = [f"{k}={v!r}" for k, v in protocol.items()
-               if v != defaults[k] and k not in learner_class.protocol_options]
-    if changed:
-        raise ValueError(
-            f"{', '.join(changed)}: these protocol options are ProtoNet's; {learner_class.display_name} has none"
-        )
-    backbone_class = get_backbone(r.backbone if backbone is None else backbone)
-    net = backbone_class.from_options(
-        in_channels=in_channels,
-        channels=r.channels if channels is None else tuple(channels),
-        style=r.style if style is None else style,
-        bn_affine=r.bn_affine if bn_affine is None else bn_affine,
-        bias=r.bias if bias is None else bias,
-        pool=r.pool if pool is None else pool,
-        num_classes=ways if learner_class.uses_head else None,
-        image_size=image_size,
-        modulation=spec,
+    spec, backbone_spec, options = _legacy_keywords(modulation, backbone, options)
+    learner_options = learner_class.resolve_options(None, options)
+    spec = modulation_spec(spec, {})
+    b = backbone_spec.with_recipe(learner_class.recipe)
+    net = get_backbone(b.name).from_options(
+        in_channels=in_channels, channels=b.channels, style=b.style, bn_affine=b.bn_affine, bias=b.bias,
+        pool=b.pool, num_classes=ways if learner_class.uses_head else None, image_size=image_size, modulation=spec,
     )
     encoder = None
     if spec.name != "none":
-        encoder = TaskEncoder(in_channels, tuple(encoder_channels or net.encoder_channels()), task_dim, image_size,
-                              init=spec.init)
-    options = {
-        "inner_steps": r.inner_steps if inner_steps is None else inner_steps,
-        "inner_lr": r.inner_lr if inner_lr is None else inner_lr,
-        "first_order": r.first_order if first_order is None else first_order,
-        "grad_clip": r.grad_clip if grad_clip is _UNSET else grad_clip,
-        "eval_inner_steps": eval_inner_steps,
-        **protocol,
-    }
-    return learner_class.from_options(net, encoder, options)
+        encoder = TaskEncoder(in_channels, tuple(spec.encoder_channels or net.encoder_channels()), spec.task_dim,
+                              image_size, init=spec.init)
+    return learner_class.from_options(net, encoder, learner_options)
+
+
+#: build_learner's keywords of kml 0.1 that set the modulation, by ModulationSpec field
+_MODULATION_KEYWORDS = {"task_dim": "task_dim", "hidden": "hidden", "rank": "rank", "factorization": "factorization",
+                        "identity": "identity", "init": "init", "encoder_channels": "encoder_channels",
+                        "modulation_options": "options", "generator_hidden": "hidden", "kml_rank": "rank",
+                        "kml_factorization": "factorization", "kml_identity": "identity"}
+#: build_learner's keywords of kml 0.1 that set the backbone (BackboneSpec fields)
+_BACKBONE_KEYWORDS = ("channels", "style", "bn_affine", "bias", "pool")
+
+
+def _legacy_keywords(modulation: str | ModulationSpec, backbone: str | BackboneSpec | None,
+                     options: Mapping[str, Any]) -> tuple[ModulationSpec, BackboneSpec, dict[str, Any]]:
+    """The modulation and backbone specs, and the learner's options, from ``build_learner``'s
+    arguments; kml 0.1's modulation and backbone keywords move into the specs, with a
+    ``DeprecationWarning``.
+
+    Raises:
+        TypeError: a spec together with keywords of the same settings.
+    """
+    options = dict(options)
+    moved = {key: options.pop(key) for key in list(options) if key in _MODULATION_KEYWORDS}
+    built = {key: options.pop(key) for key in list(options) if key in _BACKBONE_KEYWORDS}
+    if isinstance(modulation, ModulationSpec):
+        if moved:
+            raise TypeError(f"pass {', '.join(sorted(moved))} in the ModulationSpec, not as keywords")
+        spec = modulation
+    else:
+        fields = {_MODULATION_KEYWORDS[k]: v for k, v in moved.items() if v is not None or k == "encoder_channels"}
+        spec = ModulationSpec(name=modulation, **fields)
+    if isinstance(backbone, BackboneSpec):
+        if built:
+            raise TypeError(f"pass {', '.join(sorted(built))} in the BackboneSpec, not as keywords")
+        backbone_spec = backbone
+    else:
+        backbone_spec = BackboneSpec(name=backbone, **built)
+    if moved or built:
+        new = []
+        if moved:
+            new.append(f"ModulationSpec({modulation!r}, {', '.join(f'{_MODULATION_KEYWORDS[k]}=...' for k in moved)})")
+        if built:
+            new.append(f"backbone=BackboneSpec({', '.join(f'{k}=...' for k in built)})")
+        warnings.warn(f"build_learner({', '.join(f'{k}=...' for k in (*moved, *built))}) is now "
+                      f"build_learner(learner, {', '.join(new)}, ...)", DeprecationWarning, stacklevel=3)
+    return spec, backbone_spec, options

@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn as nn
@@ -15,10 +15,29 @@ from torch import Tensor
 
 from kml.backbone import Backbone
 from kml.nets import TaskEncoder
+from kml.options import options_from
 from kml.recipes import RECIPES, Recipe
 from kml.registry import LEARNERS, get_learner, list_learners
 
-__all__ = ["LearnerOutput", "MetaLearner", "upgrade_state_dict", "register_learner", "get_learner", "list_learners"]
+__all__ = [
+    "LearnerOutput",
+    "LearnerOptions",
+    "MetaLearner",
+    "upgrade_state_dict",
+    "register_learner",
+    "get_learner",
+    "list_learners",
+]
+
+
+@dataclass(frozen=True)
+class LearnerOptions:
+    """The options of a learner: its class's ``Options``, a frozen dataclass whose fields
+    (written with :func:`kml.options.option`: type, default, one line of doc) are the
+    learner's settings, ``learner.<field>`` in a run config and keywords of
+    :func:`kml.learners.build_learner`. A subclass checks its values in ``__post_init__``
+    (a ``ValueError`` that starts with the field, ``"inner_steps=-1 is out of range: ..."``).
+    This base declares none."""
 
 
 @dataclass
@@ -103,9 +122,14 @@ class MetaLearner(nn.Module, abc.ABC):
     #: that every convolution has a kernel per task; ``False``: one backbone weight for
     #: all tasks (ProtoNet), which ``train.per_task_conv=shared`` needs
     per_task_weights: bool = True
+    #: the learner's options (:class:`LearnerOptions`): the one declaration of its settings
+    Options: ClassVar[type[LearnerOptions]] = LearnerOptions
 
-    def __init__(self, backbone: Backbone, encoder: TaskEncoder | None = None) -> None:
+    def __init__(self, backbone: Backbone, encoder: TaskEncoder | None = None,
+                 options: LearnerOptions | None = None, **fields: Any) -> None:
         super().__init__()
+        #: the learner's options (``options``, or one made of ``fields``: option names as keywords)
+        self.options = self.resolve_options(options, fields)
         if (encoder is None) != (backbone.modulation == "none"):
             raise ValueError(
                 "a modulated backbone needs a task encoder and a plain one none; got "
@@ -120,11 +144,28 @@ class MetaLearner(nn.Module, abc.ABC):
         self._register_load_state_dict_pre_hook(_upgrade_state_dict_hook)
 
     @classmethod
-    def from_options(cls, backbone: Backbone, encoder: TaskEncoder | None, options: Mapping[str, Any]) -> "MetaLearner":
-        """The learner of :func:`kml.learners.build_learner`: ``options`` holds every learner
-        option of ``build_learner`` (``inner_steps``, ..., ``batch_norm``), recipe defaults
-        resolved; a learner reads those it has. The default reads none."""
-        return cls(backbone, encoder)
+    def resolve_options(cls, options: LearnerOptions | None, fields: Mapping[str, Any]) -> LearnerOptions:
+        """``options`` (an instance of :attr:`Options`), or one made of ``fields`` (option
+        names as keywords; missing ones take their defaults).
+
+        Raises:
+            ValueError: an unknown option (the message lists the learner's options) or a
+                value the options refuse, in one line.
+            TypeError: both ``options`` and ``fields``, or ``options`` of another type.
+        """
+        if options is not None:
+            if fields:
+                raise TypeError(f"pass {cls.__name__}'s options once: options=... or keywords, not both")
+            if not isinstance(options, cls.Options):
+                raise TypeError(f"options must be {cls.Options.__name__}, got {type(options).__name__}")
+            return options
+        return options_from(cls.Options, fields, "learner", f"learner {cls.learner_name or cls.__name__}")
+
+    @classmethod
+    def from_options(cls, backbone: Backbone, encoder: TaskEncoder | None, options: LearnerOptions) -> "MetaLearner":
+        """The learner of :func:`kml.learners.build_learner` with its ``options`` (an
+        instance of :attr:`Options`). The default passes them to the constructor."""
+        return cls(backbone, encoder, options)
 
     @property
     def modulation(self) -> str:

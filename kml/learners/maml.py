@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Mapping
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from kml.backbone import Backbone
-from kml.learners.base import MetaLearner, register_learner
+from kml.learners.base import LearnerOptions, MetaLearner, register_learner
 from kml.nets import TaskEncoder
+from kml.options import option
 
-__all__ = ["MAML"]
+__all__ = ["MAML", "MAMLOptions"]
+
+
+@dataclass(frozen=True)
+class MAMLOptions(LearnerOptions):
+    """MAML's inner loop (``learner.*``); the defaults are the published recipe (MMAML)."""
+
+    inner_steps: int = option(5, "inner SGD steps on the support loss (training)")
+    inner_lr: float = option(0.05, "the inner SGD step size alpha")
+    first_order: bool = option(False, "drop the second-order terms (first-order MAML)")
+    grad_clip: Optional[float] = option(20.0, "each inner gradient element clamped to [-grad_clip, grad_clip]; "
+                                              "null or 0: off")
+    eval_inner_steps: Optional[int] = option(None, "inner steps at evaluation; null: inner_steps")
+
+    def __post_init__(self) -> None:
+        if self.inner_steps < 0:
+            raise ValueError(f"inner_steps={self.inner_steps} is out of range: it must be >= 0")
+        if not self.inner_lr > 0:
+            raise ValueError(f"inner_lr={self.inner_lr} is out of range: it must be > 0")
+        if self.grad_clip is not None and self.grad_clip < 0:
+            raise ValueError(f"grad_clip={self.grad_clip} is out of range: it must be >= 0 (or null: off)")
+        if self.eval_inner_steps is not None and self.eval_inner_steps < 0:
+            raise ValueError(f"eval_inner_steps={self.eval_inner_steps} is out of range: it must be >= 0")
 
 
 @register_learner("maml", recipe="maml", display_name="MAML")
@@ -37,51 +61,27 @@ class MAML(MetaLearner):
             :class:`~kml.resnet.ResNet12`, ...) with a ``num_classes``-way head (FiLM- or
             kernel-modulated for MMAML / MMAML+KML).
         encoder: the task encoder of a modulated backbone (``None`` for MAML).
-        inner_steps: inner SGD steps (training); ``eval_inner_steps`` at evaluation
-            (default: the same).
-        inner_lr: inner learning rate ``alpha``.
-        first_order: drop second-order terms (FOMAML).
-        grad_clip: element-wise clamp of inner gradients (``None`` or 0: off).
+        options: the inner loop (:class:`MAMLOptions`), or its fields as keywords
+            (``MAML(net, inner_steps=3)``); missing ones take their defaults, the published
+            recipe.
     """
 
     uses_head = True
     per_task_weights = True
+    Options = MAMLOptions
 
-    def __init__(
-        self,
-        backbone: Backbone,
-        encoder: TaskEncoder | None = None,
-        inner_steps: int = 5,
-        inner_lr: float = 0.05,
-        first_order: bool = False,
-        grad_clip: float | None = 20.0,
-        eval_inner_steps: int | None = None,
-    ) -> None:
-        super().__init__(backbone, encoder)
+    def __init__(self, backbone: Backbone, encoder: TaskEncoder | None = None, options: MAMLOptions | None = None,
+                 **fields: Any) -> None:
+        super().__init__(backbone, encoder, options, **fields)
         if backbone.num_classes is None:
             raise ValueError("MAML needs a backbone with a classification head (num_classes)")
-        if inner_steps < 0:
-            raise ValueError(f"inner_steps must be >= 0, got {inner_steps}")
-        self.inner_steps = inner_steps
-        self.eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
-        self.inner_lr = inner_lr
-        self.first_order = first_order
-        self.grad_clip = grad_clip
+        o = self.options
+        self.inner_steps = o.inner_steps
+        self.eval_inner_steps = o.inner_steps if o.eval_inner_steps is None else o.eval_inner_steps
+        self.inner_lr = o.inner_lr
+        self.first_order = o.first_order
+        self.grad_clip = o.grad_clip
         self._backbone_shapes = {name: tuple(p.shape) for name, p in backbone.named_adaptable_parameters()}
-
-    @classmethod
-    def from_options(cls, backbone: Backbone, encoder: TaskEncoder | None, options: Mapping[str, Any]) -> "MAML":
-        """MAML with ``options``' inner loop (``inner_steps``, ``inner_lr``, ``first_order``,
-        ``grad_clip``, ``eval_inner_steps``)."""
-        return cls(
-            backbone,
-            encoder,
-            inner_steps=options["inner_steps"],
-            inner_lr=options["inner_lr"],
-            first_order=options["first_order"],
-            grad_clip=options["grad_clip"],
-            eval_inner_steps=options["eval_inner_steps"],
-        )
 
     def default_ways(self, support_labels: Tensor) -> int:
         return self.backbone.num_classes

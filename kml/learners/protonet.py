@@ -17,18 +17,21 @@ statistics). Three options reproduce the published KML code's protocol
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from kml.backbone import Backbone
-from kml.learners.base import MetaLearner, register_learner
+from kml.learners.base import LearnerOptions, MetaLearner, register_learner
 from kml.nets import TaskEncoder
+from kml.options import option
 from kml.recipes import BATCH_NORMS, PROTOTYPE_REFINEMENTS, QUERY_MODULATIONS
 
 __all__ = [
+    "ProtoNetOptions",
     "ProtoNet",
     "prototypes",
     "squared_euclidean_logits",
@@ -167,6 +170,32 @@ def published_refined_prototypes(
 _REFINEMENTS = {"soft": soft_refined_prototypes, "published": published_refined_prototypes}
 
 
+@dataclass(frozen=True)
+class ProtoNetOptions(LearnerOptions):
+    """ProtoNet's protocol (``learner.*``); the defaults are the paper's text, the other
+    values the published KML code's (``protocol=published``, docs/modulation.md)."""
+
+    query_modulation: str = option(QUERY_MODULATIONS[0], "what modulates the query features: support (the paper: "
+                                                         "the support set's embedding) | query (the published code: "
+                                                         "the query images' own embedding)")
+    prototype_refinement: str = option(PROTOTYPE_REFINEMENTS[0], "none (support class means) | soft (one soft "
+                                                                 "k-means step with the query features) | published "
+                                                                 "(the published code's step; 1-shot)")
+    batch_norm: str = option(BATCH_NORMS[0], "separate (support and query each with their own batch statistics) "
+                                             "| joint (one pass over both)")
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("query_modulation", QUERY_MODULATIONS), ("prototype_refinement", PROTOTYPE_REFINEMENTS),
+                              ("batch_norm", BATCH_NORMS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; use one of: {', '.join(allowed)}")
+        if self.batch_norm == "joint" and self.query_modulation == "query":
+            raise ValueError(
+                "batch_norm=joint runs support and query through one modulated pass; it cannot be combined with "
+                "query_modulation=query: drop one of the two"
+            )
+
+
 @register_learner("protonet", recipe="protonet", display_name="ProtoNet")
 class ProtoNet(MetaLearner):
     """ProtoNet: classify queries by the negative squared Euclidean distance of their
@@ -176,56 +205,29 @@ class ProtoNet(MetaLearner):
         backbone: a :class:`~kml.backbone.Backbone` without a head (``num_classes=None``),
             FiLM- or kernel-modulated for MProtoNet / MProtoNet+KML.
         encoder: the task encoder of a modulated backbone (``None`` for ProtoNet).
-        query_modulation: ``"support"`` (the paper: the support set's task embedding
-            modulates the query features too) or ``"query"`` (the published code: the
-            query features are modulated by the embedding of the query images). No effect
-            without an encoder. Default: ``"support"``.
-        prototype_refinement: ``"none"`` (support class means), ``"soft"``
-            (:func:`soft_refined_prototypes`) or ``"published"``
-            (:func:`published_refined_prototypes`); at training and evaluation alike.
-            Default: ``"none"``.
-        batch_norm: ``"separate"`` (support and query each normalised with their own batch
-            statistics) or ``"joint"`` (one backbone pass over support and query, so their
-            joint statistics). ``"joint"`` needs ``query_modulation="support"``.
-            Default: ``"separate"``.
+        options: the protocol (:class:`ProtoNetOptions`), or its fields as keywords
+            (``ProtoNet(net, prototype_refinement="soft")``): ``query_modulation``
+            (``"support"``, the paper, or ``"query"``: the published code modulates the query
+            features by the embedding of the query images; no effect without an encoder),
+            ``prototype_refinement`` (``"none"``, ``"soft"``: :func:`soft_refined_prototypes`,
+            or ``"published"``: :func:`published_refined_prototypes`; at training and
+            evaluation alike) and ``batch_norm`` (``"separate"`` or ``"joint"``: one backbone
+            pass over support and query, so their joint statistics; needs
+            ``query_modulation="support"``).
     """
 
     protocol_options = ("query_modulation", "prototype_refinement", "batch_norm")
     per_task_weights = False
+    Options = ProtoNetOptions
 
-    def __init__(
-        self,
-        backbone: Backbone,
-        encoder: TaskEncoder | None = None,
-        *,
-        query_modulation: str = QUERY_MODULATIONS[0],
-        prototype_refinement: str = PROTOTYPE_REFINEMENTS[0],
-        batch_norm: str = BATCH_NORMS[0],
-    ) -> None:
-        super().__init__(backbone, encoder)
+    def __init__(self, backbone: Backbone, encoder: TaskEncoder | None = None,
+                 options: ProtoNetOptions | None = None, **fields: Any) -> None:
+        super().__init__(backbone, encoder, options, **fields)
         if backbone.num_classes is not None:
             raise ValueError("ProtoNet uses backbone features: build the backbone with num_classes=None")
-        for value, allowed, name in (
-            (query_modulation, QUERY_MODULATIONS, "query_modulation"),
-            (prototype_refinement, PROTOTYPE_REFINEMENTS, "prototype_refinement"),
-            (batch_norm, BATCH_NORMS, "batch_norm"),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if batch_norm == "joint" and query_modulation == "query":
-            raise ValueError(
-                "batch_norm='joint' runs support and query through one modulated pass; "
-                "it cannot be combined with query_modulation='query'"
-            )
-        self.query_modulation = query_modulation
-        self.prototype_refinement = prototype_refinement
-        self.batch_norm = batch_norm
-
-    @classmethod
-    def from_options(cls, backbone: Backbone, encoder: TaskEncoder | None, options: Mapping[str, Any]) -> "ProtoNet":
-        """The learner with ``options``' protocol (``query_modulation``,
-        ``prototype_refinement``, ``batch_norm``); the inner-loop options do not apply."""
-        return cls(backbone, encoder, **{name: options[name] for name in cls.protocol_options})
+        self.query_modulation = self.options.query_modulation
+        self.prototype_refinement = self.options.prototype_refinement
+        self.batch_norm = self.options.batch_norm
 
     def features(self, support: Tensor, query: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
         """The task embedding and the support and query features under this learner's
