@@ -28,12 +28,19 @@ so that ``torch.func.functional_call`` can swap them.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch.nn as nn
 from torch import Tensor
 
-from kml.functional import batch_norm_grouped, conv2d_grouped
+from kml.functional import (
+    batch_norm_grouped,
+    conv2d_grouped,
+    flatten_grouped,
+    global_avg_pool_grouped,
+    linear_tasks,
+    tasks_to_grouped,
+)
 from kml.modulation import ConvSite, Generator, ModulatedLayer, ModulationSpec, get_modulation
 from kml.registry import BACKBONES, get_backbone, list_backbones
 
@@ -125,6 +132,68 @@ class Backbone(nn.Module):
         self.check_options(channels=channels, style=style, pool=pool, modulation=spec)
         return spec, channels, style
 
+    def set_options(
+        self,
+        *,
+        in_channels: int,
+        channels: Sequence[int] | None,
+        style: str | None,
+        pool: str,
+        image_size: int,
+        modulation: str | ModulationSpec,
+        modulation_options: Mapping[str, Any],
+    ) -> ModulationSpec:
+        """Resolve and check the options (:meth:`resolve_options`) and set the protocol's
+        attributes: ``in_channels``, ``channels``, ``style``, ``pool``, ``image_size``,
+        ``modulation_spec``, ``modulation`` (its name) and ``task_dim`` (``None`` when
+        unmodulated). Returns the modulation spec."""
+        spec, channels, style = self.resolve_options(channels, style, pool, modulation, modulation_options)
+        self.in_channels = in_channels
+        self.channels = tuple(int(c) for c in channels)
+        self.style = style
+        self.pool = pool
+        self.image_size = image_size
+        self.modulation_spec = spec
+        self.modulation = spec.name
+        self.task_dim = spec.task_dim if spec.name != "none" else None
+        return spec
+
+    def build_head(self, spatial: int, num_classes: int | None) -> None:
+        """``feature_dim`` (``channels[-1]``, times ``spatial * spatial`` under
+        ``pool="flatten"``) and ``head``: a linear layer to ``num_classes`` logits, or ``None``
+        (the backbone returns features)."""
+        self.feature_dim = self.channels[-1] * (1 if self.pool == "avg" else spatial * spatial)
+        self.head = nn.Linear(self.feature_dim, num_classes) if num_classes else None
+        self.num_classes = num_classes
+
+    def reset_head(self) -> None:
+        """Xavier-uniform head weight and zero head bias (no head: nothing)."""
+        if self.head is not None:
+            nn.init.xavier_uniform_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward_tasks(
+        self,
+        x: Tensor,
+        params: Mapping[str, Tensor] | None,
+        trunk: Callable[[Tensor, int, Mapping[str, Tensor]], Tensor],
+    ) -> Tensor:
+        """The frame of ``forward``: ``x (T, B, C, H, W)`` (or one task ``(B, C, H, W)``)
+        goes to the grouped layout ``(B, T*C, H, W)``, through ``trunk(h, T, params)`` (the
+        backbone's convolutions, grouped in and out), is pooled (``pool``) to ``(T, B, F)``
+        and goes through the head (read from ``params`` when there)."""
+        single = x.dim() == 4
+        if single:
+            x = x.unsqueeze(0)
+        num_tasks = x.shape[0]
+        params = params or {}
+        h = trunk(tasks_to_grouped(x), num_tasks, params)
+        features = global_avg_pool_grouped(h, num_tasks) if self.pool == "avg" else flatten_grouped(h, num_tasks)
+        if self.head is not None:
+            features = linear_tasks(features, params.get("head.weight", self.head.weight),
+                                    params.get("head.bias", self.head.bias))
+        return features[0] if single else features
+
     @classmethod
     def check_options(cls, *, channels: Sequence[int] | None, style: str | None, pool: str,
                       modulation: ModulationSpec) -> None:
@@ -203,6 +272,18 @@ def register_backbone(name: str):
 
 
 
+def _renamed_features_keys(name: str):
+    """A load-state-dict hook: keys of a checkpoint that stored a feature modulation under
+    its registered name (``blocks.0.<name>.``, kml 0.1) load into ``blocks.0.features.``."""
+
+    def hook(state_dict, prefix, *args) -> None:
+        old = f"{prefix}{name}."
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict[f"{prefix}features.{key[len(old):]}"] = state_dict.pop(key)
+
+    return hook
+
+
 class ConvBlock(nn.Module):
     """One modulatable convolution of a backbone: ``conv (k x k) -> BatchNorm (batch
     statistics per task) -> [feature modulation]``; activation and pooling are the
@@ -255,13 +336,12 @@ class ConvBlock(nn.Module):
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.bn = nn.BatchNorm2d(out_channels, affine=True, track_running_stats=False) if bn_affine else None
         if self.target == "features":
-            if spec.name != "film" and hasattr(self, spec.name):
-                raise ValueError(
-                    f"modulation {spec.name!r}: a feature modulation's layer is the block attribute of its name, and "
-                    f"ConvBlock already has {spec.name!r}; register the modulation under another name"
-                )
-            setattr(self, spec.name, self._built(layer_class, site, spec))
-            self._modulated_name = spec.name
+            # FiLM keeps its attribute (and its checkpoint keys); any other feature modulation is
+            # ``features``, so that its keys do not depend on the name it is registered under
+            self._modulated_name = "film" if spec.name == "film" else "features"
+            setattr(self, self._modulated_name, self._built(layer_class, site, spec))
+            if self._modulated_name == "features":
+                self._register_load_state_dict_pre_hook(_renamed_features_keys(spec.name))
 
     @staticmethod
     def _built(layer_class: type[ModulatedLayer], site: ConvSite, spec: ModulationSpec) -> ModulatedLayer:

@@ -26,6 +26,13 @@ user's own module (``docs/extending.md``). A registered layer derives from
 its generators derive from :class:`Generator`: that type, not a parameter name, is what
 keeps them out of MAML's inner loop and in the modulation optimiser.
 
+The stable API is this module's ``__all__``: the base classes and records of an extension
+(:class:`ConvSite`, :class:`Generator`, :class:`ModulatedLayer`, :class:`ModulatedConv2d`,
+:class:`ModulatedFeatures`, :class:`ModulationSpec`, :class:`KernelModulation`,
+:class:`FeatureModulation`), the public layers (:class:`KernelModulatedConv2d`,
+:class:`FiLM`) and the registry functions. The other public names are helpers of the
+built-in layers and may change between minor versions.
+
 Examples:
     >>> import torch
     >>> from kml.modulation import KernelModulatedConv2d
@@ -59,34 +66,33 @@ from kml.functional import (
     grouped_to_tasks,
     tasks_to_grouped,
 )
-from kml.modulation_spec import FACTORIZATIONS, ModulationSpec, check_init, check_kernel_generator_options
+from kml.modulation_spec import FACTORIZATIONS, ModulationSpec
 from kml.registry import MODULATIONS, get_modulation, list_modulations
 
+#: the library's defaults of the ``modulation.*`` settings (:class:`ModulationSpec` is their one source)
+_DEFAULTS = ModulationSpec()
+
+#: The stable extension API: these names keep their meaning and signatures within a major
+#: version. The other public names of this module (``KernelGenerator``, ``FiLMGenerator``,
+#: ``KernelFactors``, ``MLP``, ``modulate_kernel``, ``modulated_conv2d_grouped``,
+#: ``published_factor_shape``, ``count_parameters``, ``conv4_generator_parameter_counts``)
+#: are helpers of the built-in layers and may change between minor versions.
 __all__ = [
-    "Generator",
     "ConvSite",
+    "Generator",
     "ModulatedLayer",
     "ModulatedConv2d",
     "ModulatedFeatures",
     "ModulationSpec",
+    "KernelModulation",
+    "FeatureModulation",
+    "KernelModulatedConv2d",
+    "FiLM",
     "register_modulation",
     "get_modulation",
     "list_modulations",
-    "MLP",
-    "KernelModulation",
-    "KernelFactors",
-    "FeatureModulation",
-    "KernelGenerator",
-    "FiLMGenerator",
-    "KernelModulatedConv2d",
-    "FiLM",
-    "modulate_kernel",
-    "modulated_conv2d_grouped",
-    "published_factor_shape",
-    "check_kernel_generator_options",
-    "count_parameters",
-    "conv4_generator_parameter_counts",
 ]
+
 
 class Generator(nn.Module):
     """Base class of every modulation generator: maps task embeddings ``(T, task_dim)`` to
@@ -298,62 +304,44 @@ class KernelGenerator(Generator):
     """Generates a :class:`KernelModulation` for one conv layer from a task embedding.
 
     Args:
-        in_channels: the modulated kernel's input channels ``C_in``.
-        out_channels: its output channels ``C_out``.
-        kernel_size: its size ``k`` (square kernels).
-        task_dim: size of the task embedding ``v``.
-        bias: generate the bias shift ``db(v)`` as well.
-        rank: number ``r`` of outer products summed in ``M(v)``.
-        hidden: hidden layer sizes of each generator MLP (``()``: one linear layer).
-        factorization: ``"channel"`` (``g1 (C_out) x g2 (C_in*k*k)``, default),
-            ``"full"`` (one MLP producing every element of ``M``) or ``"published"``
-            (factor sizes of the published code, see :func:`published_factor_shape`).
+        site: the modulated convolution (:class:`ConvSite`): ``C_in``, ``C_out``, ``k``,
+            whether it has a bias (then the generator makes the shift ``db(v)`` too) and
+            whether it is the first layer (used by ``factorization="published"`` only).
+        spec: the generator's settings (:class:`~kml.modulation_spec.ModulationSpec`):
+            ``task_dim`` (size of ``v``), ``rank`` (number ``r`` of outer products summed in
+            ``M(v)``), ``hidden`` (hidden sizes of each generator MLP; ``()``: one linear
+            layer), ``factorization`` (``"channel"``: ``g1 (C_out) x g2 (C_in*k*k)``;
+            ``"full"``: one MLP producing every element of ``M``; ``"published"``: the factor
+            sizes of the published code, :func:`published_factor_shape`), ``identity``
+            (``W * (1 + M)``, the paper, or ``W * M``, the published code; with
+            ``init="default"`` the identity modulation at initialisation either way) and
+            ``init`` (``"default"``: ``g1`` and ``g3`` start at zero, or at ``1/rank`` and
+            ``1`` for ``W * M``; ``"published"``: every head keeps PyTorch's default
+            ``nn.Linear`` init, built in the order ``g1``, ``g2``, ``g3``, so that
+            ``M = g1(v) g2(v)^T`` starts small, random, task-dependent and of mixed sign;
+            it needs ``identity=False``).
         factor_shape: explicit ``(a, u)`` factor sizes with ``a*u = C_out*C_in*k*k``
-            (overrides ``factorization``'s default sizes).
-        identity: ``True`` for ``W * (1 + M)`` (paper), ``False`` for ``W * M``
-            (published code). With ``init="default"`` the layer is the identity modulation
-            at initialisation either way.
-        first_layer: used by ``factorization="published"`` only.
-        init: ``"default"`` (the identity modulation at initialisation: ``g1`` and ``g3``
-            start at zero, or at ``1/rank`` and ``1`` for ``W * M``) or ``"published"`` (the
-            published code: every head, ``g1``, ``g2`` and ``g3`` or the full generator, keeps
-            PyTorch's default ``nn.Linear`` init, built in that order, so ``M = g1(v) g2(v)^T``
-            starts small, random, task-dependent and of mixed sign). ``"published"`` needs
-            ``identity=False``.
+            (overrides ``factorization``'s sizes).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        task_dim: int,
-        bias: bool = True,
-        rank: int = 1,
-        hidden: Sequence[int] = (),
-        factorization: str = "channel",
-        factor_shape: tuple[int, int] | None = None,
-        identity: bool = True,
-        first_layer: bool = False,
-        init: str = "default",
-    ) -> None:
+    def __init__(self, site: ConvSite, spec: ModulationSpec, factor_shape: tuple[int, int] | None = None) -> None:
         super().__init__()
-        check_kernel_generator_options(rank, factorization)
-        check_init(init, identity)
-        published = init == "published"
+        in_channels, out_channels, kernel_size = site.in_channels, site.out_channels, site.kernel_size
+        task_dim, hidden, rank, factorization = spec.task_dim, spec.hidden, spec.rank, spec.factorization
+        identity, published = spec.identity, spec.init == "published"
         self.kernel_shape = (out_channels, in_channels, kernel_size, kernel_size)
         self.numel = out_channels * in_channels * kernel_size * kernel_size
         self.factorization = factorization
         self.identity = identity
         self.rank = rank
-        self.init = init
+        self.init = spec.init
         if factorization == "full":
             self.full = MLP(task_dim, self.numel, hidden, zero_init=not published,
                             output_bias=0.0 if identity else 1.0)
         else:
             if factor_shape is None:
                 factor_shape = (
-                    published_factor_shape(in_channels, out_channels, kernel_size, first_layer)
+                    published_factor_shape(in_channels, out_channels, kernel_size, site.first_layer)
                     if factorization == "published"
                     else (out_channels, in_channels * kernel_size * kernel_size)
                 )
@@ -368,7 +356,7 @@ class KernelGenerator(Generator):
             self.g1 = MLP(task_dim, rank * a, hidden, zero_init=not published,
                           output_bias=0.0 if identity else 1.0 / rank)
             self.g2 = MLP(task_dim, rank * u, hidden, zero_init=not (identity or published), output_bias=1.0)
-        self.g3 = MLP(task_dim, out_channels, hidden, zero_init=not published) if bias else None
+        self.g3 = MLP(task_dim, out_channels, hidden, zero_init=not published) if site.bias else None
 
     def forward(self, task_embedding: Tensor) -> KernelModulation:
         """``task_embedding (T, task_dim)`` -> :class:`KernelModulation` with ``T`` tasks."""
@@ -486,7 +474,7 @@ class ModulatedLayer(nn.Module):
     def statistics(parts: list) -> dict | None:
         """Diagnostics of this layer's modulation over batches of tasks (``parts``: what
         :meth:`modulation` returned for each batch), a JSON-ready ``dict`` with ``"kind"``
-        (:mod:`kml.analysis.modulation`); ``None``: none provided (the layer is skipped)."""
+        (:mod:`kml.analysis.diagnostics`); ``None``: none provided (the layer is skipped)."""
         return None
 
     @staticmethod
@@ -583,8 +571,13 @@ class ModulatedFeatures(ModulatedLayer):
     batch-normalised output of a convolution (MMAML's :class:`FiLM`).
 
     A subclass implements :meth:`forward_grouped` (and :meth:`from_spec`,
-    :meth:`modulation`). In a backbone's block it sits after the batch normalisation, under
-    the attribute named as its modulation (``block.film``).
+    :meth:`modulation`). In a backbone's block it sits after the batch normalisation, as the
+    attribute ``block.features`` (FiLM's: ``block.film``), whatever name it is registered under.
+
+    Layout: :meth:`forward_grouped` gets the ``T`` tasks as one grouped tensor
+    ``(B, T*C, H, W)`` (task ``t``'s channels at ``[t*C, (t+1)*C)``,
+    :func:`kml.functional.tasks_to_grouped`) and what :meth:`modulation` returned for the
+    ``T`` tasks (e.g. ``(T, C)``, which ``reshape(1, T*C, 1, 1)`` lines up with the channels).
 
     Shapes: ``x (B, C, H, W)`` with ``task_embedding (task_dim,)``, or ``x (T, B, C, H, W)``
     with ``task_embedding (T, task_dim)``; output as ``x``.
@@ -604,8 +597,6 @@ class ModulatedFeatures(ModulatedLayer):
         return y[0] if single else y
 
 
-
-
 def register_modulation(name: str, *, method_suffix: str | None = None):
     """Class decorator: register a modulated layer class under ``name``.
 
@@ -613,8 +604,9 @@ def register_modulation(name: str, *, method_suffix: str | None = None):
     module listed in ``imports``), in :func:`kml.learners.build_learner` and in campaigns.
 
     Args:
-        name: the modulation's name (``modulation.name``). A feature modulation's name is
-            also its attribute in a backbone block, so it must be a Python identifier.
+        name: the modulation's name (``modulation.name``). A backbone block keeps a
+            feature modulation's layer under ``features`` (FiLM's under ``film``), so
+            checkpoint keys do not depend on this name.
         method_suffix: appended to the learner's modulated name in method names, e.g.
             ``"+KML"`` gives ``MProtoNet+KML``. Default: ``"+<name>"``.
 
@@ -633,11 +625,6 @@ def register_modulation(name: str, *, method_suffix: str | None = None):
             )
         if name == "none":
             raise ValueError("the modulation name 'none' means no modulation; choose another name")
-        if issubclass(cls, ModulatedFeatures) and not name.isidentifier():
-            raise ValueError(
-                f"register_modulation({name!r}): a feature modulation's name is its attribute in a backbone block; "
-                "use a Python identifier"
-            )
         cls.modulation_name = name
         cls.method_suffix = f"+{name}" if method_suffix is None else method_suffix
 
@@ -761,30 +748,20 @@ class KernelModulatedConv2d(ModulatedConv2d):
         stride: int = 1,
         padding: int = 0,
         bias: bool = True,
-        rank: int = 1,
-        hidden: Sequence[int] = (),
-        factorization: str = "channel",
+        rank: int = _DEFAULTS.rank,
+        hidden: Sequence[int] = _DEFAULTS.hidden,
+        factorization: str = _DEFAULTS.factorization,
         factor_shape: tuple[int, int] | None = None,
-        identity: bool = True,
+        identity: bool = _DEFAULTS.identity,
         first_layer: bool = False,
-        init: str = "default",
+        init: str = _DEFAULTS.init,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.task_dim = task_dim
-        self.generator = KernelGenerator(
-            in_channels,
-            out_channels,
-            kernel_size,
-            task_dim,
-            bias=bias,
-            rank=rank,
-            hidden=hidden,
-            factorization=factorization,
-            factor_shape=factor_shape,
-            identity=identity,
-            first_layer=first_layer,
-            init=init,
-        )
+        site = ConvSite(in_channels, out_channels, kernel_size, stride, padding, bias, first_layer)
+        spec = ModulationSpec(name=self.modulation_name, task_dim=task_dim, hidden=tuple(hidden), rank=rank,
+                              factorization=factorization, identity=identity, init=init)
+        self.generator = KernelGenerator(site, spec, factor_shape)
         self.reset_parameters()
 
     @classmethod
@@ -877,7 +854,8 @@ def conv4_generator_parameter_counts(
         with torch.device("meta"):
             for i, out_channels in enumerate(channels):
                 gen = KernelGenerator(
-                    width, out_channels, kernel_size, task_dim, factorization=factorization, first_layer=(i == 0)
+                    ConvSite(width, out_channels, kernel_size, first_layer=(i == 0)),
+                    ModulationSpec(name="kml", task_dim=task_dim, factorization=factorization),
                 )
                 total += count_parameters(gen)
                 width = out_channels

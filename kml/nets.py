@@ -24,10 +24,6 @@ from torch import Tensor
 from kml.backbone import Backbone, ConvBlock, register_backbone
 from kml.functional import (
     TaskLinear,
-    flatten_grouped,
-    global_avg_pool_grouped,
-    linear_tasks,
-    tasks_to_grouped,
 )
 from kml.modulation import FeatureModulation, KernelModulation, ModulationSpec, list_modulations
 from kml.modulation_spec import INITS
@@ -121,16 +117,9 @@ class Conv4(Backbone):
         super().__init__()
         if weight_init not in WEIGHT_INITS:
             raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
-        spec, channels, style = self.resolve_options(channels, style, pool, modulation, modulation_options)
-        self.in_channels = in_channels
-        self.channels = tuple(int(c) for c in channels)
-        self.style = style
-        self.pool = pool
-        self.image_size = image_size
-        self.modulation_spec = spec
-        self.modulation = spec.name
-        self.task_dim = spec.task_dim if spec.name != "none" else None
-        self.stride = 2 if style == "strided" else 1
+        spec = self.set_options(in_channels=in_channels, channels=channels, style=style, pool=pool,
+                                image_size=image_size, modulation=modulation, modulation_options=modulation_options)
+        self.stride = 2 if self.style == "strided" else 1
         widths = (in_channels,) + self.channels
         self.blocks = nn.ModuleList(
             ConvBlock(
@@ -138,12 +127,10 @@ class Conv4(Backbone):
             )
             for i in range(len(self.channels))
         )
-        spatial = _spatial_size(image_size, style, len(self.channels))
+        spatial = _spatial_size(image_size, self.style, len(self.channels))
         if spatial < 1:
             raise ValueError(f"image_size {image_size} is too small for {len(self.channels)} blocks")
-        self.feature_dim = self.channels[-1] * (1 if pool == "avg" else spatial * spatial)
-        self.head = nn.Linear(self.feature_dim, num_classes) if num_classes else None
-        self.num_classes = num_classes
+        self.build_head(spatial, num_classes)
         if weight_init == "xavier":
             self.reset_parameters()
 
@@ -154,9 +141,7 @@ class Conv4(Backbone):
             nn.init.xavier_uniform_(block.conv.weight)
             if block.conv.bias is not None:
                 nn.init.zeros_(block.conv.bias)
-        if self.head is not None:
-            nn.init.xavier_uniform_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        self.reset_head()
 
     def layer_shapes(self) -> list[tuple[int, int]]:
         """``(in_channels, out_channels)`` of each block."""
@@ -201,22 +186,16 @@ class Conv4(Backbone):
                 (``"blocks.0.conv.weight"``, ``"head.weight"``, ...); a tensor may have a
                 leading ``T`` dimension.
         """
-        single = x.dim() == 4
-        if single:
-            x = x.unsqueeze(0)
-        num_tasks = x.shape[0]
-        params = params or {}
-        h = tasks_to_grouped(x)
-        for i, block in enumerate(self.blocks):
-            mod = modulation[i] if modulation is not None else None
-            h = F.relu(block.forward_grouped(h, num_tasks, mod, params, f"blocks.{i}."))
-            if self.style == "maxpool":
-                h = F.max_pool2d(h, 2)
-        features = global_avg_pool_grouped(h, num_tasks) if self.pool == "avg" else flatten_grouped(h, num_tasks)
-        if self.head is not None:
-            features = linear_tasks(features, params.get("head.weight", self.head.weight),
-                                    params.get("head.bias", self.head.bias))
-        return features[0] if single else features
+
+        def trunk(h: Tensor, num_tasks: int, params: dict[str, Tensor]) -> Tensor:
+            for i, block in enumerate(self.blocks):
+                mod = modulation[i] if modulation is not None else None
+                h = F.relu(block.forward_grouped(h, num_tasks, mod, params, f"blocks.{i}."))
+                if self.style == "maxpool":
+                    h = F.max_pool2d(h, 2)
+            return h
+
+        return self.forward_tasks(x, params, trunk)
 
 
 class TaskEncoder(nn.Module):

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kml.backbone import Backbone, ConvBlock, register_backbone
-from kml.functional import flatten_grouped, global_avg_pool_grouped, linear_tasks, tasks_to_grouped
 from kml.modulation import KernelModulatedConv2d, ModulatedLayer, ModulationSpec, get_modulation
 
 __all__ = ["ResNet12", "ResidualBlock"]
@@ -116,17 +115,10 @@ class ResNet12(Backbone):
         **modulation_options: Any,
     ) -> None:
         super().__init__()
-        spec, channels, style = self.resolve_options(channels, style, pool, modulation, modulation_options)
         if image_size < 16:
             raise ValueError(f"image_size {image_size} is too small for ResNet-12's four 2x2 max-pools (16 at least)")
-        self.in_channels = in_channels
-        self.channels = tuple(int(c) for c in channels)
-        self.style = style
-        self.pool = pool
-        self.image_size = image_size
-        self.modulation_spec = spec
-        self.modulation = spec.name
-        self.task_dim = spec.task_dim if spec.name != "none" else None
+        spec = self.set_options(in_channels=in_channels, channels=channels, style=style, pool=pool,
+                                image_size=image_size, modulation=modulation, modulation_options=modulation_options)
         widths = (in_channels,) + self.channels
         self.layers = nn.ModuleList(
             ResidualBlock(widths[i], widths[i + 1], bn_affine, spec, bias, first_layer=(i == 0)) for i in range(4)
@@ -134,9 +126,7 @@ class ResNet12(Backbone):
         spatial = image_size
         for _ in range(4):
             spatial //= 2
-        self.feature_dim = self.channels[-1] * (1 if pool == "avg" else spatial * spatial)
-        self.head = nn.Linear(self.feature_dim, num_classes) if num_classes else None
-        self.num_classes = num_classes
+        self.build_head(spatial, num_classes)
         self.reset_parameters()
 
     @classmethod
@@ -162,9 +152,7 @@ class ResNet12(Backbone):
                 nn.init.kaiming_normal_(unit.conv.weight, a=LEAKY_SLOPE, mode="fan_out", nonlinearity="leaky_relu")
                 if unit.conv.bias is not None:
                     nn.init.zeros_(unit.conv.bias)
-        if self.head is not None:
-            nn.init.xavier_uniform_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        self.reset_head()
 
     def modulated_layers(self) -> list[ModulatedLayer]:
         """The modulated layer of each 3x3 convolution (12), in the order they run."""
@@ -195,17 +183,11 @@ class ResNet12(Backbone):
                 (``"layers.0.conv1.conv.weight"``, ``"head.weight"``, ...), possibly with a
                 leading ``T`` dimension.
         """
-        single = x.dim() == 4
-        if single:
-            x = x.unsqueeze(0)
-        num_tasks = x.shape[0]
-        params = params or {}
-        h = tasks_to_grouped(x)
-        for i, block in enumerate(self.layers):
-            mods = modulation[3 * i : 3 * i + 3] if modulation is not None else None
-            h = block.forward_grouped(h, num_tasks, mods, params, f"layers.{i}.")
-        features = global_avg_pool_grouped(h, num_tasks) if self.pool == "avg" else flatten_grouped(h, num_tasks)
-        if self.head is not None:
-            features = linear_tasks(features, params.get("head.weight", self.head.weight),
-                                    params.get("head.bias", self.head.bias))
-        return features[0] if single else features
+
+        def trunk(h: Tensor, num_tasks: int, params: dict[str, Tensor]) -> Tensor:
+            for i, block in enumerate(self.layers):
+                mods = modulation[3 * i : 3 * i + 3] if modulation is not None else None
+                h = block.forward_grouped(h, num_tasks, mods, params, f"layers.{i}.")
+            return h
+
+        return self.forward_tasks(x, params, trunk)

@@ -48,3 +48,25 @@ def build(learner, modulation="none", ways=5, *, backbone=None, in_channels=3, i
     fields = {k: settings.pop(k) for k in _BACKBONE_FIELDS if k in settings}
     return build_learner(learner, spec, ways, in_channels=in_channels, image_size=image_size,
                          backbone=BackboneSpec(name=backbone, **fields), **settings)
+
+
+def assert_batched_equals_loop(net, episode):
+    """The vectorised meta-batch and the per-task loop agree on ``episode`` (float64): loss,
+    logits, accuracy and the meta-gradient of every parameter; the generators (when there
+    are any) get a non-zero meta-gradient. Returns the batched output."""
+    batched = net(*episode)
+    loop = net(*episode, vectorized=False)
+    torch.testing.assert_close(batched.loss, loop.loss, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(batched.logits, loop.logits, atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(batched.accuracy, loop.accuracy)
+    params = list(net.parameters())
+    g_batched = torch.autograd.grad(batched.loss, params, allow_unused=True)
+    g_loop = torch.autograd.grad(loop.loss, params, allow_unused=True)
+    for (name, _), a, b in zip(net.named_parameters(), g_batched, g_loop):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6, msg=f"meta-gradient of {name}")
+    generator_ids = {id(p) for p in net.backbone.generator_parameters()}
+    if generator_ids:  # the generators learn from the outer loss
+        assert any(g is not None and g.abs().sum() > 0 for p, g in zip(params, g_batched) if id(p) in generator_ids)
+    return batched

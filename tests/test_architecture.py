@@ -14,7 +14,7 @@ KML = Path(__file__).resolve().parents[1] / "kml"
 #: functions whose body is a table (one entry per line), allowed past the length limit
 TABLES: set[str] = set()
 #: constructors users call with keywords (public layers)
-LAYER_CONSTRUCTORS = {"kml.modulation.KernelModulatedConv2d.__init__", "kml.modulation.KernelGenerator.__init__"}
+LAYER_CONSTRUCTORS = {"kml.modulation.KernelModulatedConv2d.__init__"}
 MAX_LINES = 60
 MAX_PARAMETERS = 10
 

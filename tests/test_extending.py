@@ -40,7 +40,7 @@ def registries():
         registry._entries.clear()
         registry._entries.update(entries)
     for name in set(sys.modules) - modules:  # a user module imported by the test registers again next time
-        if name in ("channel_scale", "cosine_protonet"):
+        if name in ("channel_scale", "cosine_protonet", "channel_gate"):
             del sys.modules[name]
 
 
@@ -95,7 +95,7 @@ def test_a_generator_under_another_attribute_name_is_a_generator(registries, com
     torch.manual_seed(0)
     net = build("maml", "shift", inner_steps=2, inner_lr=0.3, modulation_options={"bound": 2.0},
                         **TINY_MODEL).double()
-    hyper = [p for n, p in net.backbone.named_parameters() if ".shift.hyper." in n]
+    hyper = [p for n, p in net.backbone.named_parameters() if ".features.hyper." in n]
     assert len(hyper) == 8  # 4 blocks x (weight, bias)
     generator_ids = {id(p) for p in net.backbone.generator_parameters()}
     assert generator_ids == {id(p) for p in hyper}
@@ -127,6 +127,27 @@ def test_a_generator_under_another_attribute_name_is_a_generator(registries, com
 
     with pytest.raises(TypeError, match="holds no kml.modulation.Generator"):
         build("maml", "unmarked", **TINY_MODEL)
+
+
+def test_feature_modulation_keys_do_not_depend_on_its_name_and_old_checkpoints_load(registries):
+    """A user feature modulation's layer is the block's ``features`` whatever it is registered
+    as; a checkpoint that stored it under its name (``blocks.N.<name>.``) still loads; FiLM
+    keeps ``film``."""
+    _register_shift_modulation("my_shift")
+    torch.manual_seed(0)
+    net = build("protonet", "my_shift", modulation_options={"bound": 2.0}, **TINY_MODEL)
+    keys = list(net.state_dict())
+    assert any(".features.hyper." in k for k in keys) and not any("my_shift" in k for k in keys)
+    perturb([p for n, p in net.named_parameters() if ".hyper." in n], 0.5)
+    old = {k.replace(".features.", ".my_shift."): v.clone() for k, v in net.state_dict().items()}
+    assert any(".my_shift.hyper." in k for k in old)
+    torch.manual_seed(1)
+    fresh = build("protonet", "my_shift", modulation_options={"bound": 2.0}, **TINY_MODEL)
+    fresh.load_state_dict(old)
+    for (name, expected), got in zip(net.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(expected, got), name
+    film = build("protonet", "film", **TINY_MODEL)
+    assert any(".film." in k for k in film.state_dict())
 
 
 # ------------------------------------------------------------------ selectable everywhere
@@ -220,6 +241,35 @@ def _documented_command(program: str, containing: str) -> list[str]:
             if command.startswith(program + " ") and containing in command:
                 return shlex.split(command)[1:]
     raise AssertionError(f"docs/extending.md shows no {program} command with {containing}")
+
+
+def test_the_documented_feature_modulation_gates_channels_per_task_in_the_grouped_layout(registries, tmp_path,
+                                                                                          monkeypatch):
+    """docs/extending.md's ChannelGate as written: the identity at initialisation, each task's
+    gate on its own channels (direct call against the grouped path), under ``features`` in a
+    learner whose batched and per-task paths agree."""
+    import importlib
+
+    (tmp_path / "channel_gate.py").write_text(_documented_files()["channel_gate.py"])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gate_module = importlib.import_module("channel_gate")
+    torch.manual_seed(0)
+    layer = gate_module.ChannelGate(channels=4, task_dim=5).double()
+    x = torch.randn(3, 2, 4, 6, 6, dtype=torch.float64)  # (T, B, C, H, W)
+    v = torch.randn(3, 5, dtype=torch.float64)
+    torch.testing.assert_close(layer(x, v), x)  # 2 * sigmoid(0) = 1
+    perturb(layer, 0.5)
+    gates = layer.modulation(v)  # (T, C)
+    torch.testing.assert_close(layer(x, v), x * gates[:, None, :, None, None])
+    torch.testing.assert_close(layer(x[1], v[1]), x[1] * gates[1][None, :, None, None])
+    net = build("protonet", "channel_gate", **TINY_MODEL).double()
+    assert method_name("protonet", "channel_gate") == "MProtoNet+channel_gate"
+    assert all(type(block.features) is gate_module.ChannelGate for block in net.backbone.blocks)
+    perturb(net.backbone.generator_parameters(), 0.5)
+    from helpers import assert_batched_equals_loop
+
+    episode = tiny_episode(tasks=2, ways=3, size=16, seed=2, dtype=torch.float64)
+    assert_batched_equals_loop(net, episode)
 
 
 @pytest.mark.slow

@@ -8,9 +8,11 @@ from helpers import build
 from helpers import perturb as _perturb
 
 from kml.modulation import (
+    ConvSite,
     FiLM,
     KernelGenerator,
     KernelModulatedConv2d,
+    ModulationSpec,
     conv4_generator_parameter_counts,
     count_parameters,
     published_factor_shape,
@@ -58,7 +60,7 @@ def test_modulation_math_matches_paper_formula():
 
 def test_rank_r_is_sum_of_outer_products_and_hidden_layers_are_used():
     torch.manual_seed(3)
-    gen = KernelGenerator(2, 4, 3, task_dim=6, rank=3, hidden=(11,)).double()
+    gen = KernelGenerator(ConvSite(2, 4, 3), ModulationSpec("kml", task_dim=6, rank=3, hidden=(11,))).double()
     _perturb(gen)
     assert isinstance(gen.g1[0], nn.Linear) and gen.g1[0].out_features == 11
     v = torch.randn(2, 6, dtype=torch.float64)
@@ -74,15 +76,15 @@ def test_published_factor_shapes_and_reshape():
     assert published_factor_shape(3, 32, 3, first=True) == (32, 27)
     assert published_factor_shape(32, 64, 3, first=False) == (192, 96)
     assert published_factor_shape(128, 256, 3, first=False) == (768, 384)
-    gen = KernelGenerator(32, 64, 3, task_dim=8, factorization="published")
+    gen = KernelGenerator(ConvSite(32, 64, 3), ModulationSpec("kml", task_dim=8, factorization="published"))
     assert gen.factor_shape == (192, 96)
     with pytest.raises(ValueError, match="does not multiply"):
-        KernelGenerator(32, 64, 3, task_dim=8, factor_shape=(10, 10))
+        KernelGenerator(ConvSite(32, 64, 3), ModulationSpec("kml", task_dim=8), factor_shape=(10, 10))
 
 
 def test_full_generator_produces_every_element():
     torch.manual_seed(4)
-    gen = KernelGenerator(2, 3, 3, task_dim=5, factorization="full").double()
+    gen = KernelGenerator(ConvSite(2, 3, 3), ModulationSpec("kml", task_dim=5, factorization="full")).double()
     _perturb(gen)
     v = torch.randn(1, 5, dtype=torch.float64)
     expected = 1 + gen.full(v).reshape(1, 3, 2, 3, 3)
@@ -165,7 +167,7 @@ def test_generator_parameter_counts_reproduce_152x():
 
 
 def test_count_parameters_matches_module():
-    gen = KernelGenerator(3, 32, 3, task_dim=128, factorization="published", first_layer=True)
+    gen = KernelGenerator(ConvSite(3, 32, 3, first_layer=True), ModulationSpec("kml", factorization="published"))
     assert count_parameters(gen) == 129 * (32 + 27 + 32)
 
 

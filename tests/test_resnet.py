@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 from fixtures_engine import TINY, TINY_MAML, run_script
-from helpers import build, perturb, tiny_episode
+from helpers import assert_batched_equals_loop, build, perturb, tiny_episode
 
 from kml.config import ConfigError, validate
 from kml.modulation import FiLM, KernelModulatedConv2d
@@ -30,20 +30,7 @@ def test_batched_path_equals_loop_path_loss_and_meta_gradients(learner, modulati
     if modulation != "none":
         perturb(net.backbone.generator_parameters(), 0.2, seed=1)
     episode = tiny_episode(tasks=3, ways=3, shots=2, queries=2, size=16, seed=2, dtype=torch.float64)
-    batched = net(*episode)
-    loop = net(*episode, vectorized=False)
-    torch.testing.assert_close(batched.loss, loop.loss, atol=1e-10, rtol=1e-8)
-    torch.testing.assert_close(batched.logits, loop.logits, atol=1e-8, rtol=1e-6)
-    params = list(net.parameters())
-    g_batched = torch.autograd.grad(batched.loss, params, allow_unused=True)
-    g_loop = torch.autograd.grad(loop.loss, params, allow_unused=True)
-    for (name, _), a, b in zip(net.named_parameters(), g_batched, g_loop):
-        assert (a is None) == (b is None), name
-        if a is not None:
-            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6, msg=f"meta-gradient of {name}")
-    if modulation != "none":  # the generators learn from the outer loss
-        generator_ids = {id(p) for p in net.backbone.generator_parameters()}
-        assert any(g is not None and g.abs().sum() > 0 for p, g in zip(params, g_batched) if id(p) in generator_ids)
+    assert_batched_equals_loop(net, episode)
 
 
 @pytest.mark.parametrize("kind,layer_type", [("kml", KernelModulatedConv2d), ("film", FiLM)])

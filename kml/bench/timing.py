@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from kml.backbone_spec import BackboneSpec
 from kml.engine.numerics import autocast_for, restore_determinism, set_determinism, tf32_matmul
 from kml.functional import per_task_conv
-from kml.learners import build_learner, method_name
+from kml.learners import build_learner, get_learner, method_name
+from kml.options import option_fields
 
 __all__ = ["BenchCase", "random_sampler", "time_training", "time_evaluation", "device_name", "memory_footprint"]
 
@@ -66,19 +68,15 @@ class BenchCase:
         command line) on the backbone (at its own widths), or the classic 4 x 32 max-pool
         Conv-4 of the peer libraries."""
         if self.backbone == "conv4_classic32":
-            backbone = dict(channels=(32, 32, 32, 32), style="maxpool", pool="flatten", bn_affine=False)
+            backbone = BackboneSpec(channels=(32, 32, 32, 32), style="maxpool", pool="flatten", bn_affine=False)
         else:
-            backbone = dict(backbone=self.backbone)
+            backbone = BackboneSpec(name=self.backbone)
+        learner_class = get_learner(self.learner)
+        inner_loop = {"inner_steps": self.inner_steps, "first_order": self.first_order}
+        options = {k: v for k, v in inner_loop.items() if k in option_fields(learner_class.Options)}
         torch.manual_seed(0)
-        learner = build_learner(
-            self.learner,
-            self.modulation,
-            ways=self.ways,
-            image_size=self.image_size,
-            inner_steps=self.inner_steps,
-            first_order=self.first_order,
-            **backbone,
-        )
+        learner = build_learner(self.learner, self.modulation, self.ways, image_size=self.image_size,
+                                backbone=backbone, **options)
         if self.bf16_logits:
             from kml.learners.protonet import _expanded_squared_distances
 
