@@ -203,7 +203,7 @@ def test_diagnostics_step_is_recorded_and_reported(reproduce, synthetic_root, tm
 
 def test_diagnostics_skip_runs_trained_elsewhere_redo_other_settings_and_merge(reproduce, synthetic_root, tmp_path,
                                                                              monkeypatch):
-    import kml.analysis.modulation as modulation
+    import kml.analysis.diagnostics as modulation
 
     overrides = [*tiny_campaign(synthetic_root, tmp_path), "campaign.diagnostics.methods=[MProtoNet,MProtoNet+KML]",
                  "campaign.diagnostics.checkpoints=[4]", "campaign.diagnostics.tasks_per_mode=1"]

@@ -276,7 +276,7 @@ def test_learner_backbone_bias_false_drops_them_with_the_same_predictions(compos
 
 
 def test_modulation_statistics_see_identity_at_init_task_dependence_after_and_inert_biases():
-    from kml.analysis.modulation import bias_inertness, modulation_statistics
+    from kml.analysis.diagnostics import bias_inertness, modulation_statistics
     from kml.data import EpisodeBatch
 
     torch.manual_seed(11)

@@ -4,7 +4,7 @@ differences, ProtoNet by hand, learning a fixed episode, inner-loop details."""
 import pytest
 import torch
 from fixtures_engine import TINY_MODEL
-from helpers import build, tiny_episode
+from helpers import assert_batched_equals_loop, build, tiny_episode
 
 from kml.learners import MAML, ProtoNet, build_learner, method_name
 
@@ -36,22 +36,7 @@ def make(tiny_learner):
 def test_batched_path_equals_loop_path_loss_and_meta_gradients(learner, modulation, first_order, make):
     net = make(learner, modulation, first_order)
     episode = [t.double() if t.is_floating_point() else t for t in tiny_episode(tasks=3, ways=3, seed=1)]
-    params = [p for p in net.parameters()]
-    batched = net(*episode)
-    loop = net(*episode, vectorized=False)
-    torch.testing.assert_close(batched.loss, loop.loss, atol=1e-10, rtol=1e-8)
-    torch.testing.assert_close(batched.logits, loop.logits, atol=1e-8, rtol=1e-6)
-    torch.testing.assert_close(batched.accuracy, loop.accuracy)
-    g_batched = torch.autograd.grad(batched.loss, params, allow_unused=True)
-    g_loop = torch.autograd.grad(loop.loss, params, allow_unused=True)
-    for (name, _), a, b in zip(net.named_parameters(), g_batched, g_loop):
-        assert (a is None) == (b is None), name
-        if a is not None:
-            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6, msg=f"meta-gradient of {name}")
-    # every meta-parameter that should learn gets a gradient
-    if modulation != "none":
-        gen_grads = [g for (n, _), g in zip(net.named_parameters(), g_batched) if ".generator." in n]
-        assert any(g is not None and g.abs().sum() > 0 for g in gen_grads)
+    assert_batched_equals_loop(net, episode)
 
 
 def _directional_fd(net, episode, direction, eps=1e-6):
@@ -203,3 +188,43 @@ def test_per_task_meta_parameters_through_functional_call(learner, modulation, m
     for t in range(3):
         alone = torch.func.functional_call(net, per_task[t], tuple(x[t : t + 1] for x in episode))
         torch.testing.assert_close(alone.task_losses[0], batched.task_losses[t], atol=1e-10, rtol=1e-8)
+
+
+def test_build_learner_takes_specs_and_its_options_and_kml01_keywords_still_work_with_a_warning():
+    """The narrow factory: a ModulationSpec and a BackboneSpec (a spec used to fail with a
+    TypeError about keywords), the learner's own options as keywords, an unknown option in one
+    line listing the learner's options; kml 0.1's keywords build the same learner, warned."""
+    from kml.backbone_spec import BackboneSpec
+    from kml.modulation import ModulationSpec
+    from kml.options import OptionError
+
+    torch.manual_seed(0)
+    new = build_learner("protonet", ModulationSpec(name="kml", rank=2, task_dim=6), 3, image_size=16,
+                        backbone=BackboneSpec(channels=(4, 4, 4, 4)), batch_norm="joint")
+    assert new.options.batch_norm == "joint" and new.backbone.channels == (4, 4, 4, 4)
+    assert all(layer.generator.rank == 2 for layer in new.backbone.modulated_layers())
+    with pytest.raises(OptionError, match=r"^learner.inner_step is not an option of learner maml; its options: "
+                                          r"inner_steps, inner_lr, first_order, grad_clip, eval_inner_steps$"):
+        build_learner("maml", "kml", inner_step=3)
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match=r"is now build_learner\(learner, ModulationSpec\('kml', rank=..., "
+                                                r"task_dim=...\), backbone=BackboneSpec\(channels=...\)"):
+        old = build_learner("protonet", "kml", 3, image_size=16, rank=2, task_dim=6, channels=(4, 4, 4, 4),
+                            batch_norm="joint")
+    assert old.options == new.options
+    for (name, a), b in zip(new.state_dict().items(), old.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(TypeError, match="pass rank in the ModulationSpec"):
+        build_learner("protonet", ModulationSpec(name="kml"), rank=2)
+
+
+def test_the_import_paths_of_kml_01_still_work_with_a_warning():
+    import importlib
+    import sys
+
+    for old, new, name in [("kml.learners.recipes", "kml.recipes", "RECIPES"),
+                           ("kml.analysis.modulation", "kml.analysis.diagnostics", "modulation_statistics")]:
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=f"{old} is deprecated: import from {new}"):
+            module = importlib.import_module(old)
+        assert getattr(module, name) is getattr(importlib.import_module(new), name)

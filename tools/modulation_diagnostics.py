@@ -9,7 +9,7 @@ the query feature norm, the task embedding's mean and spread across tasks, FiLM'
 scales (mean, minimum, share negative) and shifts or KML's |W_hat / W - 1| and |db(v)|,
 with their spread across tasks (each modulation reports its own; one without statistics
 is skipped with a line), and the relative change of the logits when the conv biases and
-db(v) are zeroed (kml.analysis.modulation). Prints a summary and writes JSON.
+db(v) are zeroed (kml.analysis.diagnostics). Prints a summary and writes JSON.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
-    from kml.analysis.modulation import bias_inertness, modulation_statistics
+    from kml.analysis.diagnostics import bias_inertness, modulation_statistics
     from kml.data import fixed_eval_tasks
     from kml.engine.checkpoints import load_run
     from kml.engine.from_config import tasksets_for

@@ -468,7 +468,7 @@ def _diagnosable(run: PlannedRun, checkpoints: list, log) -> bool:
 
 def _diagnostics_entry(run: PlannedRun, checkpoint, tasks_per_mode: int, log) -> dict:
     """The diagnostics of one run at one checkpoint, on its first test tasks of each mode."""
-    from kml.analysis.modulation import bias_inertness, modulation_statistics
+    from kml.analysis.diagnostics import bias_inertness, modulation_statistics
     from kml.data import fixed_eval_tasks
     from kml.engine.checkpoints import load_run
     from kml.engine.from_config import tasksets_for
@@ -492,7 +492,7 @@ def _diagnostics_entry(run: PlannedRun, checkpoint, tasks_per_mode: int, log) ->
 
 
 def run_diagnostics(campaign: DictConfig, plan: list[PlannedRun], results_dir: Path, log=logger.info) -> Path | None:
-    """Modulation diagnostics (:mod:`kml.analysis.modulation`) of the campaign's
+    """Modulation diagnostics (:mod:`kml.analysis.diagnostics`) of the campaign's
     diagnostics methods, recorded in ``results/<campaign>/modulation_diagnostics.json``.
 
     Each method is diagnosed as soon as its run is recorded and its checkpoints are on

@@ -395,7 +395,7 @@ def diagnostics_section(c: CampaignRecords) -> str:
         "### What the modulation does",
         "",
         f"On the first {d['runs'][0]['tasks_per_mode']} test tasks of each mode "
-        "(`kml.analysis.modulation`, `tools/modulation_diagnostics.py`): the norm of the query "
+        "(`kml.analysis.diagnostics`, `tools/modulation_diagnostics.py`): the norm of the query "
         "features, the spread across tasks of the task embedding, and per block FiLM's scale "
         "`1 + dgamma(v)` as mean (min, share < 0) or KML's `|W_hat / W - 1|` as mean (spread "
         "across tasks). *zeroed biases*: the largest relative change of the logits when every conv "

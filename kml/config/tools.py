@@ -176,7 +176,7 @@ class CampaignTransference:
 
 @dataclass
 class CampaignDiagnostics:
-    """Modulation diagnostics (kml.analysis.modulation) of some runs at several checkpoints."""
+    """Modulation diagnostics (kml.analysis.diagnostics) of some runs at several checkpoints."""
 
     methods: list[str] = field(default_factory=list)  # method names; empty: none
     checkpoints: list[int] = field(default_factory=list)  # empty: the last checkpoint

@@ -1,19 +1,10 @@
-"""The learners' recipes, under the import path of kml 0.1: they live in :mod:`kml.recipes`
-(importable without torch, so the run-config schema can read them)."""
+"""Deprecated: the import path of kml 0.1 for :mod:`kml.recipes` (importable without torch,
+so that the run-config schema can read it). Import from :mod:`kml.recipes`; this module goes
+in the next minor version."""
 
-from kml.recipes import (  # noqa: F401
-    BATCH_NORMS,
-    DEFAULT_LEARNER,
-    EPISODE_DEFAULTS,
-    MODULATION_DEFAULTS,
-    PROTOCOLS,
-    PROTOTYPE_REFINEMENTS,
-    QUERY_MODULATIONS,
-    RECIPES,
-    EpisodeDefaults,
-    ModulationDefaults,
-    Recipe,
-    __all__,
-    plain,
-    recipe,
-)
+import warnings
+
+from kml.recipes import *  # noqa: F403
+from kml.recipes import __all__, plain  # noqa: F401
+
+warnings.warn("kml.learners.recipes is deprecated: import from kml.recipes", DeprecationWarning, stacklevel=2)
