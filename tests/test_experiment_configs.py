@@ -98,7 +98,7 @@ def test_an_experiment_runs_and_the_command_line_still_wins(synthetic_root, tmp_
 def _help_groups(script: str, tmp_path) -> dict[str, list[str]]:
     result = cli(script, "--help", cwd=tmp_path)
     assert result.code == 0, result.err
-    section = result.out.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    section = result.out.split("== Configuration groups ==")[1].split("== Config ==")[0].split("== Declared")[0]
     lines = [line for line in section.splitlines()[2:] if ": " in line and not line.startswith("(none")]
     return {line.split(": ")[0]: line.split(": ")[1].split(", ") for line in lines}
 
@@ -111,5 +111,11 @@ def test_help_lists_only_the_groups_a_command_accepts(tmp_path):
     assert list(_help_groups("reproduce.py", tmp_path)) == ["campaign"]
     for script in ("eval.py", "prepare_data.py"):  # (compare, transference and bench have the same defaults)
         assert _help_groups(script, tmp_path) == {}, script
-    header = cli("train.py", "--help", cwd=tmp_path).out.splitlines()[0]
-    assert header.startswith("python scripts/train.py: ")  # the command as this user runs it
+    out = cli("train.py", "--help", cwd=tmp_path).out
+    assert out.splitlines()[0].startswith("python scripts/train.py: ")  # the command as this user runs it
+    # each learner's declared options, with their types and defaults, under the learner that has them
+    declared = out.split("== Declared options")[1].split("== Config ==")[0]
+    maml, protonet = declared.split("learner=maml:")[1].split("learner=protonet:")
+    assert "learner.inner_steps: int = 5" in maml and "learner.inner_steps" not in protonet
+    assert "learner.prototype_refinement: str = 'none'" in protonet
+    assert "modulation.rank: int = 1" in declared

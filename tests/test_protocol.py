@@ -143,7 +143,8 @@ def test_protocol_published_sets_the_published_codes_options(compose):
 
 @pytest.mark.parametrize("overrides,message", [
     (["learner=maml", "protocol=published"], "ProtoNet family only"),
-    (["learner=maml", "learner.prototype_refinement=soft"], "is a ProtoNet option"),
+    (["learner=maml", "learner.prototype_refinement=soft"],
+     "learner.prototype_refinement is an option of learner protonet, not of maml; use learner=protonet"),
     (["learner.batch_norm=joint", "learner.query_modulation=query"], "cannot be combined"),
     (["learner.prototype_refinement=hard"], "learner.prototype_refinement='hard' is not valid"),
     # a run recorded as protocol=published follows every option of it
@@ -159,9 +160,14 @@ def test_protocol_published_sets_the_published_codes_options(compose):
     (["learner.prototype_refinement=published", "episode.shots=5"],
      "learner.prototype_refinement=published reproduces the published code at 1-shot only"),
 ])
-def test_protocol_misuse_is_refused_in_one_line(overrides, message, compose):
-    with pytest.raises(ConfigError, match=message) as err:
-        validate(compose(overrides))
+def test_protocol_misuse_is_refused_in_one_line(overrides, message):
+    """Refused as ``kml-train`` refuses it: while composing (a key the learner does not
+    have) or by the validation of the composed config."""
+    from kml.config.compose import compose_run_config
+    from kml.errors import KmlError
+
+    with pytest.raises(KmlError, match=message) as err:
+        validate(compose_run_config(overrides))
     assert "\n" not in str(err.value)
 
 
@@ -229,6 +235,9 @@ def test_a_record_without_the_init_key_loads_as_the_default_init_and_evaluates(t
     record = committed / "5mode_dev_1shot_mprotonet-kml-published-protocol_seed0" / "config.yaml"
     assert "init" not in OmegaConf.load(record).modulation
     cfg = load_config_file(record)
+    # kml 0.1 wrote MAML's options into ProtoNet's records too, and no backbone name
+    assert "inner_steps" in OmegaConf.load(record).learner
+    assert "inner_steps" not in cfg.learner and cfg.learner.backbone.name == "conv4"
     validate(cfg, saved=True)
     assert cfg.protocol.name == "published" and cfg.modulation.init == "default"
     with pytest.raises(ConfigError, match="sets modulation.init=published"):

@@ -28,7 +28,7 @@ from kml.errors import KmlError
 from kml.recipes import DEFAULT_LEARNER
 
 __all__ = ["SECTIONS", "LearnerConfig", "SpecialistConfig", "learner_group_node", "learner_options", "check_learner",
-           "backbone_default", "learner_in", "learner_key_message"]
+           "backbone_default", "learner_in", "learner_key_message", "upgrade_saved_learner"]
 
 #: the keys of ``learner`` that are not the learner's own options
 SECTIONS = ("name", "backbone", "specialist")
@@ -82,6 +82,15 @@ def _learner_class(name: str):
     from kml.registry import get_learner
 
     return get_learner(name)
+
+
+def _learners_with_option(option_name: str) -> list[str]:
+    """The registered learners that declare ``option_name`` (in registry order)."""
+    import kml.catalogue  # noqa: F401  (the built-in learners register)
+    from kml.registry import list_learners
+
+    return [name for name in list_learners()
+            if option_name in {f.name for f in dataclasses.fields(_learner_class(name).Options)}]
 
 
 def learner_group_node(name: str) -> dict:
@@ -157,6 +166,30 @@ def _with_sections(message: str, cls) -> str:
     return message
 
 
+#: the learner options every kml 0.1 record wrote, whichever learner it ran (MAML's and
+#: ProtoNet's together; a learner ignored the other's)
+_KML01_LEARNER_KEYS = ("inner_steps", "inner_lr", "first_order", "grad_clip", "eval_inner_steps",
+                       "query_modulation", "prototype_refinement", "batch_norm")
+
+
+def upgrade_saved_learner(learner: DictConfig | None) -> None:
+    """Bring the ``learner`` section of a run recorded by kml 0.1 to today's form, in place:
+    the backbone gets its name (``conv4``, the only backbone of those records), and the
+    other learner's options, which 0.1 wrote into every record and the learner never read,
+    are dropped. A record of today's form is left as it is."""
+    if learner is None:
+        return
+    backbone = learner.get("backbone")
+    if backbone is not None and "name" not in backbone:
+        backbone.name = "conv4"
+    try:
+        own = {f.name for f in dataclasses.fields(_learner_class(str(learner.get("name", DEFAULT_LEARNER))).Options)}
+    except KmlError:  # a learner of the user's own, not imported yet: its keys are its own
+        return
+    for key in [k for k in learner.keys() if k in _KML01_LEARNER_KEYS and k not in own]:
+        learner.pop(key)
+
+
 def learner_in(overrides: Sequence[str]) -> str:
     """The learner a list of overrides selects (``learner=<name>`` or ``learner.name=<name>``,
     the last one), else the default run's."""
@@ -187,6 +220,10 @@ def learner_key_message(key: str, learner: str) -> str:
         except KmlError:  # an unregistered learner: its own keys are not known
             options = []
         where, names, part = f"learner ({learner})", [*SECTIONS, *options], parts[1]
+        owners = _learners_with_option(part)
+        if owners and learner not in owners:
+            return (f"{key} is an option of learner {' and '.join(owners)}, not of {learner}; "
+                    f"use learner={owners[0]} or drop the override")
     close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
     hint = f" (did you mean {where.split(' ')[0]}.{close[0]}?)" if close else ""
     return f"unknown config key {key!r}{hint}; valid keys of {where}: {', '.join(names)}"

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kml.config.checks import ConfigError, at_least, choice, reject_unknown_keys, resolves
 from kml.config.imports import import_user_modules
-from kml.config.learner import LearnerConfig, SpecialistConfig, check_learner
+from kml.config.learner import LearnerConfig, SpecialistConfig, check_learner, upgrade_saved_learner
 from kml.config.resolvers import CONFIG_DIR, register_resolvers
 from kml.modulation_spec import ModulationSpec
 from kml.recipes import (
@@ -34,6 +34,7 @@ from kml.recipes import (
 )
 
 __all__ = [
+    "saved_run_config",
     "EpisodeConfig",
     "ModeConfig",
     "SpecialistConfig",
@@ -413,3 +414,18 @@ def _check_protocol_settings(c: DictConfig) -> None:
                 f"protocol={c.protocol.name} sets {key}={text(value)}, but this run has {key}={text(actual)}; "
                 f"drop that override, or keep protocol={PROTOCOLS[0]} and set the options one by one"
             )
+
+
+def saved_run_config(saved: DictConfig) -> DictConfig:
+    """A recorded run config (a run directory's ``config.yaml``, a checkpoint's embedded
+    one) merged into the schema, struct: unknown keys are rejected. Records of kml 0.1
+    are read in today's form first (:func:`~kml.config.learner.upgrade_saved_learner`).
+
+    Raises:
+        Exception: omegaconf's, for a key or value the schema rejects.
+    """
+    saved = copy.deepcopy(saved)
+    upgrade_saved_learner(saved.get("learner"))
+    cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), saved)
+    OmegaConf.set_struct(cfg, True)
+    return cfg

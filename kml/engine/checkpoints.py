@@ -277,19 +277,17 @@ def checkpoint_config(state: dict[str, Any], path: str | Path) -> DictConfig:
     config, a Multi-* specialist's its own), checked against the schema."""
     from omegaconf import OmegaConf
 
-    from kml.config import RunConfig
+    from kml.config.run import saved_run_config
 
     text = state.get("config")
     if not isinstance(text, str) or not text.strip():
         raise CheckpointError(f"{path} embeds no run config; load it from its run directory instead")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(text))
+        return saved_run_config(OmegaConf.create(text))
     except Exception as err:  # omegaconf raises several error types
         raise CheckpointError(
             f"the config embedded in {path} is not a valid kml run config ({_first_line(err)})"
         ) from None
-    OmegaConf.set_struct(cfg, True)
-    return cfg
 
 
 def load_run(

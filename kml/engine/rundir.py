@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import kml
-from kml.config import RunConfig
+from kml.config.run import saved_run_config
 from kml.engine.distributed import DistributedContext
 from kml.errors import KmlError
 from kml.io import atomic_write_json, atomic_write_text
@@ -61,14 +61,12 @@ AUTO_RESUME = "auto"
 
 
 def load_config_file(path: str | Path) -> DictConfig:
-    """A saved run config, checked against the schema (unknown keys are rejected)."""
+    """A saved run config, checked against the schema (unknown keys are rejected; a record
+    of kml 0.1 is read in today's form)."""
     try:
-        loaded = OmegaConf.load(path)
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), loaded)
+        return saved_run_config(OmegaConf.load(path))
     except Exception as err:  # omegaconf raises several error types
         raise KmlError(f"{path} is not a valid kml run config ({str(err).splitlines()[0]})") from None
-    OmegaConf.set_struct(cfg, True)
-    return cfg
 
 
 def _differences(a, b, prefix: str = "") -> list[str]:
