@@ -26,8 +26,14 @@ def test_shard_bounds_cover_every_task_once():
 
 @pytest.mark.parametrize("learner,modulation", [("maml", "kml"), ("protonet", "film")])
 def test_two_gloo_processes_match_one_process(synthetic_root, tmp_path, learner, modulation):
+    """The first meta-update of two processes equals one process's: each rank's share of the
+    tasks, its gradients summed over ranks. Only the first update is compared parameter by
+    parameter: Adam's first step is lr * sign(gradient) for every element, so the rounding
+    noise of a gradient that is exactly zero in exact arithmetic (see below) becomes a full
+    step, and later iterations amplify it by a factor that depends on the CPU and the
+    summation order; a rank that kept its own gradients would differ by a full step everywhere."""
     args = [f"learner={learner}", f"modulation={modulation}", f"data.root={synthetic_root}", *TINY,
-            "train.meta_batch_size=5", "train.iterations=3", "train.checkpoint_every=3"]
+            "train.meta_batch_size=5", "train.iterations=2", "train.checkpoint_every=1", "train.log_every=1"]
     run_script("train.py", *args, "hydra.run.dir=single", cwd=tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -35,16 +41,21 @@ def test_two_gloo_processes_match_one_process(synthetic_root, tmp_path, learner,
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    single = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")
-    multi = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
-    assert single["iteration"] == multi["iteration"] == 3
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["iteration"] == 2
+    single = load_checkpoint(tmp_path / "single" / "checkpoints" / "iter_00000001.pt")
+    multi = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "iter_00000001.pt")
     compared = 0
     for name, value in single["model"].items():
-        if _cancelled_by_batch_norm(name):
+        if _cancelled_by_batch_norm(name) or not value.is_floating_point():
             continue
-        torch.testing.assert_close(multi["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(multi["model"][name], value, rtol=1e-4, atol=1e-6, msg=name)
         compared += 1
     assert compared >= 8
+    # both iterations' losses (all tasks of both ranks) agree with the single process's
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+              for run in ("single", "ddp")]
+    assert len(losses[0]) == len(losses[1]) == 2
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     # rank 0 alone wrote results, and they agree with the single process's
     a = json.loads((tmp_path / "single" / "results.json").read_text())
     b = json.loads((tmp_path / "ddp" / "results.json").read_text())
