@@ -18,9 +18,10 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(PY) scripts/train.py
 
-## The whole test suite (CPU, < 10 minutes on 2 cores).
+## The whole test suite (CPU, < 10 minutes on 2 cores): one pytest worker per core (at most
+## 4), each test file on one worker (its session fixtures are built once per worker).
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile tests
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py
