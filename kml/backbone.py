@@ -28,6 +28,7 @@ so that ``torch.func.functional_call`` can swap them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch.nn as nn
@@ -272,16 +273,19 @@ def register_backbone(name: str):
 
 
 
-def _renamed_features_keys(name: str):
-    """A load-state-dict hook: keys of a checkpoint that stored a feature modulation under
+def _renamed_features_keys(state_dict, prefix, *args, name: str) -> None:
+    """A load-state-dict pre-hook (bound to ``name`` with :func:`functools.partial`, so that
+    the module still pickles): keys of a checkpoint that stored a feature modulation under
     its registered name (``blocks.0.<name>.``, kml 0.1) load into ``blocks.0.features.``."""
+    rename_feature_keys(state_dict, prefix, name)
 
-    def hook(state_dict, prefix, *args) -> None:
-        old = f"{prefix}{name}."
-        for key in [k for k in state_dict if k.startswith(old)]:
-            state_dict[f"{prefix}features.{key[len(old):]}"] = state_dict.pop(key)
 
-    return hook
+def rename_feature_keys(state_dict: dict, prefix: str, name: str) -> None:
+    """In place: the keys ``<prefix><name>.*`` of a state dict become ``<prefix>features.*``
+    (a user feature modulation stored under its registered name, kml 0.1)."""
+    old = f"{prefix}{name}."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[f"{prefix}features.{key[len(old):]}"] = state_dict.pop(key)
 
 
 class ConvBlock(nn.Module):
@@ -341,7 +345,9 @@ class ConvBlock(nn.Module):
             self._modulated_name = "film" if spec.name == "film" else "features"
             setattr(self, self._modulated_name, self._built(layer_class, site, spec))
             if self._modulated_name == "features":
-                self._register_load_state_dict_pre_hook(_renamed_features_keys(spec.name))
+                #: the name the feature modulation is registered under (its kml 0.1 attribute)
+                self.feature_modulation = spec.name
+                self._register_load_state_dict_pre_hook(functools.partial(_renamed_features_keys, name=spec.name))
 
     @staticmethod
     def _built(layer_class: type[ModulatedLayer], site: ConvSite, spec: ModulationSpec) -> ModulatedLayer:

@@ -25,9 +25,9 @@ INITS = ("default", "published")
 
 
 def check_kernel_generator_options(rank: int, factorization: str) -> None:
-    """The checks of KML's generator options, shared by :class:`ModulationSpec` (so the run
-    config's ``modulation.rank`` and ``modulation.factorization``) and
-    :class:`~kml.modulation.KernelGenerator`.
+    """The checks of KML's generator options, run by :class:`ModulationSpec` when it is made
+    (so for the run config's ``modulation.rank`` and ``modulation.factorization``, and for
+    :class:`~kml.modulation.KernelGenerator`, which takes a spec).
 
     Raises:
         ValueError: one line naming the option, its value and the allowed values.
@@ -39,8 +39,8 @@ def check_kernel_generator_options(rank: int, factorization: str) -> None:
 
 
 def check_init(init: str, identity: bool) -> None:
-    """The check of ``init`` (:data:`INITS`), shared by :class:`ModulationSpec` and
-    :class:`~kml.modulation.KernelGenerator`: the published initialisation starts the mask
+    """The check of ``init`` (:data:`INITS`), run by :class:`ModulationSpec` when it is made
+    (:class:`~kml.modulation.KernelGenerator` takes a spec): the published initialisation starts the mask
     ``M`` small and random, which only the published ``W * M`` (``identity=False``) uses.
 
     Raises:

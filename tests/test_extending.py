@@ -146,6 +146,13 @@ def test_feature_modulation_keys_do_not_depend_on_its_name_and_old_checkpoints_l
     fresh.load_state_dict(old)
     for (name, expected), got in zip(net.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(expected, got), name
+    # load_run, kml-eval and resume check a checkpoint's keys before loading it: upgraded first
+    from kml.engine.checkpoints import check_state_dict
+    from kml.learners import upgrade_state_dict
+
+    upgraded = upgrade_state_dict(old, fresh)
+    check_state_dict(fresh, upgraded, "checkpoint old.pt", methods=("MProtoNet+my_shift",) * 2)
+    assert upgraded.keys() == net.state_dict().keys() and upgrade_state_dict(upgraded, fresh) is upgraded
     film = build("protonet", "film", **TINY_MODEL)
     assert any(".film." in k for k in film.state_dict())
 
@@ -265,6 +272,9 @@ def test_the_documented_feature_modulation_gates_channels_per_task_in_the_groupe
     net = build("protonet", "channel_gate", **TINY_MODEL).double()
     assert method_name("protonet", "channel_gate") == "MProtoNet+channel_gate"
     assert all(type(block.features) is gate_module.ChannelGate for block in net.backbone.blocks)
+    import pickle
+
+    pickle.loads(pickle.dumps(net))  # a learner with a feature modulation of one's own pickles (torch.save(net))
     perturb(net.backbone.generator_parameters(), 0.5)
     from helpers import assert_batched_equals_loop
 

@@ -145,6 +145,8 @@ def test_protocol_published_sets_the_published_codes_options(compose):
     (["learner=maml", "protocol=published"], "ProtoNet family only"),
     (["learner=maml", "learner.prototype_refinement=soft"],
      "learner.prototype_refinement is an option of learner protonet, not of maml; use learner=protonet"),
+    (["experiment=paper/2mode_maml", "learner.prototype_refinement=soft"],  # the experiment's learner
+     "learner.prototype_refinement is an option of learner protonet, not of maml"),
     (["learner.batch_norm=joint", "learner.query_modulation=query"], "cannot be combined"),
     (["learner.prototype_refinement=hard"], "learner.prototype_refinement='hard' is not valid"),
     # a run recorded as protocol=published follows every option of it

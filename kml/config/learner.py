@@ -191,14 +191,34 @@ def upgrade_saved_learner(learner: DictConfig | None) -> None:
 
 
 def learner_in(overrides: Sequence[str]) -> str:
-    """The learner a list of overrides selects (``learner=<name>`` or ``learner.name=<name>``,
-    the last one), else the default run's."""
-    name = DEFAULT_LEARNER
+    """The learner a list of overrides selects: ``learner=<name>`` or ``learner.name=<name>``
+    (the last one), else the learner of ``experiment=<name>`` (its ``override /learner``),
+    else the default run's."""
+    name = experiment = None
     for override in overrides:
         key, _, value = str(override).lstrip("+~").partition("=")
         if key in ("learner", "learner.name") and value:
             name = value
-    return name
+        elif key == "experiment" and value:
+            experiment = value
+    return name or (_experiment_learner(experiment) if experiment else None) or DEFAULT_LEARNER
+
+
+def _experiment_learner(experiment: str) -> str | None:
+    """The learner an experiment file selects (``- override /learner: <name>``), if any."""
+    from pathlib import Path
+
+    from kml.config.resolvers import CONFIG_DIR
+
+    path = Path(CONFIG_DIR) / "experiment" / f"{experiment}.yaml"
+    if not path.is_file():
+        return None
+    for entry in OmegaConf.load(path).get("defaults", []) or []:
+        if isinstance(entry, DictConfig):
+            for group, value in entry.items():
+                if str(group).replace("override", "").strip() == "/learner":
+                    return str(value)
+    return None
 
 
 def learner_key_message(key: str, learner: str) -> str:
@@ -222,8 +242,8 @@ def learner_key_message(key: str, learner: str) -> str:
         where, names, part = f"learner ({learner})", [*SECTIONS, *options], parts[1]
         owners = _learners_with_option(part)
         if owners and learner not in owners:
-            return (f"{key} is an option of learner {' and '.join(owners)}, not of {learner}; "
-                    f"use learner={owners[0]} or drop the override")
+            whose = f"learner {owners[0]}" if len(owners) == 1 else f"learners {', '.join(owners)}"
+            return f"{key} is an option of {whose}, not of {learner}; use learner={owners[0]} or drop the override"
     close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
     hint = f" (did you mean {where.split(' ')[0]}.{close[0]}?)" if close else ""
     return f"unknown config key {key!r}{hint}; valid keys of {where}: {', '.join(names)}"

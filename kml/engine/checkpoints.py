@@ -377,7 +377,7 @@ def _loaded(path: Path, state: dict, config, specialist: str | None, device: str
         raise CheckpointError(f"{path} holds no model; pass a file from a run's checkpoints/ folder")
     learner = build_learner_from_config(config, dataset=specialist if specialist_config else None)
     method = method_name(config.learner.name, config.modulation.name, bool(config.multi))
-    state["model"] = upgrade_state_dict(state["model"])
+    state["model"] = upgrade_state_dict(state["model"], learner)
     check_state_dict(learner, state["model"], f"checkpoint {path}", methods=(str(state.get("method", "")), method))
     learner.load_state_dict(state["model"])
     learner.to(device).eval()

@@ -139,7 +139,7 @@ class Trainer:
     def load_state_dict(self, state: dict, source: str) -> None:
         """Restore everything from a checkpoint (``source`` names it in errors)."""
         method = method_name(self.cfg.learner.name, self.cfg.modulation.name, bool(self.cfg.multi))
-        state["model"] = upgrade_state_dict(state["model"])
+        state["model"] = upgrade_state_dict(state["model"], self.learner)
         check_state_dict(
             self.learner, state["model"], f"checkpoint {source}", methods=(str(state.get("method", "")), method)
         )

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from kml.backbone import Backbone
+from kml.backbone import Backbone, ConvBlock, rename_feature_keys
 from kml.nets import TaskEncoder
 from kml.options import options_from
 from kml.recipes import RECIPES, Recipe
@@ -337,13 +337,24 @@ def register_learner(
 _LEGACY_GENERATOR_KEY = re.compile(r"^(?P<prefix>.*)modulator\.generators\.(?P<block>\d+)\.(?P<rest>.*)$")
 
 
-def upgrade_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename the keys of a learner state dict saved by kml 0.1 (generators held in a
-    separate ``modulator``) to today's layout (generators owned by the backbone's
-    modulated layers): ``modulator.generators.<i>.g1...`` becomes
+def upgrade_state_dict(state_dict: dict[str, Tensor], learner: nn.Module | None = None) -> dict[str, Tensor]:
+    """Rename the keys of a learner state dict saved by kml 0.1 to today's layout.
+
+    Generators held in a separate ``modulator`` now belong to the backbone's modulated
+    layers: ``modulator.generators.<i>.g1...`` becomes
     ``backbone.blocks.<i>.conv.generator.g1...`` (KML) and
     ``modulator.generators.<i>.head...`` becomes ``backbone.blocks.<i>.film.generator.head...``
-    (FiLM). Other keys, and current state dicts, are returned unchanged."""
+    (FiLM). Given the ``learner`` the state is for, a user feature modulation's keys
+    stored under its registered name (``blocks.<i>.<name>.``) become
+    ``blocks.<i>.features.``. Other keys, and current state dicts, are unchanged (a
+    current state dict is returned as it is)."""
+    if learner is not None:
+        renamed = dict(state_dict)
+        for path, module in learner.named_modules():
+            if isinstance(module, ConvBlock) and hasattr(module, "feature_modulation"):
+                rename_feature_keys(renamed, f"{path}.", module.feature_modulation)
+        if renamed.keys() != state_dict.keys():
+            state_dict = renamed
     if not any("modulator.generators." in key for key in state_dict):
         return state_dict
     upgraded = {}
