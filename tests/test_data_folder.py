@@ -384,13 +384,12 @@ def test_bad_sources_are_refused_before_anything_is_written(tmp_path):
     attempt(loose, r"holds images directly \(a.png, \.\.\.\); put them in one folder per class")
     good = tmp_path / "good"
     class_tree(good, num_classes=4)
-    attempt(good, r"train_fraction=1.5 is not a fraction", train_fraction=1.5)
-    attempt(good, r"train_fraction=0.9 and val_fraction=0.2 add up to more than 1", train_fraction=0.9,
-            val_fraction=0.2)
+    attempt(good, r"train_fraction=1.5 is not a fraction", fractions=(1.5, None))
+    attempt(good, r"train_fraction=0.9 and val_fraction=0.2 add up to more than 1", fractions=(0.9, 0.2))
     given = tmp_path / "given"
     split_tree(given, {"train": 3})
     attempt(given, r"has train/val/test folders, whose split is kept as it is; leave out train_fraction",
-            train_fraction=0.5)
+            fractions=(0.5, None))
     one_line_error(lambda: prepare_folder(good, "mine", good / "prepared", SIZE, verbose=False),
                    r"data.root=.*prepared is the source folder .* or lies inside it")
     assert not (good / "prepared").exists()
