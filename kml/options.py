@@ -24,7 +24,7 @@ import dataclasses
 import typing
 from typing import Any, Mapping, Sequence, TypeVar
 
-__all__ = ["option", "option_fields", "options_from", "option_lines", "OptionError"]
+__all__ = ["option", "option_fields", "options_from", "option_lines", "options_or_keywords", "OptionError"]
 
 T = TypeVar("T")
 
@@ -138,3 +138,27 @@ def options_from(cls: type[T], values: Mapping[str, Any], where: str, owner: str
         raise
     except (TypeError, ValueError) as err:
         raise OptionError(f"{where}.{err}") from None
+
+
+def options_or_keywords(cls: type[T], options: T | None, keywords: Mapping[str, Any], function: str) -> T:
+    """``options`` (a ``cls``), or one made of kml 0.1's keywords of ``function``, its fields,
+    with a ``DeprecationWarning`` that names the new call (attributed to ``function``'s caller:
+    call this from ``function`` itself).
+
+    Raises:
+        TypeError: a keyword that is not a field of ``cls``, or both ``options`` and keywords.
+    """
+    import warnings
+
+    if not keywords:
+        return options if options is not None else cls()
+    unknown = sorted(set(keywords) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"{function}() got unexpected keyword argument(s) {', '.join(unknown)}")
+    if options is not None:
+        raise TypeError(f"pass the options once: options={cls.__name__}(...), not also its fields as keywords")
+    named = ", ".join(f"{k}=..." for k in keywords)
+    warnings.warn(f"{function}({named}) is now {function}(..., options={cls.__name__}({named}))",
+                  DeprecationWarning, stacklevel=3)
+    return cls(**keywords)
+

@@ -13,8 +13,7 @@ and cached on first use. A folder dataset of your own prepared in ``root``
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -26,6 +25,7 @@ from kml.data.mixture import MixtureSampler, derive_seed
 from kml.data.prepare import check_root, ensure_prepared
 from kml.data.registry import resolve_names
 from kml.data.storage import SPLITS, read_manifest
+from kml.options import options_or_keywords
 
 # (mode whose classes are dropped, mode that keeps them) when both are in one mixture
 OVERLAPS = (("tinyimagenet", "miniimagenet"),)
@@ -155,7 +155,7 @@ def get_tasksets(
             keywords of kml 0.1 (``replacement=``, ``split_seed=``, ..., each a field of
             :class:`DataOptions`) still work, with a ``DeprecationWarning``.
     """
-    o = _data_options(options, deprecated)
+    o = options_or_keywords(DataOptions, options, deprecated, "get_tasksets")
     samplers: dict[str, MixtureSampler | None] = {}
     for split in SPLITS:
         modes = load_modes(
@@ -166,18 +166,3 @@ def get_tasksets(
         samplers[split] = MixtureSampler(modes, ways, shots, queries, seed=seed_of_split, device=device,
                                          replacement=o.replacement, rotations=o.rotations) if modes else None
     return TaskSets(**samplers)
-
-
-def _data_options(options: DataOptions | None, deprecated: dict) -> DataOptions:
-    """``options``, or one made of kml 0.1's keywords (with a ``DeprecationWarning``)."""
-    if not deprecated:
-        return options or DataOptions()
-    unknown = sorted(set(deprecated) - {f.name for f in fields(DataOptions)})
-    if unknown:
-        raise TypeError(f"get_tasksets() got unexpected keyword argument(s) {', '.join(unknown)}")
-    if options is not None:
-        raise TypeError("pass the data options once: options=DataOptions(...), not also its fields as keywords")
-    warnings.warn(f"get_tasksets({', '.join(f'{k}=...' for k in deprecated)}) is now "
-                  f"get_tasksets(..., options=DataOptions({', '.join(f'{k}=...' for k in deprecated)}))",
-                  DeprecationWarning, stacklevel=3)
-    return DataOptions(**deprecated)

@@ -3,11 +3,9 @@ evaluation on fixed test tasks, ``results.json``, plots and the printed table.""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,6 +36,7 @@ from kml.errors import KmlError
 from kml.functional import per_task_conv
 from kml.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from kml.learners import get_learner, method_name
+from kml.options import options_or_keywords
 
 logger = logging.getLogger(__name__)
 
@@ -495,7 +494,7 @@ def evaluate_run(
     """
     from kml.engine.checkpoints import load_run, read_run_config
 
-    options = _eval_options(options, deprecated)
+    options = options_or_keywords(EvalOptions, options, deprecated, "evaluate_run")
     run_dir = Path(run_dir)
     saved = read_run_config(run_dir)
     other_mode = bool(options.datasets) and list(options.datasets) != list(saved.mode.datasets)
@@ -521,22 +520,6 @@ def evaluate_run(
     log(results_table(results))
     log(f"\nwritten to {output}")
     return results
-
-
-def _eval_options(options: EvalOptions | None, deprecated: dict) -> EvalOptions:
-    """``options``, or one made of kml 0.1's keywords (with a ``DeprecationWarning``)."""
-    if not deprecated:
-        return options or EvalOptions()
-    fields = {f.name for f in dataclasses.fields(EvalOptions)}
-    unknown = sorted(set(deprecated) - fields)
-    if unknown:
-        raise TypeError(f"evaluate_run() got unexpected keyword argument(s) {', '.join(unknown)}")
-    if options is not None:
-        raise TypeError("pass what to evaluate on once: options=EvalOptions(...), not also its fields as keywords")
-    warnings.warn(f"evaluate_run({', '.join(f'{k}=...' for k in deprecated)}) is now "
-                  f"evaluate_run(..., options=EvalOptions({', '.join(f'{k}=...' for k in deprecated)}))",
-                  DeprecationWarning, stacklevel=3)
-    return EvalOptions(**deprecated)
 
 
 def _eval_config(cfg: DictConfig, options: EvalOptions, run_dir: Path) -> DictConfig:
